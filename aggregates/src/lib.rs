@@ -1,0 +1,1 @@
+//! The write model: the six cqrs-es aggregates and their business rules.

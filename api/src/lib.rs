@@ -1,0 +1,1 @@
+//! HTTP API (axum) and the `commerce` binary that wires every component together.

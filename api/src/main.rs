@@ -1,0 +1,2 @@
+//! The `commerce` binary: a thin entry point over [`commerce_api`].
+fn main() {}

@@ -1,0 +1,7 @@
+//! Published language of the engine: the event envelope, the versioned event payloads of every
+//! aggregate, topic names, and the JSON Schemas generated from them.
+//!
+//! Layout: [`events`] holds one module per aggregate with its payload structs and the enum that
+//! tags them with their `event_type`; [`envelope`] the Kafka/export envelope and metadata;
+//! [`topics`] the topic names; [`schema`] the JSON Schema generation that `contracts/schemas/`
+//! is checked against.

@@ -1,0 +1,1 @@
+//! Read side: Kafka consumer groups that build PostgreSQL read models.

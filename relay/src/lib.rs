@@ -1,0 +1,1 @@
+//! Fan-out: tails the global log and publishes every committed event to Kafka.

@@ -1,0 +1,1 @@
+//! Process managers: checkout, compensation, campaign settlement and durable deadlines.
