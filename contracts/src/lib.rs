@@ -5,3 +5,9 @@
 //! tags them with their `event_type`; [`envelope`] the Kafka/export envelope and metadata;
 //! [`topics`] the topic names; [`schema`] the JSON Schema generation that `contracts/schemas/`
 //! is checked against.
+
+pub mod events;
+mod values;
+
+pub use events::{EventDescriptor, EventSet};
+pub use values::{LineQuantity, Money, OrderLine, ReservationHolder, ReservationRef};

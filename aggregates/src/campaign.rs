@@ -1,0 +1,1 @@
+//! campaign aggregate (being written).

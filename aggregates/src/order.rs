@@ -1,0 +1,1 @@
+//! order aggregate (being written).

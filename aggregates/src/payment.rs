@@ -1,0 +1,1 @@
+//! payment aggregate (being written).

@@ -1,0 +1,1 @@
+//! shipment aggregate (being written).
