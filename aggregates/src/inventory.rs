@@ -1,1 +1,0 @@
-//! inventory aggregate (being written).

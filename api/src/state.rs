@@ -1,0 +1,107 @@
+//! What every handler shares: token verification, tenants, limits, metrics, the command
+//! executors and the readiness probes. Cheap to clone (one `Arc`).
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::auth::TokenVerifier;
+use crate::commands::Commands;
+use crate::config::KafkaBrokers;
+use crate::limits::{Limits, TenantRateLimiter};
+use crate::metrics::Metrics;
+use crate::tenants::TenantRegistry;
+use crate::webhooks::WebhookSecrets;
+
+/// The shared state of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    verifier: TokenVerifier,
+    tenants: TenantRegistry,
+    rate_limiter: TenantRateLimiter,
+    limits: Limits,
+    metrics: Metrics,
+    commands: Commands,
+    webhooks: WebhookSecrets,
+    pool: PgPool,
+    brokers: Option<KafkaBrokers>,
+}
+
+/// The parts an [`AppState`] is made of.
+#[derive(Debug)]
+pub struct StateParts {
+    pub verifier: TokenVerifier,
+    pub limits: Limits,
+    pub webhooks: WebhookSecrets,
+    pub pool: PgPool,
+    /// The broker `/ready` checks; `None` when this process does not use one (tests of the
+    /// command side alone).
+    pub brokers: Option<KafkaBrokers>,
+}
+
+impl AppState {
+    /// Builds the state: executors, tenant cache and rate limiter over `parts.pool`.
+    pub fn new(parts: StateParts) -> Self {
+        let StateParts {
+            verifier,
+            limits,
+            webhooks,
+            pool,
+            brokers,
+        } = parts;
+        Self {
+            inner: Arc::new(Shared {
+                verifier,
+                tenants: TenantRegistry::new(pool.clone()),
+                rate_limiter: TenantRateLimiter::new(&limits),
+                commands: Commands::new(pool.clone()),
+                metrics: Metrics::global(),
+                limits,
+                webhooks,
+                pool,
+                brokers,
+            }),
+        }
+    }
+
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.inner.verifier
+    }
+
+    pub fn tenants(&self) -> &TenantRegistry {
+        &self.inner.tenants
+    }
+
+    pub fn rate_limiter(&self) -> &TenantRateLimiter {
+        &self.inner.rate_limiter
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn commands(&self) -> &Commands {
+        &self.inner.commands
+    }
+
+    pub fn webhooks(&self) -> &WebhookSecrets {
+        &self.inner.webhooks
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn brokers(&self) -> Option<&KafkaBrokers> {
+        self.inner.brokers.as_ref()
+    }
+}
