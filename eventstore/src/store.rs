@@ -1,0 +1,253 @@
+//! Reads of the event store: streams for audit, aggregates folded from events, and the
+//! engine-built snapshots that make cold loads of long streams cheap.
+//!
+//! All event payloads pass through the store's [`Upcasters`] before they are deserialised.
+
+use std::sync::Arc;
+
+use cqrs_es::Aggregate;
+use futures::TryStreamExt;
+use sqlx::{PgPool, Row};
+
+use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
+use crate::log::GlobalLog;
+use crate::record::{EVENT_COLUMNS, RecordedEvent};
+use crate::stream::StreamId;
+use crate::upcast::{SerializedEvent, Upcasters};
+
+/// The PostgreSQL event store (tables created by [`crate::migrate`]).
+///
+/// Cheap to clone: a pool handle and a shared upcaster registry.
+#[derive(Clone, Debug)]
+pub struct PgEventStore {
+    pool: PgPool,
+    upcasters: Arc<Upcasters>,
+}
+
+/// An aggregate folded up to `version` (the sequence of the last applied event; 0 = no events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedAggregate<A> {
+    pub aggregate: A,
+    pub version: u64,
+}
+
+impl<A: Default> Default for LoadedAggregate<A> {
+    fn default() -> Self {
+        Self {
+            aggregate: A::default(),
+            version: 0,
+        }
+    }
+}
+
+impl PgEventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            upcasters: Arc::new(Upcasters::new()),
+        }
+    }
+
+    /// Uses these upcasters on every read path of this store (and of executors built on it).
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
+    }
+
+    /// The gap-free global log reader over this store.
+    pub fn global_log(&self) -> GlobalLog {
+        GlobalLog::new(self.pool.clone(), Arc::clone(&self.upcasters))
+    }
+
+    /// Every event of one stream in sequence order, with global coordinates and metadata
+    /// (for audit history and replay).
+    pub async fn load_stream(
+        &self,
+        aggregate_type: &str,
+        stream: &StreamId,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+        );
+        let mut rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(stream.aggregate_id())
+            .fetch(&self.pool);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            events.push(RecordedEvent::from_row(&row, &self.upcasters)?);
+        }
+        Ok(events)
+    }
+
+    /// Folds the stream from its first event, without snapshots: the reference state.
+    /// With `up_to`, stops after that sequence (the state "as of" that event).
+    pub async fn load_aggregate<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        up_to: Option<u64>,
+    ) -> Result<LoadedAggregate<A>, StoreError> {
+        let mut loaded = LoadedAggregate::default();
+        self.fold_after(stream, &mut loaded, up_to).await?;
+        Ok(loaded)
+    }
+
+    /// The current state the fast way: the newest engine-built snapshot written with
+    /// `state_version` (if it still deserialises) plus the events after it.
+    pub async fn load_latest<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        state_version: &str,
+    ) -> Result<LoadedAggregate<A>, StoreError> {
+        let mut loaded = self
+            .read_snapshot::<A>(stream, state_version)
+            .await?
+            .unwrap_or_default();
+        self.fold_after(stream, &mut loaded, None).await?;
+        Ok(loaded)
+    }
+
+    /// The head of a stream: the sequence of its last event (0 when empty).
+    pub async fn stream_version(
+        &self,
+        aggregate_type: &str,
+        stream: &StreamId,
+    ) -> Result<u64, StoreError> {
+        let head: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(max(sequence), 0) FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(stream.aggregate_id())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(sequence_from_db(head)?)
+    }
+
+    /// Applies the events after `loaded.version` (up to `up_to`) to `loaded`, checking that
+    /// sequences are contiguous.
+    pub(crate) async fn fold_after<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        loaded: &mut LoadedAggregate<A>,
+        up_to: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let aggregate_id = stream.aggregate_id();
+        let upper = up_to.map_or(Ok(i64::MAX), sequence_to_db)?;
+        let mut rows = sqlx::query(
+            "SELECT sequence, event_type, event_version, payload FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4 \
+             ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(&aggregate_id)
+        .bind(sequence_to_db(loaded.version)?)
+        .bind(upper)
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let sequence = sequence_from_db(row.try_get("sequence")?)?;
+            let expected = loaded.version.saturating_add(1);
+            if sequence != expected {
+                return Err(DecodeError::Gap {
+                    stream: aggregate_id.clone(),
+                    expected,
+                    found: sequence,
+                }
+                .into());
+            }
+            let serialized = SerializedEvent::new(
+                aggregate_id.clone(),
+                usize::try_from(sequence).map_err(|_| DecodeError::OutOfRange {
+                    what: "sequence",
+                    value: sequence.to_string(),
+                })?,
+                A::TYPE.to_owned(),
+                row.try_get("event_type")?,
+                row.try_get("event_version")?,
+                row.try_get("payload")?,
+                serde_json::Value::Null,
+            );
+            let event = self.upcasters.upcast(serialized);
+            let payload: A::Event = serde_json::from_value(event.payload).map_err(|source| {
+                DecodeError::json(
+                    format!(
+                        "{} {} v{} at sequence {sequence}",
+                        aggregate_id, event.event_type, event.event_version
+                    ),
+                    source,
+                )
+            })?;
+            loaded.aggregate.apply(payload);
+            loaded.version = sequence;
+        }
+        Ok(())
+    }
+
+    /// The newest engine-built snapshot, if one exists for `state_version` and still
+    /// deserialises (a state shape change makes old snapshots unusable, not fatal).
+    pub(crate) async fn read_snapshot<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        state_version: &str,
+    ) -> Result<Option<LoadedAggregate<A>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT last_sequence, payload FROM aggregate_snapshots \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND state_version = $3",
+        )
+        .bind(A::TYPE)
+        .bind(stream.aggregate_id())
+        .bind(state_version)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let version = sequence_from_db(row.try_get("last_sequence")?)?;
+        match serde_json::from_value::<A>(row.try_get("payload")?) {
+            Ok(aggregate) => Ok(Some(LoadedAggregate { aggregate, version })),
+            Err(error) => {
+                tracing::warn!(%stream, %error, "ignoring a snapshot that no longer deserialises");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records `aggregate` as the state at `version`. Never moves a snapshot backwards.
+    pub(crate) async fn write_snapshot<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        aggregate: &A,
+        version: u64,
+        state_version: &str,
+    ) -> Result<(), StoreError> {
+        let payload = serde_json::to_value(aggregate)
+            .map_err(|source| DecodeError::json(format!("{} snapshot", A::TYPE), source))?;
+        sqlx::query(
+            "INSERT INTO aggregate_snapshots \
+                 (aggregate_type, aggregate_id, last_sequence, state_version, payload) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                 SET last_sequence = EXCLUDED.last_sequence, state_version = EXCLUDED.state_version, \
+                     payload = EXCLUDED.payload, created_at = now() \
+             WHERE aggregate_snapshots.last_sequence < EXCLUDED.last_sequence \
+                OR aggregate_snapshots.state_version <> EXCLUDED.state_version",
+        )
+        .bind(A::TYPE)
+        .bind(stream.aggregate_id())
+        .bind(sequence_to_db(version)?)
+        .bind(state_version)
+        .bind(payload)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
