@@ -1,1 +1,32 @@
-//! Read side: Kafka consumer groups that build PostgreSQL read models.
+//! Read side of the engine: Kafka consumer groups that build the PostgreSQL read models, the
+//! tenant-scoped queries over them, rebuilds from the event store, and the analyst streams.
+//!
+//! This crate depends on the published language (`commerce-contracts`) only, never on the write
+//! side: the event store reaches it through the [`EventSource`] trait that other crates implement.
+//!
+//! Layout:
+//! - [`schema`](migrate): `rm_meta` migrations and the read-model DDL (schema `rm`, or `rm_shadow`);
+//! - `event`: the envelope fields the read side uses and payload decoding;
+//! - [`Projector`]: applies one event in a caller's transaction, exactly once per stream sequence;
+//! - `facets`: pure status and counter rules;
+//! - [`worker`]: the consumer-group loop (offsets in PostgreSQL, fencing, dead letters, metrics);
+//! - [`queries`]: the contract's GET shapes and the read-your-writes wait;
+//! - [`rebuild`](rebuild()): shadow build from an [`EventSource`] and an atomic swap;
+//! - `analytics`: analyst-stream records, queued in an outbox and published at least once.
+
+mod analytics;
+mod error;
+mod event;
+mod facets;
+mod projector;
+pub mod queries;
+mod rebuild;
+mod schema;
+
+pub use analytics::publish_outbox;
+pub use error::ProjectionError;
+pub use event::{AGGREGATE_TYPES, AggregateEvent, DecodeError, DecodedEvent, EventRecord};
+pub use facets::{LineProgress, PaymentRow, StockLevel, fulfillment_status, order_payment_status};
+pub use projector::{Outcome, Projector, StreamKey};
+pub use rebuild::{EventSource, Progress, ReadModel, Rebuild, rebuild};
+pub use schema::{READ_MODEL_VERSION, ReadModelSchema, migrate};

@@ -1,0 +1,240 @@
+//! Analyst streams: `analytics.orders` (an order's current summary, keyed by order id, on every
+//! change of the order or of one of its payments) and `analytics.order_lines` (one fact per line,
+//! at order creation, keyed `order_id:line_no`).
+//!
+//! Delivery is at-least-once through an outbox: the projector queues the records in
+//! `rm_meta.analytics_outbox` inside the read-model transaction, and [`publish_outbox`] produces
+//! and then deletes them. A crash between produce and delete republishes; consumers key on the
+//! record key (the orders topic is compactable, so the latest summary wins).
+
+use chrono::{DateTime, Utc};
+use commerce_contracts::events::OrderCreated;
+use commerce_contracts::{AnalyticsOrder, AnalyticsOrderLine, Money};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::error::ProjectionError;
+use crate::event::EventRecord;
+use crate::facets::{PaymentRow, order_payment_status};
+
+use commerce_contracts::topics::{
+    ANALYTICS_ORDER_LINES as ORDER_LINES_STREAM, ANALYTICS_ORDERS as ORDERS_STREAM,
+};
+
+async fn queue(
+    conn: &mut PgConnection,
+    stream: &str,
+    key: &str,
+    payload: serde_json::Value,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO rm_meta.analytics_outbox (stream, record_key, payload) VALUES ($1, $2, $3)",
+    )
+    .bind(stream)
+    .bind(key)
+    .bind(payload)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn queue_order_lines(
+    conn: &mut PgConnection,
+    record: &EventRecord,
+    order_id: Uuid,
+    created: &OrderCreated,
+) -> Result<(), ProjectionError> {
+    for line in &created.lines {
+        let fact = AnalyticsOrderLine {
+            tenant_id: record.tenant_id.clone(),
+            order_id,
+            line_no: line.line_no,
+            sku: line.sku.clone(),
+            product_id: line.product_id,
+            quantity: line.quantity,
+            unit_price: line.unit_price.clone(),
+            currency: created.currency.clone(),
+            campaign_id: created.campaign_id,
+            ordered_at: created.placed_at,
+        };
+        let key = fact.record_key();
+        queue(conn, ORDER_LINES_STREAM, &key, serde_json::to_value(fact)?).await?;
+    }
+    Ok(())
+}
+
+/// Queues the order's current summary, when the order is projected (a payment may come first).
+pub(crate) async fn queue_order_summary(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    order_id: Uuid,
+) -> Result<(), ProjectionError> {
+    if let Some(summary) = order_summary(conn, tenant_id, order_id).await? {
+        queue(
+            conn,
+            ORDERS_STREAM,
+            &summary.record_key(),
+            serde_json::to_value(summary)?,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+type SummaryRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<Uuid>,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    i64,
+    i64,
+    i64,
+);
+
+/// The order's summary from the read models of the current search path.
+pub(crate) async fn order_summary(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    order_id: Uuid,
+) -> Result<Option<AnalyticsOrder>, ProjectionError> {
+    let row: Option<SummaryRow> = sqlx::query_as(
+        "SELECT o.customer_id, o.status, o.cancel_reason, o.fulfillment_status, o.currency,
+                o.total_minor, o.campaign_id, o.channel, o.created_at, o.updated_at,
+                (SELECT count(*) FROM order_lines l WHERE l.tenant_id = o.tenant_id AND l.order_id = o.order_id),
+                (SELECT coalesce(sum(quantity), 0)::bigint FROM order_lines l
+                  WHERE l.tenant_id = o.tenant_id AND l.order_id = o.order_id),
+                (SELECT coalesce(max(sequence), 0) FROM order_status_history h
+                  WHERE h.tenant_id = o.tenant_id AND h.order_id = o.order_id)
+         FROM orders o WHERE o.tenant_id = $1 AND o.order_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((
+        customer_id,
+        status,
+        cancel_reason,
+        fulfillment_status,
+        currency,
+        total,
+        campaign_id,
+        channel,
+        created_at,
+        updated_at,
+        line_count,
+        item_count,
+        last_sequence,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let payments = payments_of_order(conn, tenant_id, order_id).await?;
+    let wire = |text: &str| serde_json::Value::String(text.to_owned());
+    Ok(Some(AnalyticsOrder {
+        tenant_id: tenant_id.to_owned(),
+        order_id,
+        customer_id,
+        status: serde_json::from_value(wire(&status))?,
+        cancel_reason: cancel_reason
+            .map(|reason| serde_json::from_value(wire(&reason)))
+            .transpose()?,
+        payment_status: serde_json::from_value(wire(order_payment_status(total, &payments)))?,
+        fulfillment_status: serde_json::from_value(wire(&fulfillment_status))?,
+        total: Money {
+            amount_minor: total,
+            currency,
+        },
+        line_count: u32::try_from(line_count)
+            .map_err(|_| ProjectionError::Overflow("line count"))?,
+        item_count: u64::try_from(item_count)
+            .map_err(|_| ProjectionError::Overflow("item count"))?,
+        campaign_id,
+        channel,
+        created_at,
+        updated_at,
+        last_sequence: u64::try_from(last_sequence)
+            .map_err(|_| ProjectionError::Overflow("sequence"))?,
+    }))
+}
+
+/// The payment facts of one order, for its `payment_status`.
+pub(crate) async fn payments_of_order(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    order_id: Uuid,
+) -> Result<Vec<PaymentRow>, ProjectionError> {
+    let rows: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT status, amount_minor, authorized_minor, captured_minor, refunded_minor,
+                refund_pending_minor, charged_back_minor
+         FROM payments WHERE tenant_id = $1 AND order_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(status, amount, authorized, captured, refunded, refund_pending, charged_back)| {
+                PaymentRow {
+                    status,
+                    amount,
+                    authorized,
+                    captured,
+                    refunded,
+                    refund_pending,
+                    charged_back,
+                    failure_reason: None,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Produces up to `batch` queued analyst records (oldest first) and deletes the acknowledged ones.
+/// `topic_prefix` is prepended to the stream names (tests use unique topics). Returns how many
+/// records were published.
+pub async fn publish_outbox(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    topic_prefix: &str,
+    batch: i64,
+) -> Result<usize, ProjectionError> {
+    let rows: Vec<(i64, String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT id, stream, record_key, payload FROM rm_meta.analytics_outbox ORDER BY id LIMIT $1",
+    )
+    .bind(batch)
+    .fetch_all(pool)
+    .await?;
+    let mut published = Vec::with_capacity(rows.len());
+    for (id, stream, key, payload) in &rows {
+        let topic = format!("{topic_prefix}{stream}");
+        let body = payload.to_string();
+        let record = FutureRecord::to(&topic).key(key).payload(&body);
+        match producer
+            .send(record, std::time::Duration::from_secs(10))
+            .await
+        {
+            Ok(_) => published.push(*id),
+            Err((error, _)) => {
+                tracing::warn!(%error, %topic, "analyst record not acknowledged; will retry");
+                break;
+            }
+        }
+    }
+    if !published.is_empty() {
+        sqlx::query("DELETE FROM rm_meta.analytics_outbox WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(pool)
+            .await?;
+    }
+    Ok(published.len())
+}

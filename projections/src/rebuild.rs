@@ -1,0 +1,315 @@
+//! Rebuilds read models from the event store (the source of truth) without downtime.
+//!
+//! The replacement is built from an [`EventSource`] into the shadow schema `rm_shadow` by the same
+//! [`Projector`] the workers use, in batches (short transactions keep the event store's visibility
+//! horizon moving). Then, holding the swap lock exclusively (the workers hold it shared for each of
+//! their transactions, so they pause for that moment), the tail that arrived meanwhile is read,
+//! the shadow is checked to be at least as far as the live models on every stream, and it is put in
+//! place: for all read models the schemas are renamed (`rm` → dropped, `rm_shadow` → `rm`); for one
+//! read model its rows are replaced in one transaction. Readers see the old models until the commit.
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::ProjectionError;
+use crate::event::EventRecord;
+use crate::projector::Projector;
+use crate::schema::{READ_MODEL_VERSION, ReadModelSchema, SWAP_LOCK_KEY, create_schema};
+
+/// Events of the whole store in global-log order, read in batches. Implemented by the crates that
+/// may read the write side (replay, api) on the event store's gap-free global log.
+#[async_trait]
+pub trait EventSource: Send {
+    /// The next events after those already returned, at most `max`; empty when caught up with
+    /// what is visible now (a later call may return more).
+    async fn next_batch(
+        &mut self,
+        max: usize,
+    ) -> Result<Vec<EventRecord>, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// How many events the store holds, for a progress bar (an estimate is fine).
+    async fn estimated_total(&mut self) -> Option<u64>;
+}
+
+/// One read model: the tables an aggregate type's events build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadModel {
+    Products,
+    Inventory,
+    /// Orders, their lines and status history, and daily sales.
+    Orders,
+    Campaigns,
+    Payments,
+    Shipments,
+}
+
+impl ReadModel {
+    /// Every read model.
+    pub const ALL: [Self; 6] = [
+        Self::Products,
+        Self::Inventory,
+        Self::Orders,
+        Self::Campaigns,
+        Self::Payments,
+        Self::Shipments,
+    ];
+
+    /// The CLI name (`commerce replay rebuild <name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Products => "products",
+            Self::Inventory => "inventory",
+            Self::Orders => "orders",
+            Self::Campaigns => "campaigns",
+            Self::Payments => "payments",
+            Self::Shipments => "shipments",
+        }
+    }
+
+    /// Parses a CLI name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|model| model.name() == name)
+    }
+
+    fn aggregate_type(self) -> &'static str {
+        match self {
+            Self::Products => "product",
+            Self::Inventory => "inventory",
+            Self::Orders => "order",
+            Self::Campaigns => "campaign",
+            Self::Payments => "payment",
+            Self::Shipments => "shipment",
+        }
+    }
+
+    fn tables(self) -> &'static [&'static str] {
+        match self {
+            Self::Products => &["products"],
+            Self::Inventory => &["inventory_levels"],
+            Self::Orders => &[
+                "orders",
+                "order_lines",
+                "order_status_history",
+                "daily_sales",
+            ],
+            Self::Campaigns => &["campaigns", "campaign_participants"],
+            Self::Payments => &["payments"],
+            Self::Shipments => &["shipments"],
+        }
+    }
+}
+
+/// What to rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuild {
+    All,
+    One(ReadModel),
+}
+
+impl Rebuild {
+    fn includes(self, aggregate_type: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::One(model) => model.aggregate_type() == aggregate_type,
+        }
+    }
+}
+
+/// Progress of a rebuild, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Events read from the source so far.
+    pub read: u64,
+    /// The source's estimate of the total, if it has one.
+    pub total: Option<u64>,
+    /// True once the new models are in place.
+    pub swapped: bool,
+}
+
+/// Events per batch (and per shadow transaction).
+const BATCH: usize = 500;
+/// How often the final check re-reads the source for events the live workers already applied.
+const CATCH_UP_ATTEMPTS: u32 = 50;
+
+/// Rebuilds `what` from `source` and swaps it in; returns how many events were read.
+pub async fn rebuild(
+    pool: &PgPool,
+    source: &mut dyn EventSource,
+    what: Rebuild,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<u64, ProjectionError> {
+    let projector = Projector::new(ReadModelSchema::Shadow, false);
+    let mut tx = pool.begin().await?;
+    create_schema(&mut tx, ReadModelSchema::Shadow).await?;
+    tx.commit().await?;
+    let total = source.estimated_total().await;
+    let mut read = 0_u64;
+    loop {
+        let batch = next(source).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut tx = pool.begin().await?;
+        read += apply_batch(&mut tx, &projector, what, batch).await?;
+        tx.commit().await?;
+        progress(Progress {
+            read,
+            total,
+            swapped: false,
+        });
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SWAP_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    read += catch_up(&mut tx, source, &projector, what).await?;
+    match what {
+        Rebuild::All => swap_schemas(&mut tx).await?,
+        Rebuild::One(model) => replace_model(&mut tx, model).await?,
+    }
+    tx.commit().await?;
+    progress(Progress {
+        read,
+        total,
+        swapped: true,
+    });
+    Ok(read)
+}
+
+async fn next(source: &mut dyn EventSource) -> Result<Vec<EventRecord>, ProjectionError> {
+    source
+        .next_batch(BATCH)
+        .await
+        .map_err(|error| ProjectionError::Source(error.to_string()))
+}
+
+async fn apply_batch(
+    conn: &mut PgConnection,
+    projector: &Projector,
+    what: Rebuild,
+    batch: Vec<EventRecord>,
+) -> Result<u64, ProjectionError> {
+    projector.begin(conn).await?;
+    let mut read = 0_u64;
+    for record in batch {
+        read += 1;
+        if what.includes(&record.aggregate_type) {
+            projector.project(conn, &record.decode()?).await?;
+        }
+    }
+    Ok(read)
+}
+
+/// Inside the swap lock: reads the source's tail until the shadow has applied, on every stream,
+/// at least what the live models have; copies live pending events beyond that (they wait for a
+/// gap the source does not fill yet).
+async fn catch_up(
+    conn: &mut PgConnection,
+    source: &mut dyn EventSource,
+    projector: &Projector,
+    what: Rebuild,
+) -> Result<u64, ProjectionError> {
+    let mut read = 0_u64;
+    for attempt in 0..CATCH_UP_ATTEMPTS {
+        loop {
+            let batch = next(source).await?;
+            if batch.is_empty() {
+                break;
+            }
+            read += apply_batch(conn, projector, what, batch).await?;
+        }
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM rm.stream_state l
+             LEFT JOIN rm_shadow.stream_state s USING (tenant_id, aggregate_type, aggregate_id)
+             WHERE l.last_sequence > coalesce(s.last_sequence, 0) AND ($1::text IS NULL OR l.aggregate_type = $1)",
+        )
+        .bind(only(what))
+        .fetch_one(&mut *conn)
+        .await?;
+        if behind == 0 {
+            sqlx::query(
+                "INSERT INTO rm_shadow.pending_events
+                 SELECT p.* FROM rm.pending_events p
+                 LEFT JOIN rm_shadow.stream_state s USING (tenant_id, aggregate_type, aggregate_id)
+                 WHERE p.sequence > coalesce(s.last_sequence, 0) AND ($1::text IS NULL OR p.aggregate_type = $1)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(only(what))
+            .execute(&mut *conn)
+            .await?;
+            return Ok(read);
+        }
+        tracing::info!(
+            behind,
+            attempt,
+            "rebuild: waiting for the event store to show what the workers applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(ProjectionError::Rebuild(
+        "the event store does not show events the live read models already applied".into(),
+    ))
+}
+
+fn only(what: Rebuild) -> Option<&'static str> {
+    match what {
+        Rebuild::All => None,
+        Rebuild::One(model) => Some(model.aggregate_type()),
+    }
+}
+
+async fn swap_schemas(conn: &mut PgConnection) -> Result<(), ProjectionError> {
+    sqlx::raw_sql(
+        "ALTER SCHEMA rm RENAME TO rm_retired;
+         ALTER SCHEMA rm_shadow RENAME TO rm;
+         DROP SCHEMA rm_retired CASCADE;",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO rm_meta.read_model_version (version) VALUES ($1)
+         ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, built_at = now()",
+    )
+    .bind(READ_MODEL_VERSION)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn replace_model(conn: &mut PgConnection, model: ReadModel) -> Result<(), ProjectionError> {
+    // DELETE, not TRUNCATE: readers keep seeing the old rows, unblocked, until the commit.
+    for table in model.tables() {
+        // Generated columns (inventory `available`) cannot be inserted: copy the others by name.
+        let columns: String = sqlx::query_scalar(
+            "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
+             FROM information_schema.columns
+             WHERE table_schema = 'rm' AND table_name = $1 AND is_generated = 'NEVER'",
+        )
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::raw_sql(&format!(
+            "DELETE FROM rm.{table};
+             INSERT INTO rm.{table} ({columns}) SELECT {columns} FROM rm_shadow.{table};"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for table in ["stream_state", "pending_events"] {
+        sqlx::query(&format!("DELETE FROM rm.{table} WHERE aggregate_type = $1"))
+            .bind(model.aggregate_type())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO rm.{table} SELECT * FROM rm_shadow.{table} WHERE aggregate_type = $1"
+        ))
+        .bind(model.aggregate_type())
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::raw_sql("DROP SCHEMA rm_shadow CASCADE")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
