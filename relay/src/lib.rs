@@ -1,1 +1,64 @@
-//! Fan-out: tails the global log and publishes every committed event to Kafka.
+//! The relay: tails the event store's gap-free global log and publishes every committed
+//! event to Kafka, at least once, in per-aggregate order.
+//!
+//! # Guarantees
+//! - **No loss**: the cursor (table `relay_cursor`) moves only after the broker acknowledged
+//!   every message of a batch (idempotent producer, `acks=all`); a failed batch is retried whole.
+//!   The log reader never skips a late-committing transaction (see
+//!   [`commerce_eventstore::GlobalLog`]).
+//! - **Order**: the message key is the full stream id `"{tenant}/{key}"`, so an aggregate's
+//!   events land in one partition, in sequence order. Retries and restarts can add
+//!   duplicates (counted in [`RelaySnapshot::events_republished`] for retries); consumers
+//!   de-duplicate by `event_id` or by `(aggregate, sequence)`, and the *first* occurrences
+//!   of an aggregate's events are always in sequence order.
+//! - **One publisher**: instances sharing a [`RelayConfig::name`] elect one through a
+//!   PostgreSQL advisory lock; standbys take over when its session ends.
+//!
+//! # Kafka surface
+//! - Topics: `commerce.<aggregate_type>` for every event, plus the seed's per-event topic
+//!   `<event_type>` (`order.created`, `shipping.label.created`, ...) unless
+//!   [`TopicConfig::seed_topics`] is off; both behind [`TopicConfig::prefix`]. Created at
+//!   start with [`TopicConfig::partitions`] (default 6) and [`TopicConfig::replication`]
+//!   (default 1).
+//! - Key: `"{tenant}/{key}"`. Envelope: `aggregate_id` is the key *without* the tenant,
+//!   `tenant_id` the tenant (see the `message` module for every field). Headers:
+//!   `event_id`, `event_type`, `tenant_id`, `content-type: application/json`.
+//!
+//! # Layout
+//! - `config` ([`RelayConfig`]), `error` ([`RelayError`]);
+//! - `relay` ([`Relay`]): the run loop; `leader`: lock, cursor and lag queries;
+//! - `producer`: the idempotent producer; `message`: envelopes; `topics`: names and creation;
+//! - `status` ([`RelayStatus`]): live state and the `relay_*` metrics; `backoff`, `shutdown`.
+//!
+//! ```no_run
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), commerce_relay::RelayError> {
+//! use commerce_relay::{Relay, RelayConfig};
+//! let relay = Relay::new(RelayConfig::new("127.0.0.1:9092"), pool);
+//! let status = relay.status();
+//! relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # let _ = status; Ok(()) }
+//! ```
+
+mod backoff;
+mod config;
+mod error;
+mod leader;
+mod message;
+mod producer;
+mod relay;
+mod shutdown;
+mod status;
+mod topics;
+
+pub use config::{BackoffConfig, RelayConfig, TopicConfig};
+pub use error::{PublishError, RelayError};
+pub use relay::Relay;
+pub use status::{RelayRole, RelaySnapshot, RelayStatus};
+
+/// Creates or updates the relay's table (`relay_cursor`); idempotent. Other crates'
+/// migrations in the same database are not treated as missing.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}

@@ -1,0 +1,184 @@
+//! From a stored event to Kafka messages: the envelope (JSON value), key and headers.
+//!
+//! - **Key**: the full stream id `"{tenant}/{key}"`. Kafka orders messages per partition and
+//!   picks the partition from the key, so keying by stream keeps each aggregate's events in
+//!   sequence order; including the tenant keeps two tenants' aggregates that share a key (a
+//!   SKU, a client-chosen id) apart.
+//! - **Envelope**: `aggregate_id` is the aggregate's own key *without* the tenant, and
+//!   `tenant_id` carries the tenant; `topic` is the topic the message is published on;
+//!   `timestamp` (epoch ms) and `occurred_at` (RFC 3339) are the commit-time clock of the
+//!   writer (`recorded_at`). The same values go into the Kafka message timestamp.
+//! - **Headers**: `event_id`, `event_type`, `tenant_id`, `content-type: application/json`.
+
+use chrono::SecondsFormat;
+use commerce_eventstore::LogEvent;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::RelayError;
+use crate::topics::TopicNames;
+
+pub(crate) const CONTENT_TYPE: &str = "application/json";
+
+/// The published envelope (the API contract's Kafka section).
+#[derive(Debug, Serialize)]
+struct Envelope<'a> {
+    event_id: Uuid,
+    topic: &'a str,
+    event_type: &'a str,
+    event_version: u32,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    sequence: u64,
+    position: i64,
+    tenant_id: &'a str,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    timestamp: i64,
+    occurred_at: String,
+    payload: &'a serde_json::Value,
+}
+
+/// One message ready for the producer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OutgoingMessage {
+    pub(crate) topic: String,
+    pub(crate) key: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) timestamp_ms: i64,
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) tenant_id: String,
+}
+
+/// The messages of one event: its aggregate topic first, then its seed topic if enabled.
+pub(crate) fn messages_for(
+    event: &LogEvent,
+    names: &TopicNames,
+) -> Result<Vec<OutgoingMessage>, RelayError> {
+    let mut topics = vec![names.aggregate(&event.aggregate_type)];
+    topics.extend(names.seed(&event.event_type));
+    topics
+        .into_iter()
+        .map(|topic| message(event, topic))
+        .collect()
+}
+
+fn message(event: &LogEvent, topic: String) -> Result<OutgoingMessage, RelayError> {
+    let timestamp_ms = event.recorded_at.timestamp_millis();
+    let envelope = Envelope {
+        event_id: event.event_id,
+        topic: &topic,
+        event_type: &event.event_type,
+        event_version: major_version(&event.event_version),
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: event.stream.key(),
+        sequence: event.sequence,
+        position: event.position,
+        tenant_id: event.stream.tenant(),
+        correlation_id: event.metadata.correlation_id,
+        causation_id: event.metadata.causation_id,
+        timestamp: timestamp_ms,
+        occurred_at: event
+            .recorded_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        payload: &event.payload,
+    };
+    let payload = serde_json::to_vec(&envelope).map_err(|source| RelayError::Encode {
+        event_id: event.event_id,
+        source,
+    })?;
+    Ok(OutgoingMessage {
+        key: event.stream.to_string(),
+        payload,
+        timestamp_ms,
+        event_id: event.event_id.to_string(),
+        event_type: event.event_type.clone(),
+        tenant_id: event.stream.tenant().to_owned(),
+        topic,
+    })
+}
+
+/// Stored versions are cqrs-es strings (`"1"`; older writers may use `"1.0"`): the envelope
+/// carries the leading integer. An unparseable version becomes 0 rather than stopping the log.
+fn major_version(stored: &str) -> u32 {
+    stored
+        .split('.')
+        .next()
+        .and_then(|major| major.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TopicConfig;
+    use chrono::{TimeZone, Utc};
+    use commerce_eventstore::{EventMetadata, StreamId};
+
+    fn event() -> LogEvent {
+        LogEvent {
+            event_id: Uuid::from_u128(7),
+            aggregate_type: "order".to_owned(),
+            stream: StreamId::new("acme", "o-1").expect("valid stream"),
+            sequence: 3,
+            position: 42,
+            transaction_id: 900,
+            event_type: "order.created".to_owned(),
+            event_version: "1".to_owned(),
+            payload: serde_json::json!({"event_type": "order.created", "total": 5}),
+            metadata: EventMetadata::new("acme", "alice").with_causation(Uuid::from_u128(9)),
+            recorded_at: Utc
+                .timestamp_millis_opt(1_700_000_000_123)
+                .single()
+                .expect("valid time"),
+        }
+    }
+
+    #[test]
+    fn given_an_event_when_mapped_then_it_goes_to_its_aggregate_and_seed_topics() {
+        let names = TopicNames::new(&TopicConfig::default());
+        let messages = messages_for(&event(), &names).expect("encodes");
+        let topics: Vec<_> = messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics, ["commerce.order", "order.created"]);
+        assert!(messages.iter().all(|m| m.key == "acme/o-1"));
+    }
+
+    #[test]
+    fn given_an_event_when_mapped_then_the_envelope_matches_the_contract() {
+        let names = TopicNames::new(&TopicConfig::default());
+        let source = event();
+        let message = &messages_for(&source, &names).expect("encodes")[0];
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&message.payload).expect("valid json");
+        assert_eq!(
+            envelope,
+            serde_json::json!({
+                "event_id": Uuid::from_u128(7).to_string(),
+                "topic": "commerce.order",
+                "event_type": "order.created",
+                "event_version": 1,
+                "aggregate_type": "order",
+                "aggregate_id": "o-1",
+                "sequence": 3,
+                "position": 42,
+                "tenant_id": "acme",
+                "correlation_id": source.metadata.correlation_id.to_string(),
+                "causation_id": Uuid::from_u128(9).to_string(),
+                "timestamp": 1_700_000_000_123_i64,
+                "occurred_at": "2023-11-14T22:13:20.123Z",
+                "payload": {"event_type": "order.created", "total": 5},
+            })
+        );
+        assert_eq!(message.timestamp_ms, 1_700_000_000_123);
+        assert_eq!(message.tenant_id, "acme");
+        assert_eq!(message.event_type, "order.created");
+    }
+
+    #[test]
+    fn stored_versions_map_to_their_major_number() {
+        assert_eq!(major_version("1"), 1);
+        assert_eq!(major_version("2.0"), 2);
+        assert_eq!(major_version("x"), 0);
+    }
+}

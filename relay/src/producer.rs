@@ -1,0 +1,188 @@
+//! The idempotent producer and batch publication.
+//!
+//! `enable.idempotence=true` (which implies `acks=all` and bounded in-flight requests) keeps
+//! each partition's messages in send order without duplicates from the producer's own retries.
+//! A batch counts as published only when every message of it was acknowledged; anything else
+//! is a [`PublishError`] and the caller retries the whole batch (duplicates on Kafka are
+//! acceptable, loss is not).
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::client::Client;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+
+use crate::config::RelayConfig;
+use crate::error::{PublishError, RelayError};
+use crate::message::{CONTENT_TYPE, OutgoingMessage};
+
+/// How long an enqueue waits for room in the producer's local queue before giving up.
+const ENQUEUE_WAIT: Duration = Duration::from_millis(100);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A Kafka producer configured for the relay.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(config: &RelayConfig) -> Result<Self, RelayError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "none")
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            )
+            // A broker that went away is retried quickly and often, up to the message timeout.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "2000")
+            .create()
+            .map_err(RelayError::Client)?;
+        Ok(Self { producer })
+    }
+
+    /// Sends every message and waits for all acknowledgements.
+    pub(crate) async fn publish(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
+        let mut errors: Vec<KafkaError> = Vec::new();
+        for message in messages {
+            match self.enqueue(message).await {
+                Ok(delivery) => pending.push(delivery),
+                Err(error) => errors.push(error),
+            }
+        }
+        for outcome in join_all(pending).await {
+            match outcome {
+                Ok(Ok(_delivery)) => {}
+                Ok(Err((error, _message))) => errors.push(error),
+                // The producer dropped the delivery report: treat as not delivered.
+                Err(_canceled) => errors.push(KafkaError::Canceled),
+            }
+        }
+        match errors.first() {
+            None => Ok(()),
+            Some(first) => Err(PublishError {
+                failed: errors.len(),
+                total: messages.len(),
+                fatal: self.is_fatal(&errors),
+                first: first.clone(),
+            }),
+        }
+    }
+
+    /// Enqueues one message, waiting (bounded, asynchronously) while the local queue is full.
+    async fn enqueue(&self, message: &OutgoingMessage) -> Result<DeliveryFuture, KafkaError> {
+        loop {
+            let headers = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: "event_id",
+                    value: Some(message.event_id.as_str()),
+                })
+                .insert(Header {
+                    key: "event_type",
+                    value: Some(message.event_type.as_str()),
+                })
+                .insert(Header {
+                    key: "tenant_id",
+                    value: Some(message.tenant_id.as_str()),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(CONTENT_TYPE),
+                });
+            let record = FutureRecord::to(&message.topic)
+                .key(&message.key)
+                .payload(&message.payload)
+                .timestamp(message.timestamp_ms)
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(ENQUEUE_WAIT).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Fatal errors poison an idempotent producer for good: it must be recreated.
+    fn is_fatal(&self, errors: &[KafkaError]) -> bool {
+        self.producer.client().fatal_error().is_some() || errors.iter().any(is_fatal_error)
+    }
+
+    /// One metadata round trip: does any broker answer? (blocking; run off the runtime)
+    pub(crate) fn probe(&self) -> bool {
+        let client: &Client<_> = self.producer.client();
+        client
+            .fetch_metadata(None, Timeout::After(METADATA_TIMEOUT))
+            .is_ok()
+    }
+
+    /// Hands every queued message to the broker (bounded by `timeout`) before a drop.
+    pub(crate) fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::debug!(%error, "flush before closing the producer");
+        }
+    }
+}
+
+/// Errors that leave an idempotent producer unusable (sequence or epoch trouble, or librdkafka's
+/// own fatal flag).
+pub(crate) fn is_fatal_error(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::DuplicateSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::ProducerFenced
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_and_epoch_errors_are_fatal() {
+        for code in [
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+        ] {
+            assert!(is_fatal_error(&KafkaError::MessageProduction(code)));
+        }
+    }
+
+    #[test]
+    fn timeouts_and_transport_errors_are_not_fatal() {
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            assert!(!is_fatal_error(&KafkaError::MessageProduction(code)));
+        }
+        assert!(!is_fatal_error(&KafkaError::Canceled));
+    }
+}
