@@ -89,7 +89,8 @@ impl<A> StreamSlots<A> {
         slot
     }
 
-    /// Number of streams with a slot (for diagnostics and tests).
+    /// Number of streams with a slot.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
