@@ -1,1 +1,0 @@
-//! shipment aggregate (being written).
