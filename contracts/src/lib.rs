@@ -6,8 +6,16 @@
 //! [`topics`] the topic names; [`schema`] the JSON Schema generation that `contracts/schemas/`
 //! is checked against.
 
+mod analytics;
+pub mod envelope;
 pub mod events;
+pub mod schema;
+pub mod topics;
 mod values;
 
+pub use analytics::{
+    AnalyticsOrder, AnalyticsOrderLine, FulfillmentStatus, OrderStatus, PaymentStatus,
+};
+pub use envelope::EventEnvelope;
 pub use events::{EventDescriptor, EventSet};
 pub use values::{LineQuantity, Money, OrderLine, ReservationHolder, ReservationRef};
