@@ -59,26 +59,22 @@ fn body_error(rejection: BytesRejection) -> ApiError {
 
 /// Parses a JSON body: syntax errors are 400, shape errors 422 naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let not_json = || ApiError::BadRequest("the body is not valid JSON".to_owned());
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parsed = serde_path_to_error::deserialize(&mut deserializer).and_then(|value| {
-        deserializer
-            .end()
-            .map(|()| value)
-            .map_err(|error| serde_path_to_error::Error::new(serde_path_to_error::Path::default(), error))
-    });
-    parsed.map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();
-        if inner.is_data() {
-            let path = error.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            ApiError::Validation(vec![FieldError {
-                field,
-                message: without_position(&inner.to_string()),
-            }])
-        } else {
-            ApiError::BadRequest("the body is not valid JSON".to_owned())
+        if !inner.is_data() {
+            return not_json();
         }
-    })
+        let path = error.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        ApiError::Validation(vec![FieldError {
+            field,
+            message: without_position(&inner.to_string()),
+        }])
+    })?;
+    deserializer.end().map_err(|_| not_json())?;
+    Ok(value)
 }
 
 /// serde_json appends " at line L column C"; the field path says more to a client.

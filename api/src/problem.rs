@@ -133,7 +133,7 @@ impl ApiError {
             Self::UnknownTenant => ("unknown-tenant", "Unknown tenant", Some("the token's tenant is not served here".to_owned())),
             Self::Forbidden => ("forbidden", "Forbidden", Some("the token's roles do not allow this operation".to_owned())),
             Self::NotFound(what) => ("not-found", "Not found", Some(format!("{what} not found"))),
-            Self::NoRoute => ("not-found", "Not found", Some("no such resource".to_owned())),
+            Self::NoRoute => ("no-route", "Not found", Some("no such resource".to_owned())),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed", None),
             Self::BadRequest(detail) => ("bad-request", "Bad request", Some(detail.clone())),
             Self::UnsupportedMediaType => (
