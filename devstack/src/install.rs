@@ -26,9 +26,15 @@ pub struct PostgresBinaries {
 }
 
 impl PostgresBinaries {
-    /// The path of one of the installation's programs (`initdb`, `pg_ctl`, `psql`, ...).
+    /// The path of one of the installation's programs (`initdb`, `pg_ctl`, `psql`, ...), or the
+    /// one on `PATH` when the installation's folder lacks it.
     pub fn program(&self, name: &str) -> PathBuf {
-        self.bin_dir.join(name)
+        let own = self.bin_dir.join(name);
+        if is_executable(&own) {
+            own
+        } else {
+            which(name).unwrap_or(own)
+        }
     }
 
     fn at(bin_dir: PathBuf) -> Option<Self> {
@@ -41,6 +47,9 @@ impl PostgresBinaries {
     /// The installation found on this machine, if any.
     pub(crate) fn installed() -> Option<Self> {
         which("pg_ctl")
+            // Follow links (`/usr/local/bin/pg_ctl -> /usr/lib/postgresql/15/bin/pg_ctl`) to the
+            // installation's own folder, which also holds `psql`.
+            .and_then(|pg_ctl| pg_ctl.canonicalize().ok())
             .and_then(|pg_ctl| pg_ctl.parent().map(Path::to_path_buf))
             .and_then(Self::at)
             .or_else(Self::newest_debian_install)

@@ -19,6 +19,12 @@ const USAGE: &str = "usage: devstack up | down | status
 DATABASE_URL / KAFKA_BROKERS, when set, name existing servers: `up` then starts nothing.";
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let layout = Layout::of_this_project();
     let command = std::env::args().nth(1);
     let outcome = match command.as_deref() {
