@@ -9,6 +9,7 @@
 //! - `currency`: [`Currency`], the ISO 4217 table with minor-unit exponents.
 //! - `money`: [`Money`] and its checked arithmetic ([`MoneyError`]).
 //! - `error`: [`DomainError`], the validation error of every constructor.
+//! - `wire`: conversions to and from the `commerce-contracts` wire types.
 //!
 //! # Invariants
 //! - Amounts are integer minor units; no float is ever involved.
@@ -23,6 +24,7 @@ mod ids;
 mod macros;
 mod money;
 mod quantity;
+mod wire;
 
 pub use catalog::{LocationId, Sku};
 pub use currency::Currency;
