@@ -22,6 +22,8 @@ mod projector;
 pub mod queries;
 mod rebuild;
 mod schema;
+#[cfg(test)]
+mod testing;
 
 pub use analytics::publish_outbox;
 pub use error::ProjectionError;

@@ -304,3 +304,6 @@ fn expect_row(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

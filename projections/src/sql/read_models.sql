@@ -95,7 +95,7 @@ CREATE VIEW customer_orders AS
 CREATE TABLE order_lines (
     tenant_id        text    NOT NULL,
     order_id         uuid    NOT NULL,
-    line_no          integer NOT NULL,
+    line_no          bigint  NOT NULL,
     sku              text    NOT NULL,
     product_id       uuid,
     quantity         bigint  NOT NULL,
