@@ -357,6 +357,20 @@ pub fn assert_complete_and_ordered(
             .get(&(aggregate_topic, stream.clone()))
             .unwrap_or_else(|| panic!("nothing received for {stream}"));
         let in_order: Vec<i64> = (1..=*count).collect();
+        if firsts != &in_order {
+            let partition_of: Vec<(i32, i64, i64)> = received
+                .iter()
+                .filter(|m| &m.key == stream && m.topic.ends_with("commerce.order"))
+                .map(|m| (m.partition, m.offset, m.sequence()))
+                .collect();
+            eprintln!("{stream}: (partition, offset, sequence) = {partition_of:?}");
+            let mut lowest: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            for m in received {
+                let low = lowest.entry((m.topic.clone(), m.partition)).or_insert(i64::MAX);
+                *low = (*low).min(m.offset);
+            }
+            eprintln!("lowest offsets read: {lowest:?}");
+        }
         assert_eq!(firsts, &in_order, "first occurrences of {stream} out of order or missing");
     }
     for event in written {
