@@ -39,15 +39,18 @@ pub async fn migrate(pool: &PgPool) -> Result<(), AdminError> {
             component: "event store",
             source,
         })?;
-    tenants::migrate(pool).await.map_err(|source| AdminError::Migrate {
-        component: "tenants",
-        source,
-    })
+    tenants::migrate(pool)
+        .await
+        .map_err(|source| AdminError::Migrate {
+            component: "tenants",
+            source,
+        })
 }
 
 /// Registers `tenant`; true when it was new.
 pub async fn add_tenant(pool: &PgPool, tenant: &str) -> Result<bool, AdminError> {
-    let tenant = TenantId::new(tenant).map_err(|error| AdminError::Invalid(format!("tenant: {error}")))?;
+    let tenant =
+        TenantId::new(tenant).map_err(|error| AdminError::Invalid(format!("tenant: {error}")))?;
     Ok(tenants::add(pool, &tenant).await?)
 }
 
@@ -61,7 +64,8 @@ pub fn token(
     audience: Option<String>,
     issuer: Option<String>,
 ) -> Result<String, AdminError> {
-    let tenant = TenantId::new(tenant).map_err(|error| AdminError::Invalid(format!("tenant: {error}")))?;
+    let tenant =
+        TenantId::new(tenant).map_err(|error| AdminError::Invalid(format!("tenant: {error}")))?;
     let default_subject = format!("dev-{}", roles.first().map_or("user", |role| role.name()));
     let subject = CustomerId::new(subject.unwrap_or(&default_subject))
         .map_err(|error| AdminError::Invalid(format!("sub: {error}")))?;

@@ -31,7 +31,12 @@ pub struct ApiArgs {
     pub jwt_issuer: Option<String>,
 
     /// Clock skew tolerated on `exp`/`nbf`, in seconds (at most 60).
-    #[arg(long, env = "COMMERCE_JWT_LEEWAY_SECS", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_JWT_LEEWAY_SECS",
+        default_value_t = 5,
+        global = true
+    )]
     pub jwt_leeway_secs: u64,
 
     /// Largest request body in bytes.
@@ -39,28 +44,58 @@ pub struct ApiArgs {
     pub body_limit_bytes: usize,
 
     /// Most lines in one order.
-    #[arg(long, env = "COMMERCE_MAX_ORDER_LINES", default_value_t = 100, global = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_MAX_ORDER_LINES",
+        default_value_t = 100,
+        global = true
+    )]
     pub max_order_lines: usize,
 
     /// Largest page a list query may ask for.
-    #[arg(long, env = "COMMERCE_MAX_LIST_LIMIT", default_value_t = 500, global = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_MAX_LIST_LIMIT",
+        default_value_t = 500,
+        global = true
+    )]
     pub max_list_limit: u32,
 
     /// Time a request may take before it is answered 503, in milliseconds.
-    #[arg(long, env = "COMMERCE_REQUEST_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_REQUEST_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
     pub request_timeout_ms: u64,
 
     /// Sustained requests per second per tenant (429 above it, other tenants unaffected).
-    #[arg(long, env = "COMMERCE_RATE_LIMIT_PER_SECOND", default_value_t = 1_000, global = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_RATE_LIMIT_PER_SECOND",
+        default_value_t = 1_000,
+        global = true
+    )]
     pub rate_limit_per_second: u32,
 
     /// Requests a tenant may burst above its sustained rate.
-    #[arg(long, env = "COMMERCE_RATE_LIMIT_BURST", default_value_t = 2_000, global = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_RATE_LIMIT_BURST",
+        default_value_t = 2_000,
+        global = true
+    )]
     pub rate_limit_burst: u32,
 
     /// Payment-provider webhook secret (`secret` for the sandbox provider, or
     /// `provider=secret,...`). Webhooks are refused (404) for providers without one.
-    #[arg(long, env = "COMMERCE_WEBHOOK_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     pub webhook_secret: Option<String>,
 }
 
@@ -76,18 +111,24 @@ impl ApiSettings {
     /// Validates `args`; `secret` is the HS256 secret, required unless a public key file is set.
     pub fn from_args(args: &ApiArgs, secret: Option<&JwtSecret>) -> Result<Self, ConfigError> {
         let key = match (&args.jwt_public_key_file, secret) {
-            (Some(path), _) => VerifyingKey::Rs256Pem(std::fs::read(path).map_err(|error| ConfigError::Invalid {
-                setting: "COMMERCE_JWT_PUBLIC_KEY_FILE",
-                reason: format!("cannot read {}: {error}", path.display()),
+            (Some(path), _) => VerifyingKey::Rs256Pem(std::fs::read(path).map_err(|error| {
+                ConfigError::Invalid {
+                    setting: "COMMERCE_JWT_PUBLIC_KEY_FILE",
+                    reason: format!("cannot read {}: {error}", path.display()),
+                }
             })?),
             (None, Some(secret)) => VerifyingKey::Hs256(secret.expose().to_vec()),
             (None, None) => return Err(ConfigError::Missing("COMMERCE_JWT_SECRET")),
         };
         if args.jwt_leeway_secs > MAX_LEEWAY_SECS {
-            return Err(invalid("COMMERCE_JWT_LEEWAY_SECS", format!("at most {MAX_LEEWAY_SECS} seconds")));
+            return Err(invalid(
+                "COMMERCE_JWT_LEEWAY_SECS",
+                format!("at most {MAX_LEEWAY_SECS} seconds"),
+            ));
         }
         let non_zero = |setting: &'static str, value: u32| {
-            NonZeroU32::new(value).ok_or_else(|| invalid(setting, "must be greater than zero".to_owned()))
+            NonZeroU32::new(value)
+                .ok_or_else(|| invalid(setting, "must be greater than zero".to_owned()))
         };
         let zero = |setting: &'static str| invalid(setting, "must be greater than zero".to_owned());
         if args.body_limit_bytes == 0 {
@@ -104,7 +145,10 @@ impl ApiSettings {
             order_lines: args.max_order_lines,
             list_max: non_zero("COMMERCE_MAX_LIST_LIMIT", args.max_list_limit)?.get(),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
-            tenant_rate_per_second: non_zero("COMMERCE_RATE_LIMIT_PER_SECOND", args.rate_limit_per_second)?,
+            tenant_rate_per_second: non_zero(
+                "COMMERCE_RATE_LIMIT_PER_SECOND",
+                args.rate_limit_per_second,
+            )?,
             tenant_burst: non_zero("COMMERCE_RATE_LIMIT_BURST", args.rate_limit_burst)?,
         };
         let webhooks = WebhookSecrets::parse(args.webhook_secret.as_deref().unwrap_or_default())

@@ -86,7 +86,9 @@ fn as_problem(response: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
-        status if status.is_client_error() => ApiError::BadRequest("the request is malformed".to_owned()),
+        status if status.is_client_error() => {
+            ApiError::BadRequest("the request is malformed".to_owned())
+        }
         _ => ApiError::Internal,
     };
     let mut replaced = error.into_response();

@@ -20,7 +20,19 @@ use serde::{Deserialize, Serialize};
 use crate::problem::ApiError;
 
 /// A role a token may grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Places and cancels its own orders, joins campaigns.
@@ -158,7 +170,10 @@ impl TokenVerifier {
     pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
         let (algorithm, key) = match &config.key {
             VerifyingKey::Hs256(secret) => (Algorithm::HS256, DecodingKey::from_secret(secret)),
-            VerifyingKey::Rs256Pem(pem) => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem).map_err(KeyError)?),
+            VerifyingKey::Rs256Pem(pem) => (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(pem).map_err(KeyError)?,
+            ),
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway.as_secs();
@@ -193,21 +208,35 @@ impl TokenVerifier {
     }
 
     fn verify(&self, authorization: Option<&str>) -> Result<Principal, Rejection> {
-        let token = authorization.and_then(bearer_token).ok_or(Rejection::Missing)?;
+        let token = authorization
+            .and_then(bearer_token)
+            .ok_or(Rejection::Missing)?;
         let header = jsonwebtoken::decode_header(token)?;
         if header.alg != self.algorithm {
             return Err(Rejection::Header("algorithm is not the configured one"));
         }
-        if header.typ.as_deref().is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT")) {
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT"))
+        {
             return Err(Rejection::Header("typ is not JWT"));
         }
-        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
             return Err(Rejection::Header("carries or points to a key"));
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?.claims;
         let subject = CustomerId::new(claims.sub).map_err(|_| Rejection::Claim("sub"))?;
         let tenant = TenantId::new(claims.tenant).map_err(|_| Rejection::Claim("tenant"))?;
-        let roles = claims.roles.iter().filter_map(|name| Role::parse(name)).collect();
+        let roles = claims
+            .roles
+            .iter()
+            .filter_map(|name| Role::parse(name))
+            .collect();
         Ok(Principal {
             subject,
             tenant,
@@ -249,8 +278,13 @@ struct MintedClaims<'a> {
 
 /// Signs an HS256 token for `grant` (development and tests; production tokens come from an
 /// identity provider).
-pub fn mint_hs256(secret: &[u8], grant: &TokenGrant) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+pub fn mint_hs256(
+    secret: &[u8],
+    grant: &TokenGrant,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     let claims = MintedClaims {
         sub: grant.subject.as_str(),
         tenant: grant.tenant.as_str(),
@@ -303,7 +337,10 @@ mod tests {
         assert_eq!(principal.tenant.as_str(), "acme");
         assert_eq!(principal.subject.as_str(), "alice");
         assert!(principal.has(Role::Customer));
-        assert_eq!(principal.require_any(&[Role::Operator]), Err(ApiError::Forbidden));
+        assert_eq!(
+            principal.require_any(&[Role::Operator]),
+            Err(ApiError::Forbidden)
+        );
     }
 
     #[test]
@@ -330,9 +367,19 @@ mod tests {
     fn given_other_schemes_or_no_header_then_unauthorized() {
         let verifier = TokenVerifier::new(&config()).expect("valid key");
         let token = mint_hs256(SECRET, &grant()).expect("signable");
-        assert!(verifier.authenticate(Some(&format!("bearer {token}"))).is_ok());
-        assert_eq!(verifier.authenticate(Some(&format!("Basic {token}"))), Err(ApiError::Unauthorized));
-        assert_eq!(verifier.authenticate(Some("Bearer ")), Err(ApiError::Unauthorized));
+        assert!(
+            verifier
+                .authenticate(Some(&format!("bearer {token}")))
+                .is_ok()
+        );
+        assert_eq!(
+            verifier.authenticate(Some(&format!("Basic {token}"))),
+            Err(ApiError::Unauthorized)
+        );
+        assert_eq!(
+            verifier.authenticate(Some("Bearer ")),
+            Err(ApiError::Unauthorized)
+        );
         assert_eq!(verifier.authenticate(None), Err(ApiError::Unauthorized));
     }
 

@@ -5,14 +5,14 @@
 //! Responses are built from the events a command appended (read back by their sequences), so a
 //! replay under the same `Idempotency-Key` answers the same body without executing anything.
 
+use axum::Json;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use commerce_aggregates::CommandError;
 use commerce_aggregates::inventory::Inventory;
 use commerce_eventstore::{
-    CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, PgEventStore, StreamId,
-    request_hash,
+    CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, PgEventStore,
+    StreamId, request_hash,
 };
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -48,7 +48,10 @@ impl Commands {
     }
 
     /// The payloads of the events `outcome` appended, in sequence order.
-    pub async fn events_of<E: DeserializeOwned>(&self, outcome: &CommandOutcome) -> Result<Vec<E>, ApiError> {
+    pub async fn events_of<E: DeserializeOwned>(
+        &self,
+        outcome: &CommandOutcome,
+    ) -> Result<Vec<E>, ApiError> {
         let Some(first) = outcome.events.first() else {
             return Ok(Vec::new());
         };
@@ -113,13 +116,17 @@ impl Request<'_> {
     }
 
     fn context(&self, body: &impl Serialize) -> Result<CommandContext, ApiError> {
-        let mut metadata = EventMetadata::new(self.principal.tenant.as_str(), self.principal.subject.as_str())
-            .with_correlation(self.correlation.0);
+        let mut metadata = EventMetadata::new(
+            self.principal.tenant.as_str(),
+            self.principal.subject.as_str(),
+        )
+        .with_correlation(self.correlation.0);
         let Some(key) = &self.key.0 else {
             return Ok(CommandContext::new(metadata));
         };
         metadata = metadata.with_idempotency_key(key.clone());
-        let fingerprint = request_hash(&serde_json::json!({ "route": self.route, "body": body })).map_err(|error| {
+        let fingerprint = request_hash(&serde_json::json!({ "route": self.route, "body": body }))
+            .map_err(|error| {
             tracing::error!(%error, "cannot fingerprint a request");
             ApiError::Internal
         })?;
@@ -159,20 +166,27 @@ impl Request<'_> {
 /// The status of a domain rejection, as `commerce-aggregates` documents it.
 pub fn domain_error(error: CommandError) -> ApiError {
     match error {
-        CommandError::Invalid { field, message } => ApiError::Validation(vec![FieldError { field, message }]),
-        CommandError::NotFound(what) => ApiError::NotFound(what),
-        error @ (CommandError::InvalidState { .. } | CommandError::AlreadyExists(_) | CommandError::LimitReached(_)) => {
-            ApiError::Conflict(error.to_string())
+        CommandError::Invalid { field, message } => {
+            ApiError::Validation(vec![FieldError { field, message }])
         }
+        CommandError::NotFound(what) => ApiError::NotFound(what),
+        error @ (CommandError::InvalidState { .. }
+        | CommandError::AlreadyExists(_)
+        | CommandError::LimitReached(_)) => ApiError::Conflict(error.to_string()),
     }
 }
 
-fn execute_error<A: Aggregate<Error = CommandError>>(error: ExecuteError<CommandError>) -> ApiError {
+fn execute_error<A: Aggregate<Error = CommandError>>(
+    error: ExecuteError<CommandError>,
+) -> ApiError {
     match error {
         ExecuteError::Domain(error) => domain_error(error),
         ExecuteError::Conflict { attempts, .. } => {
             metrics::record_conflict(A::TYPE);
-            ApiError::Conflict(format!("other writers kept changing this {} ({attempts} attempts); retry", A::TYPE))
+            ApiError::Conflict(format!(
+                "other writers kept changing this {} ({attempts} attempts); retry",
+                A::TYPE
+            ))
         }
         ExecuteError::IdempotencyMismatch { .. } => ApiError::IdempotencyKeyReused,
         ExecuteError::Store(error) => database_error(error),

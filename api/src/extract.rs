@@ -36,13 +36,18 @@ where
         if !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(body_error)?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_error)?;
         parse_json(&bytes).map(Self)
     }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
         return false;
     };
     let essence = content_type.split(';').next().unwrap_or_default().trim();
@@ -88,7 +93,10 @@ fn without_position(message: &str) -> String {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
         let authorization = match (values.next(), values.next()) {
             (Some(value), None) => value.to_str().ok(),
@@ -193,7 +201,8 @@ mod tests {
 
     #[test]
     fn given_a_negative_quantity_when_parsed_then_the_field_is_named() {
-        let error = parse_json::<Body>(br#"{"lines": [{"sku": "A", "quantity": -1}]}"#).expect_err("bad shape");
+        let error = parse_json::<Body>(br#"{"lines": [{"sku": "A", "quantity": -1}]}"#)
+            .expect_err("bad shape");
         let ApiError::Validation(errors) = error else {
             panic!("expected a validation error, got {error:?}");
         };
@@ -203,7 +212,8 @@ mod tests {
 
     #[test]
     fn given_an_unknown_field_when_parsed_then_unprocessable() {
-        let error = parse_json::<Body>(br#"{"lines": [], "tenant_id": "other"}"#).expect_err("unknown field");
+        let error = parse_json::<Body>(br#"{"lines": [], "tenant_id": "other"}"#)
+            .expect_err("unknown field");
         assert_eq!(error.status(), 422);
     }
 
@@ -211,7 +221,10 @@ mod tests {
     fn given_content_types_when_checked_then_only_json_is_accepted() {
         let mut headers = HeaderMap::new();
         assert!(!is_json(&headers));
-        headers.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().expect("valid"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().expect("valid"),
+        );
         assert!(is_json(&headers));
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid"));
         assert!(!is_json(&headers));

@@ -53,7 +53,8 @@ pub struct TenantRateLimiter {
 
 impl TenantRateLimiter {
     pub fn new(limits: &Limits) -> Self {
-        let quota = Quota::per_second(limits.tenant_rate_per_second).allow_burst(limits.tenant_burst);
+        let quota =
+            Quota::per_second(limits.tenant_rate_per_second).allow_burst(limits.tenant_burst);
         Self {
             limiter: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
@@ -87,7 +88,10 @@ mod tests {
         for _ in 0..3 {
             assert!(limiter.check(&noisy).is_ok());
         }
-        assert!(matches!(limiter.check(&noisy), Err(ApiError::RateLimited { .. })));
+        assert!(matches!(
+            limiter.check(&noisy),
+            Err(ApiError::RateLimited { .. })
+        ));
         assert!(limiter.check(&quiet).is_ok());
     }
 }

@@ -46,7 +46,9 @@ impl Metrics {
                 }
             }
         });
-        Self { handle: handle.clone() }
+        Self {
+            handle: handle.clone(),
+        }
     }
 
     /// The text exposition of every metric.

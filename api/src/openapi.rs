@@ -30,7 +30,12 @@ impl Modify for BearerScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             BEARER,
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -56,7 +61,13 @@ mod tests {
     use crate::state::{AppState, StateParts};
     use crate::webhooks::WebhookSecrets;
 
-    const METHODS: [Method; 5] = [Method::GET, Method::PUT, Method::POST, Method::DELETE, Method::PATCH];
+    const METHODS: [Method; 5] = [
+        Method::GET,
+        Method::PUT,
+        Method::POST,
+        Method::DELETE,
+        Method::PATCH,
+    ];
 
     fn documented(item: &PathItem, method: &Method) -> bool {
         match *method {
@@ -91,7 +102,11 @@ mod tests {
         })
     }
 
-    async fn problem_type(router: &axum::Router, method: &Method, path: &str) -> (StatusCode, String) {
+    async fn problem_type(
+        router: &axum::Router,
+        method: &Method,
+        path: &str,
+    ) -> (StatusCode, String) {
         let request = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -99,7 +114,9 @@ mod tests {
             .expect("valid request");
         let response = router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
-        let body = to_bytes(response.into_body(), 1 << 20).await.expect("readable");
+        let body = to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("readable");
         let kind = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|json| json["type"].as_str().map(str::to_owned))
@@ -112,7 +129,10 @@ mod tests {
         // Given the router and the document, both built from the same route registrations
         let document = document();
         let router = crate::app::router(state());
-        assert!(document.paths.paths.len() >= 4, "the document lists the routes");
+        assert!(
+            document.paths.paths.len() >= 4,
+            "the document lists the routes"
+        );
         for (path, item) in &document.paths.paths {
             let concrete = path
                 .replace("{id}", "00000000-0000-4000-8000-000000000000")
@@ -123,23 +143,46 @@ mod tests {
                 // Then documented methods are served and every other one is 405
                 if documented(item, method) {
                     assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-                    assert_ne!(kind, "/problems/no-route", "{method} {path} is documented but not routed");
+                    assert_ne!(
+                        kind, "/problems/no-route",
+                        "{method} {path} is documented but not routed"
+                    );
                 } else {
-                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is routed but not documented");
+                    assert_eq!(
+                        status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {path} is routed but not documented"
+                    );
                 }
             }
         }
         // And a path that is not documented is not routed
         let (status, kind) = problem_type(&router, &Method::GET, "/not-documented").await;
-        assert_eq!((status, kind.as_str()), (StatusCode::NOT_FOUND, "/problems/no-route"));
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::NOT_FOUND, "/problems/no-route")
+        );
     }
 
     #[test]
     fn the_document_is_openapi_3_1_with_a_bearer_scheme() {
         let json = serde_json::to_value(document()).expect("serialisable");
-        assert!(json["openapi"].as_str().is_some_and(|version| version.starts_with("3.1")));
-        assert_eq!(json["components"]["securitySchemes"][BEARER]["scheme"], "bearer");
-        for path in ["/health", "/ready", "/metrics", "/openapi.json", "/inventory"] {
+        assert!(
+            json["openapi"]
+                .as_str()
+                .is_some_and(|version| version.starts_with("3.1"))
+        );
+        assert_eq!(
+            json["components"]["securitySchemes"][BEARER]["scheme"],
+            "bearer"
+        );
+        for path in [
+            "/health",
+            "/ready",
+            "/metrics",
+            "/openapi.json",
+            "/inventory",
+        ] {
             assert!(json["paths"][path].is_object(), "{path} is documented");
         }
     }

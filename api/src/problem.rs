@@ -129,9 +129,21 @@ impl ApiError {
     /// The problem body of this error.
     pub fn problem(&self) -> Problem {
         let (slug, title, detail) = match self {
-            Self::Unauthorized => ("unauthorized", "Unauthorized", Some("a valid bearer token is required".to_owned())),
-            Self::UnknownTenant => ("unknown-tenant", "Unknown tenant", Some("the token's tenant is not served here".to_owned())),
-            Self::Forbidden => ("forbidden", "Forbidden", Some("the token's roles do not allow this operation".to_owned())),
+            Self::Unauthorized => (
+                "unauthorized",
+                "Unauthorized",
+                Some("a valid bearer token is required".to_owned()),
+            ),
+            Self::UnknownTenant => (
+                "unknown-tenant",
+                "Unknown tenant",
+                Some("the token's tenant is not served here".to_owned()),
+            ),
+            Self::Forbidden => (
+                "forbidden",
+                "Forbidden",
+                Some("the token's roles do not allow this operation".to_owned()),
+            ),
             Self::NotFound(what) => ("not-found", "Not found", Some(format!("{what} not found"))),
             Self::NoRoute => ("no-route", "Not found", Some("no such resource".to_owned())),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed", None),
@@ -141,17 +153,37 @@ impl ApiError {
                 "Unsupported media type",
                 Some("the body must be application/json".to_owned()),
             ),
-            Self::PayloadTooLarge => ("payload-too-large", "Payload too large", Some("the body is over the size limit".to_owned())),
-            Self::Validation(_) => ("validation", "Validation failed", Some("the request has invalid fields".to_owned())),
+            Self::PayloadTooLarge => (
+                "payload-too-large",
+                "Payload too large",
+                Some("the body is over the size limit".to_owned()),
+            ),
+            Self::Validation(_) => (
+                "validation",
+                "Validation failed",
+                Some("the request has invalid fields".to_owned()),
+            ),
             Self::Conflict(detail) => ("conflict", "Conflict", Some(detail.clone())),
             Self::IdempotencyKeyReused => (
                 "idempotency-key-reused",
                 "Idempotency key reused",
                 Some("this Idempotency-Key was already used with a different request".to_owned()),
             ),
-            Self::RateLimited { .. } => ("rate-limited", "Too many requests", Some("the tenant's request rate is exceeded".to_owned())),
-            Self::Timeout => ("timeout", "Request timed out", Some("the request took too long; retry later".to_owned())),
-            Self::Unavailable => ("unavailable", "Service unavailable", Some("a backing service is unavailable; retry later".to_owned())),
+            Self::RateLimited { .. } => (
+                "rate-limited",
+                "Too many requests",
+                Some("the tenant's request rate is exceeded".to_owned()),
+            ),
+            Self::Timeout => (
+                "timeout",
+                "Request timed out",
+                Some("the request took too long; retry later".to_owned()),
+            ),
+            Self::Unavailable => (
+                "unavailable",
+                "Service unavailable",
+                Some("a backing service is unavailable; retry later".to_owned()),
+            ),
             Self::Internal => ("internal", "Internal error", None),
         };
         Problem {

@@ -25,10 +25,11 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 
 /// Registers a tenant; returns false when it already existed.
 pub async fn add(pool: &PgPool, tenant: &TenantId) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query("INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(tenant.as_str())
-        .execute(pool)
-        .await?;
+    let inserted =
+        sqlx::query("INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(tenant.as_str())
+            .execute(pool)
+            .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
@@ -65,15 +66,18 @@ impl TenantRegistry {
             Some(Known::No { since }) if since.elapsed() < MISS_TTL => return Ok(false),
             _ => {}
         }
-        let found: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)")
-            .bind(tenant.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let found: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)")
+                .bind(tenant.as_str())
+                .fetch_one(&self.pool)
+                .await?;
         if let Ok(mut cache) = self.cache.write() {
             let entry = if found {
                 Known::Yes
             } else {
-                Known::No { since: Instant::now() }
+                Known::No {
+                    since: Instant::now(),
+                }
             };
             cache.insert(tenant.as_str().to_owned(), entry);
         }

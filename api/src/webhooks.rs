@@ -59,7 +59,12 @@ impl WebhookSecrets {
 
     /// Checks a request of `provider`: 404 for a provider without a secret, 401 for a missing
     /// or wrong signature.
-    pub fn verify(&self, provider: &str, signature: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
+    pub fn verify(
+        &self,
+        provider: &str,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
         let secret = self
             .0
             .get(provider)
@@ -70,7 +75,8 @@ impl WebhookSecrets {
             .ok_or(ApiError::Unauthorized)?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| ApiError::Internal)?;
         mac.update(body);
-        mac.verify_slice(&expected).map_err(|_| ApiError::Unauthorized)
+        mac.verify_slice(&expected)
+            .map_err(|_| ApiError::Unauthorized)
     }
 }
 
@@ -84,7 +90,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -101,19 +107,31 @@ mod tests {
     fn given_a_signed_body_when_verified_then_accepted_and_a_changed_body_is_not() {
         let secrets = WebhookSecrets::parse("whsec-test").expect("valid");
         let signature = sign(b"whsec-test", b"{\"a\":1}");
-        assert_eq!(secrets.verify("sandbox", Some(&signature), b"{\"a\":1}"), Ok(()));
+        assert_eq!(
+            secrets.verify("sandbox", Some(&signature), b"{\"a\":1}"),
+            Ok(())
+        );
         assert_eq!(
             secrets.verify("sandbox", Some(&signature), b"{\"a\":2}"),
             Err(ApiError::Unauthorized)
         );
-        assert_eq!(secrets.verify("sandbox", None, b"{}"), Err(ApiError::Unauthorized));
-        assert_eq!(secrets.verify("sandbox", Some("sha256=zz"), b"{}"), Err(ApiError::Unauthorized));
+        assert_eq!(
+            secrets.verify("sandbox", None, b"{}"),
+            Err(ApiError::Unauthorized)
+        );
+        assert_eq!(
+            secrets.verify("sandbox", Some("sha256=zz"), b"{}"),
+            Err(ApiError::Unauthorized)
+        );
     }
 
     #[test]
     fn given_a_provider_list_when_parsed_then_unknown_providers_are_not_found() {
         let secrets = WebhookSecrets::parse("stripe=s1, adyen=s2").expect("valid");
-        assert!(matches!(secrets.verify("other", None, b""), Err(ApiError::NotFound(_))));
+        assert!(matches!(
+            secrets.verify("other", None, b""),
+            Err(ApiError::NotFound(_))
+        ));
         assert!(WebhookSecrets::parse("stripe=").is_err());
         assert!(!format!("{secrets:?}").contains("s1"));
     }

@@ -16,7 +16,10 @@ const PRIVATE_PEM: &[u8] = include_bytes!("fixtures/rs256-private.pem");
 const PUBLIC_PEM: &[u8] = include_bytes!("fixtures/rs256-public.pem");
 
 fn now() -> i64 {
-    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
     i64::try_from(seconds).expect("in range")
 }
 
@@ -28,7 +31,11 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -72,22 +79,53 @@ async fn given_forged_or_invalid_tokens_when_commanding_then_each_is_401_with_on
     let mut no_exp = claims();
     no_exp.as_object_mut().expect("object").remove("exp");
     let forgeries = [
-        ("alg none", raw_token(&json!({"alg": "none", "typ": "JWT"}), &claims(), None)),
-        ("HS256 with the RSA public key", raw_token(&json!({"alg": "HS256"}), &claims(), Some(PUBLIC_PEM))),
-        ("bad signature", raw_token(&json!({"alg": "HS256"}), &claims(), Some(attacker))),
+        (
+            "alg none",
+            raw_token(&json!({"alg": "none", "typ": "JWT"}), &claims(), None),
+        ),
+        (
+            "HS256 with the RSA public key",
+            raw_token(&json!({"alg": "HS256"}), &claims(), Some(PUBLIC_PEM)),
+        ),
+        (
+            "bad signature",
+            raw_token(&json!({"alg": "HS256"}), &claims(), Some(attacker)),
+        ),
         ("expired beyond the leeway", hs256(&expired)),
         ("nbf in the future", hs256(&not_yet)),
         ("missing exp", hs256(&no_exp)),
-        ("unknown kid", raw_token(&json!({"alg": "HS256", "kid": "k-evil"}), &claims(), Some(attacker))),
+        (
+            "unknown kid",
+            raw_token(
+                &json!({"alg": "HS256", "kid": "k-evil"}),
+                &claims(),
+                Some(attacker),
+            ),
+        ),
         (
             "jku pointing elsewhere",
-            raw_token(&json!({"alg": "HS256", "jku": "http://127.0.0.1:9/keys"}), &claims(), Some(SECRET)),
+            raw_token(
+                &json!({"alg": "HS256", "jku": "http://127.0.0.1:9/keys"}),
+                &claims(),
+                Some(SECRET),
+            ),
         ),
         (
             "x5u pointing elsewhere",
-            raw_token(&json!({"alg": "HS256", "x5u": "http://127.0.0.1:9/cert"}), &claims(), Some(SECRET)),
+            raw_token(
+                &json!({"alg": "HS256", "x5u": "http://127.0.0.1:9/cert"}),
+                &claims(),
+                Some(SECRET),
+            ),
         ),
-        ("typ not JWT", raw_token(&json!({"alg": "HS256", "typ": "at+jwt+evil"}), &claims(), Some(SECRET))),
+        (
+            "typ not JWT",
+            raw_token(
+                &json!({"alg": "HS256", "typ": "at+jwt+evil"}),
+                &claims(),
+                Some(SECRET),
+            ),
+        ),
         ("RS256 when HS256 is configured", {
             let key = EncodingKey::from_rsa_pem(PRIVATE_PEM).expect("fixture key");
             jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(), &key).expect("signable")
@@ -97,15 +135,28 @@ async fn given_forged_or_invalid_tokens_when_commanding_then_each_is_401_with_on
     let before = app.event_count().await;
     let mut bodies = Vec::new();
     for (name, forged) in &forgeries {
-        let response = app.put("/inventory", forged).json(&stock()).send().await.expect("answered");
+        let response = app
+            .put("/inventory", forged)
+            .json(&stock())
+            .send()
+            .await
+            .expect("answered");
         assert_eq!(response.status(), 401, "{name}");
         bodies.push(problem(response, 401).await);
     }
-    assert!(bodies.windows(2).all(|pair| pair[0] == pair[1]), "one uniform body: {bodies:?}");
+    assert!(
+        bodies.windows(2).all(|pair| pair[0] == pair[1]),
+        "one uniform body: {bodies:?}"
+    );
     assert_eq!(app.event_count().await, before, "no event appended");
 
     // The control: the same request with a genuine token succeeds.
-    let response = app.put("/inventory", &hs256(&claims())).json(&stock()).send().await.expect("answered");
+    let response = app
+        .put("/inventory", &hs256(&claims()))
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(response.status(), 204);
 }
 
@@ -113,10 +164,22 @@ async fn given_forged_or_invalid_tokens_when_commanding_then_each_is_401_with_on
 async fn given_no_header_or_a_query_token_when_commanding_then_401() {
     let app = TestApp::start().await;
     let before = app.event_count().await;
-    let response = app.client.put(app.url("/inventory")).json(&stock()).send().await.expect("answered");
+    let response = app
+        .client
+        .put(app.url("/inventory"))
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     problem(response, 401).await;
     let url = app.url(&format!("/inventory?access_token={}", operator(TENANT_A)));
-    let response = app.client.put(url).json(&stock()).send().await.expect("answered");
+    let response = app
+        .client
+        .put(url)
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     problem(response, 401).await;
     assert_eq!(app.event_count().await, before);
 }
@@ -126,7 +189,12 @@ async fn given_a_valid_token_of_an_unknown_tenant_when_commanding_then_403() {
     let app = TestApp::start().await;
     let before = app.event_count().await;
     let stranger = token("initech", "op-1", &[Role::Operator]);
-    let response = app.put("/inventory", &stranger).json(&stock()).send().await.expect("answered");
+    let response = app
+        .put("/inventory", &stranger)
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     let body = problem(response, 403).await;
     assert_eq!(body["type"], "/problems/unknown-tenant");
     assert_eq!(app.event_count().await, before);
@@ -136,9 +204,19 @@ async fn given_a_valid_token_of_an_unknown_tenant_when_commanding_then_403() {
 async fn given_a_role_that_may_not_act_when_commanding_then_403() {
     let app = TestApp::start().await;
     let before = app.event_count().await;
-    for roles in [&[Role::Customer][..], &[Role::Auditor], &[Role::Analyst], &[]] {
+    for roles in [
+        &[Role::Customer][..],
+        &[Role::Auditor],
+        &[Role::Analyst],
+        &[],
+    ] {
         let caller = token(TENANT_A, "someone", roles);
-        let response = app.put("/inventory", &caller).json(&stock()).send().await.expect("answered");
+        let response = app
+            .put("/inventory", &caller)
+            .json(&stock())
+            .send()
+            .await
+            .expect("answered");
         problem(response, 403).await;
     }
     assert_eq!(app.event_count().await, before);
@@ -148,16 +226,36 @@ async fn given_a_role_that_may_not_act_when_commanding_then_403() {
 async fn given_rs256_configured_when_tokens_arrive_then_only_rs256_signatures_pass() {
     let app = TestApp::start_rs256().await;
     let before = app.event_count().await;
-    let confused = raw_token(&json!({"alg": "HS256", "typ": "JWT"}), &claims(), Some(PUBLIC_PEM));
-    let response = app.put("/inventory", &confused).json(&stock()).send().await.expect("answered");
+    let confused = raw_token(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &claims(),
+        Some(PUBLIC_PEM),
+    );
+    let response = app
+        .put("/inventory", &confused)
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     problem(response, 401).await;
-    let response = app.put("/inventory", &hs256(&claims())).json(&stock()).send().await.expect("answered");
+    let response = app
+        .put("/inventory", &hs256(&claims()))
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     problem(response, 401).await;
     assert_eq!(app.event_count().await, before);
 
     let key = EncodingKey::from_rsa_pem(PRIVATE_PEM).expect("fixture key");
-    let genuine = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(), &key).expect("signable");
-    let response = app.put("/inventory", &genuine).json(&stock()).send().await.expect("answered");
+    let genuine =
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(), &key).expect("signable");
+    let response = app
+        .put("/inventory", &genuine)
+        .json(&stock())
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(response.status(), 204);
     assert!(app.event_count().await > before);
 }

@@ -27,7 +27,12 @@ async fn given_malformed_bodies_when_setting_stock_then_400_415_422_413() {
     problem(response, 400).await;
 
     // B2: missing and wrong content type
-    let response = app.put("/inventory", &token).body("{\"sku\":\"A\",\"quantity\":1}").send().await.expect("answered");
+    let response = app
+        .put("/inventory", &token)
+        .body("{\"sku\":\"A\",\"quantity\":1}")
+        .send()
+        .await
+        .expect("answered");
     problem(response, 415).await;
     let response = app
         .put("/inventory", &token)
@@ -45,13 +50,24 @@ async fn given_malformed_bodies_when_setting_stock_then_400_415_422_413() {
         json!({"sku": "A"}),
         json!([1, 2, 3]),
     ] {
-        let response = app.put("/inventory", &token).json(&body).send().await.expect("answered");
+        let response = app
+            .put("/inventory", &token)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
         let problem = problem(response, 422).await;
-        assert!(problem["errors"].is_array(), "field errors listed: {problem}");
+        assert!(
+            problem["errors"].is_array(),
+            "field errors listed: {problem}"
+        );
     }
 
     // B4: over the body limit (64 KiB + 1)
-    let huge = format!("{{\"sku\":\"A\",\"quantity\":1,\"location\":\"{}\"}}", "x".repeat(64 * 1024));
+    let huge = format!(
+        "{{\"sku\":\"A\",\"quantity\":1,\"location\":\"{}\"}}",
+        "x".repeat(64 * 1024)
+    );
     let response = app
         .put("/inventory", &token)
         .header("content-type", "application/json")
@@ -71,9 +87,17 @@ async fn given_malformed_bodies_when_setting_stock_then_400_415_422_413() {
         json!({"sku": "' OR 1=1 --", "quantity": 1}),
         json!({"sku": "ü".repeat(70), "quantity": 1}),
     ] {
-        let response = app.put("/inventory", &token).json(&body).send().await.expect("answered");
+        let response = app
+            .put("/inventory", &token)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
         let body = problem(response, 422).await;
-        assert!(!body.to_string().to_lowercase().contains("sql"), "no internal text: {body}");
+        assert!(
+            !body.to_string().to_lowercase().contains("sql"),
+            "no internal text: {body}"
+        );
     }
 
     // B8: mass assignment of server-owned fields
@@ -85,7 +109,11 @@ async fn given_malformed_bodies_when_setting_stock_then_400_415_422_413() {
         .expect("answered");
     problem(response, 422).await;
 
-    assert_eq!(app.event_count().await, before, "no refusal appended an event");
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "no refusal appended an event"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +203,16 @@ async fn given_requests_when_metrics_are_scraped_then_routes_statuses_and_events
         .text()
         .await
         .expect("text");
-    assert!(text.contains("http_requests_total{route=\"/inventory\",method=\"PUT\",status=\"204\"}"), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
-    assert!(text.contains("events_appended_total{aggregate=\"inventory\"}"), "{text}");
+    assert!(
+        text.contains("http_requests_total{route=\"/inventory\",method=\"PUT\",status=\"204\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("events_appended_total{aggregate=\"inventory\"}"),
+        "{text}"
+    );
 }

@@ -23,7 +23,10 @@ impl MoneyDto {
     pub fn positive(&self, field: &str) -> Result<Money, ApiError> {
         let currency = currency(&format!("{field}.currency"), &self.currency)?;
         if self.amount_minor <= 0 {
-            return Err(ApiError::invalid(format!("{field}.amount_minor"), "must be greater than zero"));
+            return Err(ApiError::invalid(
+                format!("{field}.amount_minor"),
+                "must be greater than zero",
+            ));
         }
         Ok(Money::new(self.amount_minor, currency))
     }

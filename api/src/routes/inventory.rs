@@ -57,7 +57,10 @@ pub async fn set_stock(
         None => LocationId::default_location(),
     };
     if body.quantity > MAX_ON_HAND {
-        return Err(ApiError::invalid("quantity", format!("must be at most {MAX_ON_HAND}")));
+        return Err(ApiError::invalid(
+            "quantity",
+            format!("must be at most {MAX_ON_HAND}"),
+        ));
     }
     let key = stream_key(&sku, &location);
     let command = InventoryCommand::SetStock {

@@ -69,7 +69,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiErr
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics().render(),
     )
 }
@@ -83,6 +86,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 )]
 pub async fn openapi() -> impl IntoResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let document = DOCUMENT.get_or_init(|| crate::openapi::document().to_json().unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], document.as_str())
+    let document =
+        DOCUMENT.get_or_init(|| crate::openapi::document().to_json().unwrap_or_default());
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.as_str(),
+    )
 }

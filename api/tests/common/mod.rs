@@ -48,11 +48,17 @@ impl TestApp {
 
     /// The API with `limits` and tokens verified by `key`.
     pub async fn start_configured(limits: Limits, key: VerifyingKey) -> Self {
-        let db = TestDatabase::create().await.expect("a test database (is DATABASE_URL set?)");
-        commerce_eventstore::migrate(db.pool()).await.expect("event store migrations");
+        let db = TestDatabase::create()
+            .await
+            .expect("a test database (is DATABASE_URL set?)");
+        commerce_eventstore::migrate(db.pool())
+            .await
+            .expect("event store migrations");
         tenants::migrate(db.pool()).await.expect("api migrations");
         for tenant in [TENANT_A, TENANT_B] {
-            tenants::add(db.pool(), &TenantId::new(tenant).expect("valid")).await.expect("tenant added");
+            tenants::add(db.pool(), &TenantId::new(tenant).expect("valid"))
+                .await
+                .expect("tenant added");
         }
         let verifier = TokenVerifier::new(&AuthConfig {
             key,
@@ -68,7 +74,9 @@ impl TestApp {
             pool: db.pool().clone(),
             brokers: None,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
         let addr = listener.local_addr().expect("bound");
         let router = app::router(state);
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -138,8 +146,14 @@ pub async fn problem(response: Response, status: u16) -> Value {
         .unwrap_or_default()
         .to_owned();
     let body: Value = response.json().await.expect("a JSON body");
-    assert_eq!(content_type, "application/problem+json", "content type of {body}");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "content type of {body}"
+    );
     assert_eq!(body["status"], status, "problem status");
-    assert!(body["type"].is_string() && body["title"].is_string(), "problem shape: {body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string(),
+        "problem shape: {body}"
+    );
     body
 }
