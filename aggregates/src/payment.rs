@@ -1,1 +1,0 @@
-//! payment aggregate (being written).
