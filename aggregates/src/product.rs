@@ -1,1 +1,0 @@
-//! product aggregate (being written).
