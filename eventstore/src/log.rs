@@ -37,7 +37,9 @@ pub type LogEvent = RecordedEvent;
 /// Persist it after handling a batch; [`LogCursor::START`] reads from the beginning. Its text
 /// form is `"{transaction_id}:{position}"`. xid8 values are only comparable within one
 /// cluster's history: a logical dump/restore into a fresh cluster needs a cursor rebase.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct LogCursor {
     pub transaction_id: u64,
     pub position: i64,

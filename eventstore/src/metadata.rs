@@ -152,7 +152,13 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["actor", "causation_id", "correlation_id", "idempotency_key", "tenant_id"]
+            [
+                "actor",
+                "causation_id",
+                "correlation_id",
+                "idempotency_key",
+                "tenant_id"
+            ]
         );
     }
 }

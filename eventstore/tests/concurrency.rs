@@ -33,7 +33,10 @@ async fn given_many_tasks_on_one_aggregate_when_they_add_then_no_update_is_lost(
         handles.push(tokio::spawn(async move {
             let mut conflicts = 0;
             for _ in 0..per_task {
-                match executor.execute(s.clone(), CounterCommand::Add(1), context("t")).await {
+                match executor
+                    .execute(s.clone(), CounterCommand::Add(1), context("t"))
+                    .await
+                {
                     Ok(_) => {}
                     Err(commerce_eventstore::ExecuteError::Conflict { .. }) => conflicts += 1,
                     Err(other) => panic!("unexpected error: {other}"),
@@ -46,27 +49,44 @@ async fn given_many_tasks_on_one_aggregate_when_they_add_then_no_update_is_lost(
     for handle in handles {
         conflicts += handle.await.expect("task");
     }
-    assert_eq!(conflicts, 0, "bounded retries should absorb three-process contention");
+    assert_eq!(
+        conflicts, 0,
+        "bounded retries should absorb three-process contention"
+    );
 
     let events = store.load_stream("Counter", &s).await.expect("load");
     let total = (tasks * per_task) as u64;
     assert_eq!(events.len() as u64, total);
     for (index, event) in events.iter().enumerate() {
-        assert_eq!(event.sequence, index as u64 + 1, "versions contiguous from 1");
+        assert_eq!(
+            event.sequence,
+            index as u64 + 1,
+            "versions contiguous from 1"
+        );
     }
-    let folded = store.load_aggregate::<Counter>(&s, None).await.expect("fold");
+    let folded = store
+        .load_aggregate::<Counter>(&s, None)
+        .await
+        .expect("fold");
     assert_eq!(folded.aggregate.value, total as i64, "no lost update");
     for executor in &executors {
         // Each process converges on the true state at its next command.
-        executor.execute(s.clone(), CounterCommand::Noop, context("t")).await.expect("noop");
+        executor
+            .execute(s.clone(), CounterCommand::Noop, context("t"))
+            .await
+            .expect("noop");
         let (state, version) = executor.cached_state(&s).await.expect("cached");
         assert_eq!(version, total);
-        assert_eq!(state, serde_json::to_value(&folded.aggregate).expect("json"));
+        assert_eq!(
+            state,
+            serde_json::to_value(&folded.aggregate).expect("json")
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn given_one_process_when_many_tasks_hit_one_stream_then_they_are_serialised_without_retries() {
+async fn given_one_process_when_many_tasks_hit_one_stream_then_they_are_serialised_without_retries()
+{
     let store = PgEventStore::new(fresh_pool().await);
     let no_retry = ExecutorConfig {
         max_attempts: 1,
@@ -79,12 +99,18 @@ async fn given_one_process_when_many_tasks_hit_one_stream_then_they_are_serialis
             let executor = executor.clone();
             let s = s.clone();
             tokio::spawn(async move {
-                executor.execute(s, CounterCommand::Add(1), context("t")).await.map(|_| ())
+                executor
+                    .execute(s, CounterCommand::Add(1), context("t"))
+                    .await
+                    .map(|_| ())
             })
         })
         .collect();
     for handle in handles {
-        handle.await.expect("task").expect("no conflict inside one process, even with no retries");
+        handle
+            .await
+            .expect("task")
+            .expect("no conflict inside one process, even with no retries");
     }
     assert_eq!(store.stream_version("Counter", &s).await.expect("head"), 64);
 }

@@ -82,18 +82,28 @@ async fn f7_an_open_transaction_holds_the_log_reader_back_but_not_the_naive_read
     // ... while the horizon reader does not pass the open transaction.
     let mut cursor = LogCursor::START;
     let before_commit = drain(&log, &mut cursor).await;
-    assert!(before_commit.is_empty(), "nothing may pass an open transaction: {before_commit:?}");
+    assert!(
+        before_commit.is_empty(),
+        "nothing may pass an open transaction: {before_commit:?}"
+    );
 
     slow.commit().await.expect("commit the slow transaction");
 
     // After the commit, the naive reader never sees the slow event: it is lost to it.
     let naive_after = naive_read_after(&pool, naive_checkpoint).await;
-    assert!(naive_after.is_empty(), "the naive reader skipped the slow event for ever");
-    let slow_position: i64 = sqlx::query_scalar("SELECT position FROM events WHERE aggregate_id = 't/slow'")
-        .fetch_one(&pool)
-        .await
-        .expect("slow row");
-    assert!(slow_position < naive_checkpoint, "the slow event drew the lower position");
+    assert!(
+        naive_after.is_empty(),
+        "the naive reader skipped the slow event for ever"
+    );
+    let slow_position: i64 =
+        sqlx::query_scalar("SELECT position FROM events WHERE aggregate_id = 't/slow'")
+            .fetch_one(&pool)
+            .await
+            .expect("slow row");
+    assert!(
+        slow_position < naive_checkpoint,
+        "the slow event drew the lower position"
+    );
 
     // The horizon reader returns all four, the slow one included, exactly once.
     let after_commit = drain_until(&log, &mut cursor, 4).await;
@@ -107,7 +117,8 @@ async fn f7_an_open_transaction_holds_the_log_reader_back_but_not_the_naive_read
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_once_in_a_stable_order() {
+async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_once_in_a_stable_order()
+ {
     let pool = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
@@ -119,7 +130,10 @@ async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_
             tokio::spawn(async move {
                 for n in 0..25 {
                     let s = stream("t", &format!("w{writer}-{}", n % 3));
-                    executor.execute(s, CounterCommand::AddMany(vec![1, 1]), context("t")).await.expect("append");
+                    executor
+                        .execute(s, CounterCommand::AddMany(vec![1, 1]), context("t"))
+                        .await
+                        .expect("append");
                 }
             })
         })
@@ -144,7 +158,10 @@ async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_
     for writer in writers {
         writer.await.expect("writer");
     }
-    let tailed = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("reader finishes").expect("reader");
+    let tailed = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("reader finishes")
+        .expect("reader");
     let mut ids: Vec<_> = tailed.iter().map(|event| event.event_id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -157,7 +174,10 @@ async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_
     assert_eq!(order(&replayed), order(&tailed));
     // Per stream, sequences appear in order.
     for window in replayed.windows(2) {
-        assert!((window[0].transaction_id, window[0].position) < (window[1].transaction_id, window[1].position));
+        assert!(
+            (window[0].transaction_id, window[0].position)
+                < (window[1].transaction_id, window[1].position)
+        );
     }
 }
 

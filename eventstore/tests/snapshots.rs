@@ -81,10 +81,17 @@ async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instea
     let store = PgEventStore::new(fresh_pool().await);
     let s = stream("t", "c");
     CommandExecutor::<Counter>::with_config(store.clone(), (), config(2))
-        .execute(s.clone(), CounterCommand::AddMany(vec![1, 2, 3]), context("t"))
+        .execute(
+            s.clone(),
+            CounterCommand::AddMany(vec![1, 2, 3]),
+            context("t"),
+        )
         .await
         .expect("append");
-    let full = store.load_aggregate::<Counter>(&s, None).await.expect("fold");
+    let full = store
+        .load_aggregate::<Counter>(&s, None)
+        .await
+        .expect("fold");
     // Another state version: ignored.
     let other = store.load_latest::<Counter>(&s, "2").await.expect("load");
     assert_eq!(other, full);
@@ -94,7 +101,10 @@ async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instea
         .execute(store.pool())
         .await
         .expect("corrupt the snapshot");
-    assert_eq!(store.load_latest::<Counter>(&s, "1").await.expect("load"), full);
+    assert_eq!(
+        store.load_latest::<Counter>(&s, "1").await.expect("load"),
+        full
+    );
 }
 
 #[tokio::test]
@@ -102,18 +112,31 @@ async fn given_a_history_when_loaded_as_of_a_sequence_then_later_events_are_left
     let store = PgEventStore::new(fresh_pool().await);
     let s = stream("t", "c");
     CommandExecutor::<Counter>::new(store.clone(), ())
-        .execute(s.clone(), CounterCommand::AddMany(vec![1, 10, 100]), context("t"))
+        .execute(
+            s.clone(),
+            CounterCommand::AddMany(vec![1, 10, 100]),
+            context("t"),
+        )
         .await
         .expect("append");
-    let as_of = store.load_aggregate::<Counter>(&s, Some(2)).await.expect("as of 2");
+    let as_of = store
+        .load_aggregate::<Counter>(&s, Some(2))
+        .await
+        .expect("as of 2");
     assert_eq!((as_of.aggregate.value, as_of.version), (11, 2));
 }
 
-async fn median_latency(executor: &CommandExecutor<Counter>, s: &commerce_eventstore::StreamId) -> Duration {
+async fn median_latency(
+    executor: &CommandExecutor<Counter>,
+    s: &commerce_eventstore::StreamId,
+) -> Duration {
     let mut samples = Vec::new();
     for _ in 0..30 {
         let started = Instant::now();
-        executor.execute(s.clone(), CounterCommand::Add(1), context("t")).await.expect("add");
+        executor
+            .execute(s.clone(), CounterCommand::Add(1), context("t"))
+            .await
+            .expect("add");
         samples.push(started.elapsed());
     }
     samples.sort_unstable();
@@ -126,29 +149,47 @@ async fn a_10000_event_stream_stays_fast() {
     let executor = CommandExecutor::<Counter>::with_config(store.clone(), (), config(100));
     let short = stream("t", "short");
     let long = stream("t", "long");
-    executor.execute(short.clone(), CounterCommand::Add(1), context("t")).await.expect("short");
+    executor
+        .execute(short.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("short");
     for _ in 0..20 {
         executor
-            .execute(long.clone(), CounterCommand::AddMany(vec![1; 500]), context("t"))
+            .execute(
+                long.clone(),
+                CounterCommand::AddMany(vec![1; 500]),
+                context("t"),
+            )
             .await
             .expect("bulk");
     }
-    assert_eq!(store.stream_version("Counter", &long).await.expect("head"), 10_000);
+    assert_eq!(
+        store.stream_version("Counter", &long).await.expect("head"),
+        10_000
+    );
 
     let short_warm = median_latency(&executor, &short).await;
     let long_warm = median_latency(&executor, &long).await;
 
     let started = Instant::now();
-    let full = store.load_aggregate::<Counter>(&long, None).await.expect("full");
+    let full = store
+        .load_aggregate::<Counter>(&long, None)
+        .await
+        .expect("full");
     let full_fold = started.elapsed();
     let started = Instant::now();
-    let latest = store.load_latest::<Counter>(&long, "1").await.expect("snapshot");
+    let latest = store
+        .load_latest::<Counter>(&long, "1")
+        .await
+        .expect("snapshot");
     let snapshot_load = started.elapsed();
     assert_eq!(latest, full);
 
     let cold = CommandExecutor::<Counter>::with_config(store.clone(), (), config(100));
     let started = Instant::now();
-    cold.execute(long.clone(), CounterCommand::Add(1), context("t")).await.expect("cold");
+    cold.execute(long.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("cold");
     let cold_command = started.elapsed();
 
     println!(

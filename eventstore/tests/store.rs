@@ -37,10 +37,23 @@ async fn given_stored_events_when_updated_deleted_or_truncated_then_the_database
         "DELETE FROM events",
         "TRUNCATE events",
     ] {
-        let error = sqlx::query(statement).execute(&pool).await.expect_err(statement);
-        assert!(error.to_string().contains("append-only"), "{statement}: {error}");
+        let error = sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect_err(statement);
+        assert!(
+            error.to_string().contains("append-only"),
+            "{statement}: {error}"
+        );
     }
-    assert_eq!(store.load_stream("Counter", &stream("t", "c")).await.expect("load").len(), 1);
+    assert_eq!(
+        store
+            .load_stream("Counter", &stream("t", "c"))
+            .await
+            .expect("load")
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -49,14 +62,21 @@ async fn given_a_command_when_executed_then_events_carry_metadata_and_global_coo
     let store = PgEventStore::new(pool);
     let ctx = keyed("acme", "k-1", "h").with_request_hash("h");
     let outcome = executor(&store)
-        .execute(stream("acme", "c"), CounterCommand::AddMany(vec![1, 2]), ctx.clone())
+        .execute(
+            stream("acme", "c"),
+            CounterCommand::AddMany(vec![1, 2]),
+            ctx.clone(),
+        )
         .await
         .expect("append");
     assert_eq!(outcome.last_sequence, 2);
     assert_eq!(outcome.events.len(), 2);
     assert_eq!(outcome.last_position, Some(outcome.events[1].position));
 
-    let events = store.load_stream("Counter", &stream("acme", "c")).await.expect("load");
+    let events = store
+        .load_stream("Counter", &stream("acme", "c"))
+        .await
+        .expect("load");
     assert_eq!(events.len(), 2);
     for (event, stored) in events.iter().zip(&outcome.events) {
         assert_eq!(event.metadata, ctx.metadata);
@@ -72,10 +92,20 @@ async fn given_a_rejected_command_when_executed_then_nothing_is_appended() {
     let store = PgEventStore::new(fresh_pool().await);
     let exec = executor(&store);
     let s = stream("t", "stock");
-    exec.execute(s.clone(), CounterCommand::Add(2), context("t")).await.expect("add");
-    let rejected = exec.execute(s.clone(), CounterCommand::Take(5), context("t")).await;
-    assert!(matches!(rejected, Err(ExecuteError::Domain(_))), "{rejected:?}");
-    assert_eq!(store.load_stream("Counter", &s).await.expect("load").len(), 1);
+    exec.execute(s.clone(), CounterCommand::Add(2), context("t"))
+        .await
+        .expect("add");
+    let rejected = exec
+        .execute(s.clone(), CounterCommand::Take(5), context("t"))
+        .await;
+    assert!(
+        matches!(rejected, Err(ExecuteError::Domain(_))),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        store.load_stream("Counter", &s).await.expect("load").len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -84,7 +114,10 @@ async fn given_a_stream_of_another_tenant_when_executing_then_tenant_mismatch() 
     let result = executor(&store)
         .execute(stream("a", "c"), CounterCommand::Add(1), context("b"))
         .await;
-    assert!(matches!(result, Err(ExecuteError::TenantMismatch { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ExecuteError::TenantMismatch { .. })),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -93,31 +126,63 @@ async fn given_a_repeated_idempotency_key_when_executed_then_the_first_outcome_i
     let exec = executor(&store);
     let s = stream("t", "c");
     let first = exec
-        .execute(s.clone(), CounterCommand::Add(5), keyed("t", "key-1", "body-a"))
+        .execute(
+            s.clone(),
+            CounterCommand::Add(5),
+            keyed("t", "key-1", "body-a"),
+        )
         .await
         .expect("first");
     let again = exec
-        .execute(s.clone(), CounterCommand::Add(5), keyed("t", "key-1", "body-a"))
+        .execute(
+            s.clone(),
+            CounterCommand::Add(5),
+            keyed("t", "key-1", "body-a"),
+        )
         .await
         .expect("replay");
     assert!(!first.replayed);
     assert!(again.replayed);
     assert_eq!(again.events, first.events);
-    assert_eq!(store.load_stream("Counter", &s).await.expect("load").len(), 1);
+    assert_eq!(
+        store.load_stream("Counter", &s).await.expect("load").len(),
+        1
+    );
 
     let other_body = exec
-        .execute(s.clone(), CounterCommand::Add(6), keyed("t", "key-1", "body-b"))
+        .execute(
+            s.clone(),
+            CounterCommand::Add(6),
+            keyed("t", "key-1", "body-b"),
+        )
         .await;
-    assert!(matches!(other_body, Err(ExecuteError::IdempotencyMismatch { .. })), "{other_body:?}");
+    assert!(
+        matches!(other_body, Err(ExecuteError::IdempotencyMismatch { .. })),
+        "{other_body:?}"
+    );
     let other_stream = exec
-        .execute(stream("t", "d"), CounterCommand::Add(5), keyed("t", "key-1", "body-a"))
+        .execute(
+            stream("t", "d"),
+            CounterCommand::Add(5),
+            keyed("t", "key-1", "body-a"),
+        )
         .await;
-    assert!(matches!(other_stream, Err(ExecuteError::IdempotencyMismatch { .. })));
-    assert_eq!(store.load_stream("Counter", &s).await.expect("load").len(), 1);
+    assert!(matches!(
+        other_stream,
+        Err(ExecuteError::IdempotencyMismatch { .. })
+    ));
+    assert_eq!(
+        store.load_stream("Counter", &s).await.expect("load").len(),
+        1
+    );
 
     // Another tenant may use the same key independently.
     let other_tenant = exec
-        .execute(stream("u", "c"), CounterCommand::Add(5), keyed("u", "key-1", "body-a"))
+        .execute(
+            stream("u", "c"),
+            CounterCommand::Add(5),
+            keyed("u", "key-1", "body-a"),
+        )
         .await
         .expect("other tenant");
     assert!(!other_tenant.replayed);
@@ -128,9 +193,15 @@ async fn given_a_keyed_no_op_command_when_repeated_then_it_is_recorded_and_repla
     let store = PgEventStore::new(fresh_pool().await);
     let exec = executor(&store);
     let s = stream("t", "c");
-    let first = exec.execute(s.clone(), CounterCommand::Noop, keyed("t", "n", "h")).await.expect("noop");
+    let first = exec
+        .execute(s.clone(), CounterCommand::Noop, keyed("t", "n", "h"))
+        .await
+        .expect("noop");
     assert!(first.events.is_empty() && !first.replayed);
-    let again = exec.execute(s.clone(), CounterCommand::Noop, keyed("t", "n", "h")).await.expect("again");
+    let again = exec
+        .execute(s.clone(), CounterCommand::Noop, keyed("t", "n", "h"))
+        .await
+        .expect("again");
     assert!(again.replayed);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM command_idempotency")
         .fetch_one(store.pool())
@@ -151,8 +222,16 @@ async fn given_concurrent_twins_with_one_key_when_executed_then_one_runs_and_the
     );
     let (a, b) = (a.expect("left"), b.expect("right"));
     assert_eq!(a.events, b.events);
-    assert!(a.replayed ^ b.replayed, "exactly one replay: {} {}", a.replayed, b.replayed);
-    assert_eq!(store.load_stream("Counter", &s).await.expect("load").len(), 1);
+    assert!(
+        a.replayed ^ b.replayed,
+        "exactly one replay: {} {}",
+        a.replayed,
+        b.replayed
+    );
+    assert_eq!(
+        store.load_stream("Counter", &s).await.expect("load").len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -166,30 +245,64 @@ async fn given_another_process_appended_when_a_stale_cache_appends_then_it_catch
     let retrying = executor(&store);
     let other = executor(&store);
     let s = stream("t", "c");
-    stale.execute(s.clone(), CounterCommand::Add(1), context("t")).await.expect("warm cache");
-    retrying.execute(s.clone(), CounterCommand::Add(1), context("t")).await.expect("warm cache");
-    other.execute(s.clone(), CounterCommand::Add(10), context("t")).await.expect("other writes");
+    stale
+        .execute(s.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("warm cache");
+    retrying
+        .execute(s.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("warm cache");
+    other
+        .execute(s.clone(), CounterCommand::Add(10), context("t"))
+        .await
+        .expect("other writes");
 
     // ES-2: a stale expected version is rejected and nothing of the batch is written.
     let result = stale
-        .execute(s.clone(), CounterCommand::AddMany(vec![100, 100, 100]), context("t"))
+        .execute(
+            s.clone(),
+            CounterCommand::AddMany(vec![100, 100, 100]),
+            context("t"),
+        )
         .await;
-    assert!(matches!(result, Err(ExecuteError::Conflict { attempts: 1, .. })), "{result:?}");
-    assert_eq!(store.load_stream("Counter", &s).await.expect("load").len(), 3);
+    assert!(
+        matches!(result, Err(ExecuteError::Conflict { attempts: 1, .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        store.load_stream("Counter", &s).await.expect("load").len(),
+        3
+    );
 
     // With retries, the stale cache reloads and the command applies on the true state.
     let outcome = retrying
-        .execute(s.clone(), CounterCommand::AddMany(vec![100, 100]), context("t"))
+        .execute(
+            s.clone(),
+            CounterCommand::AddMany(vec![100, 100]),
+            context("t"),
+        )
         .await
         .expect("retried");
     assert_eq!(outcome.last_sequence, 5);
-    let folded = store.load_aggregate::<Counter>(&s, None).await.expect("fold");
+    let folded = store
+        .load_aggregate::<Counter>(&s, None)
+        .await
+        .expect("fold");
     assert_eq!(folded.aggregate.value, 212);
 
     // A rejection decided on a stale cache is re-checked against the store.
-    other.execute(s.clone(), CounterCommand::Add(1000), context("t")).await.expect("other");
-    let take = stale.execute(s.clone(), CounterCommand::Take(1000), context("t")).await;
-    assert!(take.is_ok(), "stale rejection must be re-evaluated: {take:?}");
+    other
+        .execute(s.clone(), CounterCommand::Add(1000), context("t"))
+        .await
+        .expect("other");
+    let take = stale
+        .execute(s.clone(), CounterCommand::Take(1000), context("t"))
+        .await;
+    assert!(
+        take.is_ok(),
+        "stale rejection must be re-evaluated: {take:?}"
+    );
 }
 
 #[tokio::test]
@@ -214,16 +327,33 @@ async fn given_a_v1_event_in_the_store_when_read_then_it_is_upcast_to_v2() {
     });
     let store = PgEventStore::new(pool).with_upcasters(upcasters);
 
-    let folded = store.load_aggregate::<Counter>(&s, None).await.expect("fold v1 as v2");
-    assert_eq!(folded.aggregate.notes, vec![("legacy".to_owned(), "en".to_owned())]);
+    let folded = store
+        .load_aggregate::<Counter>(&s, None)
+        .await
+        .expect("fold v1 as v2");
+    assert_eq!(
+        folded.aggregate.notes,
+        vec![("legacy".to_owned(), "en".to_owned())]
+    );
     let events = store.load_stream("Counter", &s).await.expect("stream");
     assert_eq!(events[0].event_version, "2.0.0");
-    let logged = store
-        .global_log()
-        .read_after(commerce_eventstore::LogCursor::START, 10)
-        .await
-        .expect("log");
-    assert_eq!(logged[0].payload, json!({"Noted": {"text": "legacy", "lang": "en"}}));
+    // Other tests' open transactions on the cluster may hold the log horizon back briefly.
+    let mut logged = Vec::new();
+    for _ in 0..1500 {
+        logged = store
+            .global_log()
+            .read_after(commerce_eventstore::LogCursor::START, 10)
+            .await
+            .expect("log");
+        if !logged.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        logged[0].payload,
+        json!({"Noted": {"text": "legacy", "lang": "en"}})
+    );
 
     // The executor's cold load goes through the same registry.
     let outcome = executor(&store)
@@ -239,15 +369,26 @@ async fn given_events_written_by_the_engine_when_cqrs_es_loads_them_then_state_i
     let store = PgEventStore::new(pool.clone());
     let s = stream("t", "compat");
     executor(&store)
-        .execute(s.clone(), CounterCommand::AddMany(vec![3, 4, 5]), context("t"))
+        .execute(
+            s.clone(),
+            CounterCommand::AddMany(vec![3, 4, 5]),
+            context("t"),
+        )
         .await
         .expect("append");
 
-    let cqrs_store =
-        PersistedEventStore::<_, Counter>::new_event_store(PostgresEventRepository::new(pool.clone()));
-    let context = cqrs_store.load_aggregate(&s.aggregate_id()).await.expect("cqrs-es load");
+    let cqrs_store = PersistedEventStore::<_, Counter>::new_event_store(
+        PostgresEventRepository::new(pool.clone()),
+    );
+    let context = cqrs_store
+        .load_aggregate(&s.aggregate_id())
+        .await
+        .expect("cqrs-es load");
     assert_eq!(context.current_sequence, 3);
-    let ours = store.load_aggregate::<Counter>(&s, None).await.expect("ours");
+    let ours = store
+        .load_aggregate::<Counter>(&s, None)
+        .await
+        .expect("ours");
     assert_eq!(context.aggregate, ours.aggregate);
 
     // cqrs-es can also append to the same table (its insert names only its seven columns).
@@ -339,10 +480,23 @@ fn apply_expected(state: &mut Counter, command: &CounterCommand) {
 async fn given_stream_ids_with_the_same_key_when_loaded_per_tenant_then_they_are_separate() {
     let store = PgEventStore::new(fresh_pool().await);
     let exec = executor(&store);
-    exec.execute(stream("a", "SKU-1"), CounterCommand::Add(1), context("a")).await.expect("a");
-    exec.execute(stream("b", "SKU-1"), CounterCommand::Add(7), context("b")).await.expect("b");
-    let a = store.load_aggregate::<Counter>(&stream("a", "SKU-1"), None).await.expect("a");
-    let b = store.load_aggregate::<Counter>(&stream("b", "SKU-1"), None).await.expect("b");
+    exec.execute(stream("a", "SKU-1"), CounterCommand::Add(1), context("a"))
+        .await
+        .expect("a");
+    exec.execute(stream("b", "SKU-1"), CounterCommand::Add(7), context("b"))
+        .await
+        .expect("b");
+    let a = store
+        .load_aggregate::<Counter>(&stream("a", "SKU-1"), None)
+        .await
+        .expect("a");
+    let b = store
+        .load_aggregate::<Counter>(&stream("b", "SKU-1"), None)
+        .await
+        .expect("b");
     assert_eq!((a.aggregate.value, b.aggregate.value), (1, 7));
-    assert_eq!(StreamId::parse("a/SKU-1").expect("parse"), stream("a", "SKU-1"));
+    assert_eq!(
+        StreamId::parse("a/SKU-1").expect("parse"),
+        stream("a", "SKU-1")
+    );
 }

@@ -28,7 +28,7 @@ pub(crate) struct NewEvent {
 /// What the append did.
 #[derive(Debug)]
 pub(crate) enum Appended {
-    Committed(CommandOutcome),
+    Committed(Box<CommandOutcome>),
     /// Another writer already holds one of the sequences: nothing was written.
     Conflict,
     /// Another execution recorded this idempotency key first: nothing was written.
@@ -55,7 +55,16 @@ pub(crate) async fn append(
     context: &CommandContext,
 ) -> Result<Appended, StoreError> {
     let mut tx = pool.begin().await?;
-    let stored = match insert_events(&mut tx, aggregate_type, stream, expected_version, events, context).await {
+    let stored = match insert_events(
+        &mut tx,
+        aggregate_type,
+        stream,
+        expected_version,
+        events,
+        context,
+    )
+    .await
+    {
         Ok(stored) => stored,
         Err(error) if violates(&error, EVENTS_PKEY) => return Ok(Appended::Conflict),
         Err(error) => return Err(error.into()),
@@ -63,7 +72,9 @@ pub(crate) async fn append(
     let outcome = CommandOutcome {
         aggregate_type: aggregate_type.to_owned(),
         aggregate_id: stream.clone(),
-        last_sequence: stored.last().map_or(expected_version, |event| event.sequence),
+        last_sequence: stored
+            .last()
+            .map_or(expected_version, |event| event.sequence),
         last_position: stored.last().map(|event| event.position),
         events: stored,
         replayed: false,
@@ -92,7 +103,7 @@ pub(crate) async fn append(
         }
     }
     tx.commit().await?;
-    Ok(Appended::Committed(outcome))
+    Ok(Appended::Committed(Box::new(outcome)))
 }
 
 async fn insert_events(

@@ -27,7 +27,10 @@ mod tests {
         for attempt in 1..=10 {
             let ceiling = base.saturating_mul(1 << (attempt - 1)).min(max);
             let delay = delay(attempt, base, max);
-            assert!(delay <= ceiling, "attempt {attempt}: {delay:?} > {ceiling:?}");
+            assert!(
+                delay <= ceiling,
+                "attempt {attempt}: {delay:?} > {ceiling:?}"
+            );
             assert!(delay >= ceiling / 2, "attempt {attempt}: {delay:?}");
         }
     }

@@ -94,7 +94,13 @@ impl<A> StreamSlots<A> {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).entries.len())
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len()
+            })
             .sum()
     }
 }
@@ -128,7 +134,10 @@ mod tests {
     #[test]
     fn given_the_same_stream_when_asked_twice_then_the_same_slot_is_returned() {
         let slots = StreamSlots::<u32>::new(10);
-        assert!(Arc::ptr_eq(&slots.slot(&stream(1)), &slots.slot(&stream(1))));
+        assert!(Arc::ptr_eq(
+            &slots.slot(&stream(1)),
+            &slots.slot(&stream(1))
+        ));
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl<A: Aggregate> fmt::Debug for CommandExecutor<A> {
 
 /// What one attempt ended with.
 enum Attempt<A: Aggregate> {
-    Done(CommandOutcome),
+    Done(Box<CommandOutcome>),
     Rejected(A::Error),
     /// The decision was taken on a stale cache (the slot is already fixed): run again now.
     Stale,
@@ -173,8 +173,11 @@ where
         let max_attempts = config.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            match self.attempt(&stream, &mut cached, command.clone(), &context).await? {
-                Attempt::Done(outcome) => return Ok(outcome),
+            match self
+                .attempt(&stream, &mut cached, command.clone(), &context)
+                .await?
+            {
+                Attempt::Done(outcome) => return Ok(*outcome),
                 Attempt::Rejected(error) => return Err(ExecuteError::Domain(error)),
                 Attempt::KeyTaken(key) => {
                     return match self.replay(&stream, &context, &key).await? {
@@ -194,7 +197,12 @@ where
                 }
                 Attempt::Stale => attempt += 1,
                 Attempt::Conflict => {
-                    tokio::time::sleep(backoff::delay(attempt, config.backoff_base, config.backoff_max)).await;
+                    tokio::time::sleep(backoff::delay(
+                        attempt,
+                        config.backoff_base,
+                        config.backoff_max,
+                    ))
+                    .await;
                     attempt += 1;
                 }
             }
@@ -235,11 +243,14 @@ where
 
         if handled.is_err() || !touched {
             // Nothing to append, so no primary key vouches for the cache: check the head.
-            let head = store.stream_version(A::TYPE, stream).await.inspect_err(|_| {
-                if touched {
-                    *slot = None;
-                }
-            })?;
+            let head = store
+                .stream_version(A::TYPE, stream)
+                .await
+                .inspect_err(|_| {
+                    if touched {
+                        *slot = None;
+                    }
+                })?;
             if head != before {
                 self.catch_up(stream, slot, touched).await?;
                 return Ok(Attempt::Stale);
@@ -251,7 +262,7 @@ where
                 return Ok(Attempt::Rejected(error));
             }
             if context.metadata.idempotency_key.is_none() {
-                return Ok(Attempt::Done(CommandOutcome {
+                return Ok(Attempt::Done(Box::new(CommandOutcome {
                     aggregate_type: A::TYPE.to_owned(),
                     aggregate_id: stream.clone(),
                     events: Vec::new(),
@@ -259,7 +270,7 @@ where
                     last_position: None,
                     replayed: false,
                     metadata: context.metadata.clone(),
-                }));
+                })));
             }
         }
 
@@ -328,7 +339,10 @@ where
                     .await?
             }
         };
-        self.inner.store.fold_after(stream, &mut loaded, None).await?;
+        self.inner
+            .store
+            .fold_after(stream, &mut loaded, None)
+            .await?;
         *slot = Some(Cached {
             aggregate: loaded.aggregate,
             version: loaded.version,
@@ -346,7 +360,12 @@ where
         let written = self
             .inner
             .store
-            .write_snapshot(stream, &cached.aggregate, cached.version, &self.inner.config.state_version)
+            .write_snapshot(
+                stream,
+                &cached.aggregate,
+                cached.version,
+                &self.inner.config.state_version,
+            )
             .await;
         if let Err(error) = written {
             tracing::warn!(%stream, %error, "could not write an aggregate snapshot");
@@ -361,7 +380,8 @@ where
         key: &str,
     ) -> Result<Option<CommandOutcome>, ExecuteError<A::Error>> {
         let prior =
-            append::prior_execution(self.inner.store.pool(), &context.metadata.tenant_id, key).await?;
+            append::prior_execution(self.inner.store.pool(), &context.metadata.tenant_id, key)
+                .await?;
         let Some(prior) = prior else {
             return Ok(None);
         };
@@ -373,8 +393,10 @@ where
                 key: key.to_owned(),
             });
         }
-        let mut outcome: CommandOutcome = serde_json::from_value(prior.outcome)
-            .map_err(|source| StoreError::from(DecodeError::json("stored command outcome", source)))?;
+        let mut outcome: CommandOutcome =
+            serde_json::from_value(prior.outcome).map_err(|source| {
+                StoreError::from(DecodeError::json("stored command outcome", source))
+            })?;
         outcome.replayed = true;
         Ok(Some(outcome))
     }

@@ -25,9 +25,14 @@ pub enum CounterCommand {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CounterEvent {
-    Added { amount: i64 },
+    Added {
+        amount: i64,
+    },
     /// v2 (v1 was `{"note": ..}` without a language).
-    Noted { text: String, lang: String },
+    Noted {
+        text: String,
+        lang: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +86,8 @@ impl Aggregate for Counter {
                         asked: amount,
                     });
                 }
-                sink.write(CounterEvent::Added { amount: -amount }, self).await;
+                sink.write(CounterEvent::Added { amount: -amount }, self)
+                    .await;
             }
             CounterCommand::Note(text) => {
                 sink.write(

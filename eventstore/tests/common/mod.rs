@@ -11,7 +11,9 @@ use sqlx::postgres::PgPoolOptions;
 /// A fresh, migrated database from the devstack test kit (server in `DATABASE_URL`), with a
 /// pool large enough for the concurrency tests.
 pub async fn fresh_pool() -> PgPool {
-    let db = TestDatabase::create().await.expect("test database (is DATABASE_URL set?)");
+    let db = TestDatabase::create()
+        .await
+        .expect("test database (is DATABASE_URL set?)");
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .connect(db.url())
