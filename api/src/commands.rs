@@ -10,6 +10,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commerce_aggregates::CommandError;
 use commerce_aggregates::inventory::Inventory;
+use commerce_aggregates::payment::Payment;
 use commerce_eventstore::{
     CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, PgEventStore,
     StreamId, request_hash,
@@ -36,6 +37,7 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 pub struct Commands {
     store: PgEventStore,
     pub inventory: CommandExecutor<Inventory>,
+    pub payments: CommandExecutor<Payment>,
 }
 
 impl Commands {
@@ -43,6 +45,7 @@ impl Commands {
         let store = PgEventStore::new(pool);
         Self {
             inventory: CommandExecutor::new(store.clone(), ()),
+            payments: CommandExecutor::new(store.clone(), ()),
             store,
         }
     }

@@ -3,14 +3,17 @@
 //!
 //! Command endpoints only: queries come with the read models (projections).
 
+mod dto;
 mod inventory;
 mod ops;
+mod payments;
 
 use std::fmt::Display;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
@@ -24,9 +27,37 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(inventory::set_stock))
+        .routes(routes!(payments::refund))
+        .routes(routes!(payments::webhook))
 }
 
 /// A validated value, or a 422 naming `name`.
 fn field<T, E: Display>(name: &str, value: Result<T, E>) -> Result<T, ApiError> {
     value.map_err(|error| ApiError::invalid(name, error.to_string()))
+}
+
+/// Longest free text (reasons, names) accepted.
+const TEXT_MAX: usize = 500;
+
+/// Free text: trimmed, 1 to 500 characters, no control characters.
+fn text(name: &str, value: &str) -> Result<String, ApiError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > TEXT_MAX {
+        return Err(ApiError::invalid(
+            name,
+            format!("must be 1 to {TEXT_MAX} characters"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            name,
+            "must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An id from the path: anything that is not a UUID names no object (404).
+fn path_id(what: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value).map_err(|_| ApiError::NotFound(what.to_owned()))
 }
