@@ -12,9 +12,11 @@
 //! - [`worker`]: the consumer-group loop (offsets in PostgreSQL, fencing, dead letters, metrics);
 //! - [`queries`]: the contract's GET shapes and the read-your-writes wait;
 //! - [`rebuild`](rebuild()): shadow build from an [`EventSource`] and an atomic swap;
+//! - `dead_letters`: listing and resolving parked records;
 //! - `analytics`: analyst-stream records, queued in an outbox and published at least once.
 
 mod analytics;
+mod dead_letters;
 mod error;
 mod event;
 mod facets;
@@ -24,8 +26,10 @@ mod rebuild;
 mod schema;
 #[cfg(test)]
 mod testing;
+pub mod worker;
 
 pub use analytics::publish_outbox;
+pub use dead_letters::{DeadLetter, open_dead_letters, resolve_dead_letter};
 pub use error::ProjectionError;
 pub use event::{AGGREGATE_TYPES, AggregateEvent, DecodeError, DecodedEvent, EventRecord};
 pub use facets::{LineProgress, PaymentRow, StockLevel, fulfillment_status, order_payment_status};
