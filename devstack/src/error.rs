@@ -34,7 +34,7 @@ pub enum DevstackError {
         log: PathBuf,
     },
     /// A file-system operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         /// What we were doing.
         action: &'static str,

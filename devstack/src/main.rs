@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("devstack: error: {error}");
+            eprintln!("devstack: error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
@@ -85,4 +85,19 @@ fn report_status(layout: &Layout) -> ExitCode {
     } else {
         ExitCode::from(3)
     }
+}
+
+/// The error and its causes on one line: `outer: inner: root` (a cause already said is skipped).
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }

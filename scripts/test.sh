@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace against real services:
+# installs PostgreSQL and Tansu when missing, starts them (devstack up), runs fmt, clippy and all
+# tests, and stops the services it started on exit.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# One build folder reused across runs and clones (CI checks out a fresh clone each time).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fusioncommerce/target}"
+
+cargo build --quiet -p commerce-devstack --bin devstack
+devstack="$CARGO_TARGET_DIR/debug/devstack"
+
+# Stop only what this run starts: services already up (a developer's `devstack up`) stay up.
+if "$devstack" status >/dev/null 2>&1; then
+    echo "test.sh: reusing the running local services"
+else
+    trap '"$devstack" down' EXIT
+fi
+"$devstack" up >/dev/null
+# shellcheck source=/dev/null
+source .local/devstack.env
+echo "test.sh: services ready (KAFKA_BROKERS=$KAFKA_BROKERS)"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+    cargo test --workspace --doc
+else
+    cargo test --workspace --no-fail-fast
+fi
