@@ -1,1 +1,39 @@
 //! HTTP API (axum) and the `commerce` binary that wires every component together.
+//!
+//! Layout:
+//! - [`cli`]: the command line (one subcommand per component) and its dispatch;
+//! - [`config`]: configuration from flags and environment, validated into [`config::Settings`];
+//! - [`connect`]: connections to PostgreSQL and the broker, checked at startup;
+//! - [`server`]: the axum router and its graceful shutdown;
+//! - [`telemetry`]: `tracing` logs.
+//!
+//! The HTTP API itself:
+//! - [`app`]: the router behind its cross-cutting layers (correlation id, span, timeout,
+//!   metrics, body limit); [`routes`] the handlers, documented for [`openapi`];
+//! - [`auth`]: JWT verification, roles, development tokens; [`tenants`]: the served tenants;
+//! - [`problem`]: every error as RFC 9457 problem+json; [`extract`]: extractors answering those;
+//! - [`commands`]: executing commands with idempotency and building their answers;
+//! - [`limits`]: body, lines, time and per-tenant rate limits; [`metrics`]: Prometheus;
+//! - [`webhooks`]: payment-provider signatures; [`state`]: what handlers share.
+
+pub mod admin;
+pub mod api_config;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod connect;
+pub mod extract;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod tenants;
+pub mod webhooks;
+
+pub use cli::{Cli, CommandError};
