@@ -300,6 +300,21 @@ pub async fn list_orders(
     Ok(Page { items, next_cursor })
 }
 
+/// order id, line no, sku, product id, quantity, unit price, currency, and the four counters.
+type LineColumns = (
+    Uuid,
+    i64,
+    String,
+    Option<Uuid>,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
 /// Adds lines and the payment facet to order rows (two queries for the whole page).
 async fn complete_orders(
     pool: &PgPool,
@@ -307,7 +322,7 @@ async fn complete_orders(
     rows: Vec<OrderRow>,
 ) -> Result<Vec<OrderView>, QueryError> {
     let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
-    let lines: Vec<(Uuid, i64, String, Option<Uuid>, i64, i64, String, i64, i64, i64, i64)> = sqlx::query_as(
+    let lines: Vec<LineColumns> = sqlx::query_as(
         "SELECT order_id, line_no, sku, product_id, quantity, unit_price_minor, currency,
                 fulfilled, shipped, delivered, returned
          FROM rm.order_lines WHERE tenant_id = $1 AND order_id = ANY($2) ORDER BY order_id, line_no",
@@ -414,7 +429,7 @@ impl Cursor {
     }
 
     fn decode(text: &str) -> Result<Self, QueryError> {
-        if text.len() % 2 != 0 || text.len() > 128 {
+        if !text.len().is_multiple_of(2) || text.len() > 128 {
             return Err(QueryError::InvalidCursor);
         }
         let bytes = (0..text.len())

@@ -201,12 +201,15 @@ async fn add_to_lines(
     Ok(())
 }
 
+/// A status and the line counter that must cover every line to reach it.
+type Stage = (&'static str, fn(&LineProgress) -> i64);
+
 /// Recomputes the fulfilment facet; moves the status to `stage` when every line reached it.
 async fn progress(
     conn: &mut PgConnection,
     record: &EventRecord,
     order_id: Uuid,
-    stage: Option<(&str, fn(&LineProgress) -> i64)>,
+    stage: Option<Stage>,
 ) -> Result<(), ProjectionError> {
     let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT quantity, fulfilled, shipped, delivered, returned FROM order_lines

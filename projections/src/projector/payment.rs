@@ -10,6 +10,9 @@ use crate::error::ProjectionError;
 use crate::event::EventRecord;
 use crate::facets::PaymentRow;
 
+/// status, amount, authorized, captured, refunded, refund pending, charged back, failure reason.
+type PaymentColumns = (String, i64, i64, i64, i64, i64, i64, Option<String>);
+
 pub(super) async fn apply(
     conn: &mut PgConnection,
     record: &EventRecord,
@@ -55,7 +58,7 @@ pub(super) async fn apply(
             return Err(inconsistent(record, "the payment already exists"));
         }
     } else {
-        let row: Option<(String, i64, i64, i64, i64, i64, i64, Option<String>)> = sqlx::query_as(
+        let row: Option<PaymentColumns> = sqlx::query_as(
             "SELECT status, amount_minor, authorized_minor, captured_minor, refunded_minor,
                     refund_pending_minor, charged_back_minor, failure_reason
              FROM payments WHERE tenant_id = $1 AND payment_id = $2",

@@ -85,12 +85,12 @@ async fn a_redelivered_event_changes_nothing() {
     let db = database().await;
     let log = history(7, 30);
     project_each(db.pool(), live(), &log).await;
-    let before = dump(&mut *db.pool().acquire().await.expect("conn"), "rm").await;
+    let before = dump(&mut db.pool().acquire().await.expect("conn"), "rm").await;
     // When every event is delivered again
     let outcomes = project_each(db.pool(), live(), &log).await;
     // Then each is a duplicate and the read models are unchanged
     assert!(outcomes.iter().all(|o| *o == Outcome::Duplicate));
-    let after = dump(&mut *db.pool().acquire().await.expect("conn"), "rm").await;
+    let after = dump(&mut db.pool().acquire().await.expect("conn"), "rm").await;
     assert_eq!(before, after);
 }
 

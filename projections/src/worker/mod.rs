@@ -252,7 +252,7 @@ async fn process(
 
 /// What a record turned out to be.
 enum Decoded {
-    Event(crate::event::DecodedEvent),
+    Event(Box<crate::event::DecodedEvent>),
     Poison {
         reason: String,
         stream: Option<StreamKey>,
@@ -297,7 +297,7 @@ fn decode(config: &WorkerConfig, message: &BorrowedMessage<'_>) -> Decoded {
         aggregate_id: record.aggregate_id.clone(),
     };
     match record.decode() {
-        Ok(event) => Decoded::Event(event),
+        Ok(event) => Decoded::Event(Box::new(event)),
         Err(error) => Decoded::Poison {
             reason: error.to_string(),
             stream: Some(stream),

@@ -17,10 +17,10 @@ use crate::schema::migrate;
 use crate::testing::{History, Rng, dump};
 use crate::{open_dead_letters, resolve_dead_letter};
 
-struct VecSource(std::vec::IntoIter<EventRecord>);
+struct VecSource<I>(I);
 
 #[async_trait]
-impl EventSource for VecSource {
+impl<I: Iterator<Item = EventRecord> + ExactSizeIterator + Send> EventSource for VecSource<I> {
     async fn next_batch(
         &mut self,
         max: usize,
@@ -143,12 +143,12 @@ impl Setup {
         log: &[EventRecord],
     ) -> (serde_json::Value, serde_json::Value) {
         let pool = self.db.pool();
-        let incremental = dump(&mut *pool.acquire().await.expect("conn"), "rm").await;
-        let mut source = VecSource(log.to_vec().into_iter());
+        let incremental = dump(&mut pool.acquire().await.expect("conn"), "rm").await;
+        let mut source = VecSource(log.iter().cloned());
         rebuild(pool, &mut source, Rebuild::All, |_| {})
             .await
             .expect("rebuild");
-        let rebuilt = dump(&mut *pool.acquire().await.expect("conn"), "rm").await;
+        let rebuilt = dump(&mut pool.acquire().await.expect("conn"), "rm").await;
         (incremental, rebuilt)
     }
 }

@@ -1,1 +1,0 @@
-//! campaign aggregate (being written).
