@@ -2,11 +2,10 @@
 //!
 //! One batch at a time: read up to `batch_size` final events after the cursor, publish each to
 //! its topics, wait for every acknowledgement, then persist the cursor at the batch's last
-//! event. A failed batch is retried whole after a capped exponential backoff (the cursor
-//! stays put, so nothing is skipped; messages acknowledged before the failure are published
-//! again: duplicates are counted). Memory stays bounded by one batch however long the broker
-//! is away. A fatal producer error replaces the producer and resumes from the persisted
-//! cursor. When the log is drained the loop sleeps until a `commerce_events` notification or
+//! event. After a failed batch the relay backs off (capped exponential), replaces the
+//! producer and resumes from the persisted cursor (which did not move, so nothing is skipped;
+//! messages acknowledged before the failure are published again: duplicates are counted).
+//! Memory stays bounded by one batch however long the broker is away. When the log is drained the loop sleeps until a `commerce_events` notification or
 //! the polling interval, whichever comes first.
 
 use std::future::Future;
@@ -191,7 +190,14 @@ impl Relay {
             };
             let messages = encode(&batch, &names)?;
             match self
-                .publish_batch(&messages, &mut publisher, &mut admin, leader, shutdown)
+                .publish_batch(
+                    batch.len(),
+                    &messages,
+                    &mut publisher,
+                    &mut admin,
+                    leader,
+                    (&mut backoff, &mut *shutdown),
+                )
                 .await?
             {
                 Published::Shutdown => return Ok(()),
@@ -209,47 +215,45 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch, retrying until every message is acknowledged.
+    /// Publishes one batch. On failure, after a backoff, replaces the producer and resumes
+    /// from the persisted cursor: a producer that failed may keep idempotence state (sequence
+    /// numbers of timed-out messages) the broker no longer agrees with (Tansu then rejects
+    /// every later batch), and a fresh producer id is cheap and always consistent.
     async fn publish_batch(
         &self,
+        batch_events: usize,
         messages: &[OutgoingMessage],
         publisher: &mut Publisher,
         admin: &mut TopicAdmin,
         leader: &mut Leadership,
-        shutdown: &mut Shutdown,
+        (backoff, shutdown): (&mut Backoff, &mut Shutdown),
     ) -> Result<Published, RelayError> {
-        let mut backoff = Backoff::new(self.config.backoff);
-        loop {
-            let attempt = async {
-                admin
-                    .ensure(messages.iter().map(|message| message.topic.as_str()))
-                    .await?;
-                publisher.publish(messages).await?;
-                Ok::<(), RelayError>(())
-            };
-            let error = match shutdown.guard(attempt).await {
-                None => return Ok(Published::Shutdown),
-                Some(Ok(())) => return Ok(Published::Done),
-                Some(Err(error)) => error,
-            };
-            tracing::warn!(%error, messages = messages.len(), "publishing a batch failed");
-            self.status.publish_failed(&error.to_string());
-            let fatal = matches!(&error, RelayError::Publish(failure) if failure.fatal);
-            if !shutdown.sleep(backoff.next_delay()).await {
-                return Ok(Published::Shutdown);
-            }
-            // Still the leader? A standby may have taken over while the broker was away.
-            leader.check().await?;
-            if fatal {
-                tracing::warn!("fatal producer error: recreating the producer");
-                publisher.flush(RETIRE_FLUSH);
-                *publisher = Publisher::new(&self.config)?;
-                self.status.producer_recreated();
-                return Ok(Published::Resume(leader.cursor().await?));
-            }
-            // Each message of the batch goes out again: those already acknowledged duplicate.
-            self.status.batch_retried(messages.len());
+        let attempt = async {
+            admin
+                .ensure(messages.iter().map(|message| message.topic.as_str()))
+                .await?;
+            publisher.publish(messages).await?;
+            Ok::<(), RelayError>(())
+        };
+        let error = match shutdown.guard(attempt).await {
+            None => return Ok(Published::Shutdown),
+            Some(Ok(())) => return Ok(Published::Done),
+            Some(Err(error)) => error,
+        };
+        let fatal = matches!(&error, RelayError::Publish(failure) if failure.fatal);
+        tracing::warn!(%error, fatal, messages = messages.len(), "publishing a batch failed");
+        self.status.publish_failed(&error.to_string());
+        if !shutdown.sleep(backoff.next_delay()).await {
+            return Ok(Published::Shutdown);
         }
+        // Still the leader? A standby may have taken over while the broker was away.
+        leader.check().await?;
+        publisher.flush(RETIRE_FLUSH);
+        *publisher = Publisher::new(&self.config)?;
+        self.status.producer_recreated();
+        // The batch goes out again: messages acknowledged before the failure duplicate.
+        self.status.batch_retried(batch_events);
+        Ok(Published::Resume(leader.cursor().await?))
     }
 
     /// Waits for a notification, the polling interval or shutdown (`false`); probes the

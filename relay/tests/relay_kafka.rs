@@ -23,7 +23,10 @@ async fn given_concurrent_writers_then_every_event_is_on_its_topics_in_aggregate
     let received = read_all(&brokers, &config, &written, READ_TIMEOUT);
 
     let duplicates = assert_complete_and_ordered(&config, &written, &received);
-    eprintln!("received {} messages, {duplicates} duplicates", received.len());
+    eprintln!(
+        "received {} messages, {duplicates} duplicates",
+        received.len()
+    );
     let status = relay.status.clone();
     eventually(Duration::from_secs(10), "lag 0", || {
         let snapshot = status.snapshot();
@@ -78,8 +81,15 @@ async fn given_an_event_then_envelope_key_and_headers_match_the_contract() {
         assert_eq!(envelope["tenant_id"], TENANT);
         assert!(envelope["correlation_id"].is_string());
         assert!(envelope["causation_id"].is_null());
-        assert_eq!(envelope["timestamp"].as_i64(), Some(recorded_ms.floor() as i64));
-        assert!(envelope["occurred_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(
+            envelope["timestamp"].as_i64(),
+            Some(recorded_ms.floor() as i64)
+        );
+        assert!(
+            envelope["occurred_at"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
         assert_eq!(envelope["payload"]["event_type"], "order.created");
         let headers: Vec<(&str, &str)> = message
             .headers
@@ -113,15 +123,19 @@ async fn given_a_long_open_transaction_then_the_relay_does_not_skip_its_event() 
     // The later transactions committed while the first stays open; let the relay run a while.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cursor_while_open = relay.status.snapshot().cursor;
-    let slow_position: i64 =
-        sqlx::query_scalar("SELECT min(position) FROM events").fetch_one(db.pool()).await.expect("min");
+    let slow_position: i64 = sqlx::query_scalar("SELECT min(position) FROM events")
+        .fetch_one(db.pool())
+        .await
+        .expect("min");
     open.commit().await.expect("commit the slow transaction");
     written.push(slow);
 
     let received = read_all(&brokers, &config, &written, READ_TIMEOUT);
     assert_complete_and_ordered(&config, &written, &received);
     assert!(
-        received.iter().any(|m| m.key == format!("{TENANT}/slow-order")),
+        received
+            .iter()
+            .any(|m| m.key == format!("{TENANT}/slow-order")),
         "the slow transaction's event was skipped"
     );
     // The horizon held the relay back instead of letting it move past the open transaction.
@@ -160,7 +174,10 @@ async fn given_a_relay_killed_mid_batch_when_restarted_then_nothing_is_lost() {
         written.len()
     );
     let status = second.status.clone();
-    eventually(Duration::from_secs(10), "lag 0", || status.snapshot().lag_events == 0).await;
+    eventually(Duration::from_secs(10), "lag 0", || {
+        status.snapshot().lag_events == 0
+    })
+    .await;
     second.stop().await;
 }
 
@@ -199,9 +216,11 @@ async fn given_two_instances_then_one_publishes_and_the_standby_takes_over() {
     written.extend(concurrent_writers(db.pool(), 2, 2, 10).await);
     let received = read_all(&brokers, &config, &written, READ_TIMEOUT);
     assert_complete_and_ordered(&config, &written, &received);
-    eventually(Duration::from_secs(30), "standby publishes the rest", || {
-        standby_status.snapshot().events_published >= 20
-    })
+    eventually(
+        Duration::from_secs(30),
+        "standby publishes the rest",
+        || standby_status.snapshot().events_published >= 20,
+    )
     .await;
     standby.stop().await;
 }

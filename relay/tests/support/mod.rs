@@ -235,6 +235,9 @@ pub fn read_topics(
         .set("bootstrap.servers", brokers)
         .set("group.id", unique_topic("relay-reader"))
         .set("enable.auto.commit", "false")
+        // If the broker ever answers "offset out of range", restart from the beginning rather
+        // than jumping to the end (librdkafka's default), which would look like lost events.
+        .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
@@ -265,7 +268,9 @@ pub fn read_topics(
                 headers
                     .iter()
                     .map(|header| {
-                        let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        let value = header
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned());
                         (header.key.to_owned(), value.unwrap_or_default())
                     })
                     .collect()
@@ -336,7 +341,11 @@ pub fn assert_complete_and_ordered(
     let mut seen: std::collections::HashSet<(String, String, i64)> = Default::default();
     let mut duplicates = 0;
     for message in received {
-        let identity = (message.topic.clone(), message.key.clone(), message.sequence());
+        let identity = (
+            message.topic.clone(),
+            message.key.clone(),
+            message.sequence(),
+        );
         if seen.insert(identity) {
             first_sequences
                 .entry((message.topic.clone(), message.key.clone()))
@@ -366,12 +375,17 @@ pub fn assert_complete_and_ordered(
             eprintln!("{stream}: (partition, offset, sequence) = {partition_of:?}");
             let mut lowest: BTreeMap<(String, i32), i64> = BTreeMap::new();
             for m in received {
-                let low = lowest.entry((m.topic.clone(), m.partition)).or_insert(i64::MAX);
+                let low = lowest
+                    .entry((m.topic.clone(), m.partition))
+                    .or_insert(i64::MAX);
                 *low = (*low).min(m.offset);
             }
             eprintln!("lowest offsets read: {lowest:?}");
         }
-        assert_eq!(firsts, &in_order, "first occurrences of {stream} out of order or missing");
+        assert_eq!(
+            firsts, &in_order,
+            "first occurrences of {stream} out of order or missing"
+        );
     }
     for event in written {
         let seed_topic = format!("{prefix}{}", event.event_type);
