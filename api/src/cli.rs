@@ -3,12 +3,23 @@
 //! Adding a component means one [`Command`] variant, its doc comment (shown by `--help`) and one
 //! arm in [`Cli::run`]. Configuration ([`ConfigArgs`]) is shared by every subcommand.
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 use commerce_devstack::{DevstackError, Layout, LocalServices};
+use sqlx::PgPool;
 
-use crate::config::{ConfigArgs, ConfigError, Settings, throwaway_secret};
+use crate::admin::{self, AdminError};
+use crate::api_config::{ApiArgs, ApiSettings};
+use crate::app;
+use crate::auth::{Role, TokenVerifier};
+use crate::config::{ConfigArgs, ConfigError, JwtSecret, Settings, throwaway_secret};
 use crate::connect::{Backends, ConnectError};
-use crate::server::{Server, ServerError, router, shutdown_signal};
+use crate::server::{Server, ServerError, shutdown_signal};
+use crate::state::{AppState, StateParts};
+
+/// The tenant `commerce dev` creates and prints a token for.
+const DEV_TENANT: &str = "demo";
 
 /// FusionCommerce: an event-sourced CQRS commerce engine.
 ///
@@ -18,6 +29,9 @@ use crate::server::{Server, ServerError, router, shutdown_signal};
 pub struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
+
+    #[command(flatten)]
+    api: ApiArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -32,6 +46,38 @@ enum Command {
     /// (installing them when missing) unless DATABASE_URL / KAFKA_BROKERS are set, serve the API
     /// and print its URL; Ctrl-C stops everything this command started.
     Dev,
+    /// Create or update the database schemas (event store, tenants); needs DATABASE_URL.
+    Migrate,
+    /// Print a development token signed with COMMERCE_JWT_SECRET (HS256).
+    Token {
+        /// The tenant the token acts for.
+        #[arg(long)]
+        tenant: String,
+        /// A role to grant (repeatable).
+        #[arg(long = "role", required = true, value_enum)]
+        roles: Vec<Role>,
+        /// The caller id (`sub`); `dev-<role>` when absent.
+        #[arg(long)]
+        sub: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+    /// Manage the tenants the engine serves; needs DATABASE_URL.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+}
+
+/// What to do with tenants.
+#[derive(Debug, Clone, Subcommand)]
+enum TenantAction {
+    /// Register a tenant (1 to 64 of `[A-Za-z0-9_-]`); tokens of unknown tenants get 403.
+    Add {
+        /// The tenant id, as tokens name it in their `tenant` claim.
+        tenant: String,
+    },
 }
 
 /// Why a command failed; each variant's message is one line naming what to fix.
@@ -49,6 +95,9 @@ pub enum CommandError {
     /// The local services of `commerce dev` could not be started or stopped.
     #[error("local services")]
     LocalServices(#[from] DevstackError),
+    /// A migration, tenant or token command failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     /// A background task panicked or was cancelled.
     #[error("internal task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -63,41 +112,131 @@ impl Cli {
     /// Runs the chosen command to completion.
     pub async fn run(self) -> Result<(), CommandError> {
         match self.command {
-            Command::Serve => serve(Settings::from_args(&self.config)?, false).await,
-            Command::Dev => dev(self.config).await,
+            Command::Serve => {
+                let settings = Settings::from_args(&self.config)?;
+                let api = ApiSettings::from_args(&self.api, Some(&settings.jwt_secret))?;
+                serve(settings, api, None).await
+            }
+            Command::Dev => dev(self.config, self.api).await,
+            Command::Migrate => {
+                let pool = database(&self.config).await?;
+                admin::migrate(&pool).await?;
+                println!("schemas are up to date");
+                Ok(())
+            }
+            Command::Token {
+                tenant,
+                roles,
+                sub,
+                ttl_secs,
+            } => {
+                let secret = self
+                    .config
+                    .jwt_secret
+                    .as_deref()
+                    .ok_or(ConfigError::Missing("COMMERCE_JWT_SECRET"))?;
+                let token = admin::token(
+                    &JwtSecret::parse(secret)?,
+                    &tenant,
+                    &roles,
+                    sub.as_deref(),
+                    Duration::from_secs(ttl_secs),
+                    self.api.jwt_audience.clone(),
+                    self.api.jwt_issuer.clone(),
+                )?;
+                println!("{token}");
+                Ok(())
+            }
+            Command::Tenant {
+                action: TenantAction::Add { tenant },
+            } => {
+                let pool = database(&self.config).await?;
+                let added = admin::add_tenant(&pool, &tenant).await?;
+                println!(
+                    "tenant {tenant} {}",
+                    if added { "added" } else { "already exists" }
+                );
+                Ok(())
+            }
         }
     }
 }
 
-/// Connects to the backing services, then serves HTTP until SIGINT/SIGTERM.
-async fn serve(settings: Settings, announce: bool) -> Result<(), CommandError> {
-    let _backends = Backends::connect(&settings).await?;
+/// A pool on DATABASE_URL, for the one-shot commands.
+async fn database(config: &ConfigArgs) -> Result<PgPool, CommandError> {
+    let url = config
+        .database_url
+        .as_deref()
+        .ok_or(ConfigError::Missing("DATABASE_URL"))?;
+    Ok(PgPool::connect(url).await.map_err(ConnectError::Database)?)
+}
+
+/// Connects to the backing services, then serves HTTP until SIGINT/SIGTERM. With
+/// `announce` (a ready token), prints the URL and the token for the person who started it.
+async fn serve(
+    settings: Settings,
+    api: ApiSettings,
+    announce: Option<String>,
+) -> Result<(), CommandError> {
+    let backends = Backends::connect(&settings).await?;
+    let verifier = TokenVerifier::new(&api.auth).map_err(|error| ConfigError::Invalid {
+        setting: "COMMERCE_JWT_PUBLIC_KEY_FILE",
+        reason: error.to_string(),
+    })?;
+    let state = AppState::new(StateParts {
+        verifier,
+        limits: api.limits,
+        webhooks: api.webhooks,
+        pool: backends.pool.clone(),
+        brokers: Some(settings.kafka_brokers.clone()),
+    });
     let server = Server::bind(settings.http_addr).await?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, "serving HTTP");
-    if announce {
+    if let Some(token) = announce {
         println!(
             "FusionCommerce is running at http://{addr} (health: http://{addr}/health); Ctrl-C stops it"
         );
+        println!("operator token for tenant `{DEV_TENANT}` (valid 24 h):\n{token}");
     }
-    server.run(router(), shutdown_signal()).await?;
+    server.run(app::router(state), shutdown_signal()).await?;
     Ok(())
 }
 
 /// `commerce dev`: the local services plus the server, stopped together.
-async fn dev(config: ConfigArgs) -> Result<(), CommandError> {
+async fn dev(config: ConfigArgs, api: ApiArgs) -> Result<(), CommandError> {
     let (database_url, kafka_brokers) = (config.database_url.clone(), config.kafka_brokers.clone());
     let services = tokio::task::spawn_blocking(move || {
         LocalServices::start_with(&Layout::of_this_project(), database_url, kafka_brokers)
     })
     .await??;
-    let settings = dev_settings(&config, &services);
-    let outcome = match settings {
-        Ok(settings) => serve(settings, true).await,
+    let outcome = match dev_settings(&config, &services) {
+        Ok(settings) => dev_serve(settings, &api).await,
         Err(error) => Err(error.into()),
     };
     tokio::task::spawn_blocking(move || services.stop()).await??;
     outcome
+}
+
+/// Migrates, registers the demo tenant, mints its operator token and serves.
+async fn dev_serve(settings: Settings, api: &ApiArgs) -> Result<(), CommandError> {
+    let api_settings = ApiSettings::from_args(api, Some(&settings.jwt_secret))?;
+    let pool = PgPool::connect_with(settings.database.clone())
+        .await
+        .map_err(ConnectError::Database)?;
+    admin::migrate(&pool).await?;
+    admin::add_tenant(&pool, DEV_TENANT).await?;
+    pool.close().await;
+    let token = admin::token(
+        &settings.jwt_secret,
+        DEV_TENANT,
+        &[Role::Operator],
+        None,
+        Duration::from_secs(24 * 3600),
+        api.jwt_audience.clone(),
+        api.jwt_issuer.clone(),
+    )?;
+    serve(settings, api_settings, Some(token)).await
 }
 
 /// The configuration given, completed with the local services and a throwaway token secret.

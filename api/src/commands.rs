@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use commerce_aggregates::CommandError;
 use commerce_aggregates::inventory::Inventory;
 use commerce_aggregates::payment::Payment;
+use commerce_aggregates::product::{self, Product};
 use commerce_eventstore::{
     CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, PgEventStore,
     StreamId, request_hash,
@@ -38,14 +39,16 @@ pub struct Commands {
     store: PgEventStore,
     pub inventory: CommandExecutor<Inventory>,
     pub payments: CommandExecutor<Payment>,
+    pub products: CommandExecutor<Product>,
 }
 
 impl Commands {
     pub fn new(pool: PgPool) -> Self {
-        let store = PgEventStore::new(pool);
+        let store = PgEventStore::new(pool).with_upcasters(product::upcasters());
         Self {
             inventory: CommandExecutor::new(store.clone(), ()),
             payments: CommandExecutor::new(store.clone(), ()),
+            products: CommandExecutor::new(store.clone(), ()),
             store,
         }
     }

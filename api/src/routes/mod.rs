@@ -7,6 +7,7 @@ mod dto;
 mod inventory;
 mod ops;
 mod payments;
+mod products;
 
 use std::fmt::Display;
 
@@ -26,6 +27,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
+        .routes(routes!(products::create))
         .routes(routes!(inventory::set_stock))
         .routes(routes!(payments::refund))
         .routes(routes!(payments::webhook))
