@@ -1,1 +1,256 @@
-//! Process managers: checkout, compensation, campaign settlement and durable deadlines.
+//! Process managers of the commerce engine: checkout, compensation, campaign settlement, and
+//! the durable deadlines they arm. They turn events into commands on other aggregates.
+//!
+//! ```text
+//! order.created ─► reserve stock ─► order.stock_reserved ─► payment (charge) ─► payment.succeeded
+//!   ─► order.confirmed ─► fulfilment + stock commit + carrier label ─► shipping.label.created
+//!   ─► order.label_attached
+//! inventory.insufficient ─► order canceled (insufficient_stock)
+//! payment.failed ─► retry by policy, else order canceled (payment_failed)
+//! order.canceled / order.expired ─► release stock, void or refund payments
+//! campaign.joined ─► reserve ─► authorize ─► participant paid   (no stock/declined ─► dropped)
+//! campaign.closed ─► capture, campaign order per participant     campaign.failed ─► void/refund, release
+//! ```
+//!
+//! How it runs ([`Workflows::run`]):
+//! - **Intake** (`intake`): one leader per database (a PostgreSQL session advisory lock; other
+//!   engine processes stand by and take over) tails the event store's gap-free global log from
+//!   its persisted cursor (`workflow_cursor`). The log rather than the Kafka topics: it is the
+//!   source of truth, totally ordered across aggregates (so a cancellation's compensation always
+//!   runs after everything the checkout did before it), and needs no broker.
+//! - **Idempotence** (`engine`): every command carries the causing event as causation id, the
+//!   flow's correlation id, and the idempotency key `pm:{event_id}:{step}`
+//!   (`deadline:{aggregate}:{key}:{kind}:fire` for deadlines): re-processing after a crash
+//!   replays stored outcomes. Everything created gets an id derived from what it is for (`ids`),
+//!   and provider calls carry keys derived from those ids, so a repeated charge is the
+//!   provider's echo, never a second charge (PAY-4).
+//! - **State** (`links`): what was created for an order or participant, written before the
+//!   creating command, so compensation finds it all (ORD-6, CMP-7).
+//! - **Deadlines** (`deadlines`): durable rows fired once per (aggregate, kind) (ES-5).
+//! - **Gateways** ([`gateway`]): [`PaymentGateway`] and [`Carrier`] traits with the sandbox
+//!   implementations of the API contract's test payment methods.
+//!
+//! Provider webhooks enter through the API as Payment `ApplyProviderEvent` commands, which the
+//! Payment aggregate deduplicates by provider event id (PAY-6); the process managers react to
+//! the resulting `payment.*` events like to any other.
+
+mod campaign;
+mod checkout;
+mod compensation;
+mod deadlines;
+mod engine;
+mod error;
+pub mod gateway;
+mod ids;
+mod intake;
+mod links;
+mod react;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_aggregates::Catalog;
+use commerce_eventstore::{CommandExecutor, LogCursor, PgEventStore};
+use sqlx::PgPool;
+
+pub use engine::Clock;
+pub use error::WorkflowError;
+pub use gateway::{Carrier, PaymentGateway, SandboxCarrier, SandboxGateway};
+
+use deadlines::Deadlines;
+use engine::Engine;
+use links::Links;
+
+/// Tuning of the process managers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowConfig {
+    /// Payment attempts per order before it is canceled with `payment_failed` (1 = no retry).
+    pub max_payment_attempts: u32,
+    /// How often the log and the deadlines are polled besides the append notifications.
+    pub poll_interval: Duration,
+    /// How often a standby tries to take the leader lock.
+    pub standby_interval: Duration,
+    /// Events read from the log per batch.
+    pub batch_size: u32,
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        Self {
+            max_payment_attempts: 1,
+            poll_interval: Duration::from_millis(500),
+            standby_interval: Duration::from_secs(1),
+            batch_size: 200,
+        }
+    }
+}
+
+/// Creates or updates the workflow tables (idempotent; other crates' migrations may share the
+/// database).
+pub async fn migrate(pool: &PgPool) -> Result<(), WorkflowError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// The process managers and the deadline runner of one engine process.
+#[derive(Debug, Clone)]
+pub struct Workflows {
+    engine: Engine,
+}
+
+impl Workflows {
+    /// Process managers on `pool` (the event store's database), with the given catalog (for
+    /// the Order and Campaign executors), payment gateway and carrier.
+    pub fn new(
+        pool: PgPool,
+        catalog: Arc<dyn Catalog>,
+        gateway: Arc<dyn PaymentGateway>,
+        carrier: Arc<dyn Carrier>,
+    ) -> Self {
+        let store = PgEventStore::new(pool.clone());
+        Self {
+            engine: Engine {
+                orders: CommandExecutor::new(store.clone(), Arc::clone(&catalog)),
+                payments: CommandExecutor::new(store.clone(), ()),
+                inventory: CommandExecutor::new(store.clone(), ()),
+                shipments: CommandExecutor::new(store.clone(), ()),
+                campaigns: CommandExecutor::new(store.clone(), catalog),
+                pool,
+                store,
+                gateway,
+                carrier,
+                clock: Clock::system(),
+                config: WorkflowConfig::default(),
+            },
+        }
+    }
+
+    /// The sandbox gateway and carrier of the API contract.
+    pub fn sandbox(pool: PgPool, catalog: Arc<dyn Catalog>) -> Self {
+        Self::new(
+            pool,
+            catalog,
+            Arc::new(SandboxGateway),
+            Arc::new(SandboxCarrier),
+        )
+    }
+
+    #[must_use]
+    pub fn with_config(mut self, config: WorkflowConfig) -> Self {
+        self.engine.config = config;
+        self
+    }
+
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.engine.clock = clock;
+        self
+    }
+
+    /// Runs until `shutdown` completes: waits to be the leader, then reacts to the log and
+    /// fires due deadlines. Dropping the future mid-way (a crash) is safe: the next leader
+    /// resumes from the persisted cursor and every step replays idempotently.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkflowError> {
+        migrate(&self.engine.pool).await?;
+        tokio::select! {
+            () = shutdown => Ok(()),
+            result = self.lead() => result,
+        }
+    }
+
+    /// Standby until the lock is ours, then process while it stays ours.
+    async fn lead(&self) -> Result<(), WorkflowError> {
+        let config = &self.engine.config;
+        loop {
+            match intake::Leadership::try_acquire(&self.engine.pool).await {
+                Ok(Some(mut leadership)) => {
+                    tracing::info!("workflows: leader");
+                    let result = self.process(&mut leadership).await;
+                    leadership.release().await;
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "workflows: lost leadership");
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "workflows: cannot reach the database"),
+            }
+            tokio::time::sleep(config.standby_interval).await;
+        }
+    }
+
+    /// The leader's loop: drain the log, fire due deadlines, wait for appends or the poll.
+    async fn process(&self, leadership: &mut intake::Leadership) -> Result<(), WorkflowError> {
+        let engine = &self.engine;
+        let log = engine.store.global_log();
+        let mut wakeups = log.wakeups().await?;
+        let mut cursor = intake::load_cursor(&engine.pool).await?;
+        loop {
+            if !leadership.still_held().await {
+                return Err(WorkflowError::decode("leader lock", "the lock session ended"));
+            }
+            let batch = intake::next_batch(&log, cursor, engine.config.batch_size).await?;
+            let drained = batch.len() < engine.config.batch_size as usize;
+            for event in &batch {
+                self.handle(event).await;
+                cursor = LogCursor::after(event);
+                intake::save_cursor(&engine.pool, cursor).await?;
+            }
+            self.fire_due().await?;
+            if drained {
+                let _woken =
+                    tokio::time::timeout(engine.config.poll_interval, wakeups.next()).await;
+            }
+        }
+    }
+
+    /// Reacts to one event, retrying transient failures until they pass.
+    async fn handle(&self, event: &commerce_eventstore::LogEvent) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match react::react(&self.engine, event).await {
+                Ok(()) => return,
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, attempt, %error, "workflows: retrying");
+                    tokio::time::sleep(intake::retry_delay(attempt)).await;
+                }
+                Err(error) => {
+                    tracing::error!(event_id = %event.event_id, event_type = %event.event_type, %error, "workflows: reaction skipped");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fires every due deadline.
+    async fn fire_due(&self) -> Result<(), WorkflowError> {
+        let deadlines = self.engine.deadlines();
+        loop {
+            let engine = &self.engine;
+            let fired = deadlines
+                .fire_next(engine.now(), |due| react::fire(engine, due))
+                .await;
+            match fired {
+                Ok(Some(outcome)) => tracing::debug!(%outcome, "workflows: deadline fired"),
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    // The row stays unfired: the next poll tries again.
+                    tracing::warn!(%error, "workflows: deadline will be retried");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    pub(crate) fn links(&self) -> Links {
+        Links::new(self.pool.clone())
+    }
+
+    pub(crate) fn deadlines(&self) -> Deadlines {
+        Deadlines::new(self.pool.clone())
+    }
+}

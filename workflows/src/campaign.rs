@@ -1,0 +1,512 @@
+//! The campaign process manager (group buying, §3.4/§3.5 of the commerce anchors).
+//!
+//! - `campaign.created` arms the start and end deadlines.
+//! - `campaign.joined` reserves the participant's stock (holder = the participant, held until
+//!   a day after the end time), then opens a manual-capture payment for the snapshotted group
+//!   amount and authorizes it; `payment.authorized` makes the participant paid (the campaign
+//!   turns successful by itself once the minimum paid). No stock or a declined payment drops
+//!   the participant, which releases the stock and voids the hold.
+//! - At the end time the deadline `Expire`s the campaign: a successful one closes, a failed one
+//!   fails. `campaign.closed` captures every paid participant, places their order (which this
+//!   module then confirms on the participant's reservation and payment, so checkout fulfils
+//!   it), and records it on the campaign; it also lets go of participants still unpaid.
+//!   `campaign.failed`/`campaign.cancelled` void or refund every participant, release their
+//!   stock and record the refund (CMP-7).
+//!
+//! Capacity and per-customer limits are the Campaign aggregate's guards under concurrent joins
+//! (CMP-2, CMP-4); this module only ever acts on participants the aggregate admitted.
+
+use chrono::Duration;
+use commerce_aggregates::campaign::{Campaign, CampaignCommand, Participant, ParticipantState};
+use commerce_aggregates::inventory::{InventoryCommand, MAX_RESERVATION_TTL, StockItem};
+use commerce_aggregates::order::{Order, OrderCommand, PlaceCampaignOrder, StockReservation};
+use commerce_aggregates::payment::{CreatePayment, Payment, PaymentCommand};
+use commerce_contracts::ReservationHolder;
+use commerce_contracts::events::{
+    CampaignCreated, CampaignJoined, CapturePolicy, OrderCreated, PaymentPurpose,
+};
+use commerce_domain::{
+    CampaignId, CustomerId, Money, OrderId, ParticipantId, PaymentId, Quantity, ReservationId,
+};
+use uuid::Uuid;
+
+use crate::checkout::record_decision;
+use crate::compensation::{release_all, settle_payment};
+use crate::deadlines::DeadlineKind;
+use crate::engine::{Cause, Engine, Issued};
+use crate::error::WorkflowError;
+use crate::gateway::PaymentRequest;
+use crate::ids::derived;
+use crate::links::{Owner, PaymentLink, ReservationLink};
+
+/// How long a participant's stock outlives the campaign's end time.
+const RESERVATION_AFTER_END: Duration = Duration::days(1);
+
+/// How long a closed campaign's order stays payable (it is paid at once by the capture).
+const ORDER_PAYMENT_WINDOW: Duration = Duration::days(1);
+
+fn invalid(what: &str, error: impl ToString) -> WorkflowError {
+    WorkflowError::decode(what, error)
+}
+
+fn reservation_id(participant_id: Uuid) -> Uuid {
+    derived(&["reservation", "participant", &participant_id.to_string()])
+}
+
+fn payment_id(participant_id: Uuid) -> Uuid {
+    derived(&["payment", "participant", &participant_id.to_string()])
+}
+
+/// `campaign.created`: arm the start and end deadlines.
+pub(crate) async fn on_created(
+    engine: &Engine,
+    cause: &Cause,
+    created: &CampaignCreated,
+) -> Result<(), WorkflowError> {
+    let key = created.campaign_id.to_string();
+    let deadlines = engine.deadlines();
+    deadlines
+        .schedule(cause, DeadlineKind::CampaignStart, &key, created.start_time)
+        .await?;
+    deadlines
+        .schedule(cause, DeadlineKind::CampaignEnd, &key, created.end_time)
+        .await
+}
+
+/// `campaign.joined`: reserve the participant's stock, then authorize the group amount.
+pub(crate) async fn on_joined(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    joined: &CampaignJoined,
+) -> Result<(), WorkflowError> {
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let Some(config) = campaign.config() else {
+        return Ok(());
+    };
+    let participant_id = joined.participant_id;
+    let owner = Owner::Participant(participant_id);
+    let now = engine.now();
+    let link = ReservationLink {
+        reservation_id: reservation_id(participant_id),
+        sku: config.sku.as_str().to_owned(),
+        location: config.location.as_str().to_owned(),
+        quantity: joined.quantity,
+    };
+    engine.links().add_reservation(&cause.tenant, owner, &link).await?;
+    let item = StockItem::new(config.sku.clone(), config.location.clone());
+    let quantity = Quantity::new(joined.quantity).map_err(|e| invalid("join quantity", e))?;
+    let reserve = engine
+        .issue(
+            &engine.inventory,
+            cause,
+            "reserve",
+            item.stream_key(),
+            InventoryCommand::Reserve {
+                item,
+                reservation_id: ReservationId::from_uuid(link.reservation_id),
+                holder: ReservationHolder::CampaignParticipant(participant_id),
+                lines: vec![quantity],
+                expires_at: (config.end_time.max(now) + RESERVATION_AFTER_END)
+                    .min(now + MAX_RESERVATION_TTL),
+                at: now,
+            },
+        )
+        .await?;
+    let held = match &reserve {
+        Issued::Refused(_) => false,
+        _ if reserve.appended("inventory.reserved") => true,
+        _ if reserve.appended("inventory.insufficient") => false,
+        Issued::Applied(_) => {
+            let inventory: commerce_aggregates::inventory::Inventory =
+                engine.load(&cause.tenant, link.stream_key()).await?;
+            inventory
+                .reservation(ReservationId::from_uuid(link.reservation_id))
+                .is_some_and(|r| r.is_active())
+        }
+    };
+    let Some(method) = joined.payment_method.clone().filter(|_| held) else {
+        let reason = if held { "no_payment_method" } else { "insufficient_stock" };
+        return drop_participant(engine, cause, campaign_id, participant_id, reason).await;
+    };
+    let amount = Money::try_from(&joined.amount).map_err(|e| invalid("join amount", e))?;
+    let payment_id = PaymentId::from_uuid(payment_id(participant_id));
+    engine
+        .links()
+        .add_payment(
+            &cause.tenant,
+            owner,
+            &PaymentLink {
+                payment_id: payment_id.as_uuid(),
+                provider_ref: None,
+            },
+        )
+        .await?;
+    let customer = CustomerId::new(joined.customer_id.as_str()).map_err(|e| invalid("customer", e))?;
+    engine
+        .issue(
+            &engine.payments,
+            cause,
+            "payment.create",
+            payment_id.to_string(),
+            PaymentCommand::Create(CreatePayment {
+                payment_id,
+                purpose: PaymentPurpose::CampaignParticipant {
+                    campaign_id,
+                    participant_id,
+                },
+                customer,
+                amount,
+                method: method.clone(),
+                provider: engine.gateway.name().to_owned(),
+                capture_policy: CapturePolicy::Manual,
+                at: now,
+            }),
+        )
+        .await?;
+    let decision = engine
+        .gateway
+        .authorize(&PaymentRequest {
+            payment_id,
+            method,
+            amount,
+            idempotency_key: format!("{payment_id}:authorize"),
+        })
+        .await?;
+    record_decision(engine, cause, owner, payment_id, decision, Some(amount)).await
+}
+
+async fn drop_participant(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    participant_id: Uuid,
+    reason: &str,
+) -> Result<(), WorkflowError> {
+    engine
+        .issue(
+            &engine.campaigns,
+            cause,
+            "drop",
+            campaign_id.to_string(),
+            CampaignCommand::DropParticipant {
+                participant_id: ParticipantId::from_uuid(participant_id),
+                reason: reason.to_owned(),
+                at: engine.now(),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// `payment.authorized` (or `payment.succeeded`) of a participant's payment: mark them paid;
+/// if the campaign no longer takes them, give the money back.
+pub(crate) async fn on_participant_payment_settled(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    participant_id: Uuid,
+    payment_id: Uuid,
+) -> Result<(), WorkflowError> {
+    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    let Some(amount) = payment.amount() else {
+        return Ok(());
+    };
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let Some(participant) = campaign.participant(ParticipantId::from_uuid(participant_id)) else {
+        return Ok(());
+    };
+    if participant.state() != ParticipantState::Joined {
+        // Already paid (a redelivery), or dropped/left meanwhile: nothing to mark.
+        if !participant.state().occupies_place() {
+            settle_payment(engine, cause, payment_id, None).await?;
+        }
+        return Ok(());
+    }
+    let paid = engine
+        .issue(
+            &engine.campaigns,
+            cause,
+            "participant_paid",
+            campaign_id.to_string(),
+            CampaignCommand::RecordParticipantPaid {
+                participant_id: ParticipantId::from_uuid(participant_id),
+                payment_id: PaymentId::from_uuid(payment_id),
+                amount,
+                at: engine.now(),
+            },
+        )
+        .await?;
+    if paid.is_refused() {
+        settle_payment(engine, cause, payment_id, None).await?;
+    }
+    Ok(())
+}
+
+/// `payment.failed` of a participant's payment.
+pub(crate) async fn on_participant_payment_failed(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    participant_id: Uuid,
+) -> Result<(), WorkflowError> {
+    drop_participant(engine, cause, campaign_id, participant_id, "payment_failed").await
+}
+
+/// `campaign.participant_dropped` / `campaign.participant_left`: give back stock and money.
+pub(crate) async fn on_participant_gone(
+    engine: &Engine,
+    cause: &Cause,
+    participant_id: Uuid,
+    reason: &str,
+) -> Result<(), WorkflowError> {
+    compensate_participant(engine, cause, participant_id, reason).await
+}
+
+async fn compensate_participant(
+    engine: &Engine,
+    cause: &Cause,
+    participant_id: Uuid,
+    reason: &str,
+) -> Result<(), WorkflowError> {
+    let owner = Owner::Participant(participant_id);
+    let reservations = engine.links().reservations(&cause.tenant, owner).await?;
+    release_all(engine, cause, &reservations, reason).await?;
+    for link in engine.links().payments(&cause.tenant, owner).await? {
+        settle_payment(engine, cause, link.payment_id, link.provider_ref).await?;
+    }
+    Ok(())
+}
+
+/// `campaign.failed` / `campaign.cancelled`: every participant gets stock and money back.
+pub(crate) async fn on_failed(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+) -> Result<(), WorkflowError> {
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    for participant in campaign.participants() {
+        let participant_id = participant.id().as_uuid();
+        compensate_participant(engine, cause, participant_id, "campaign_failed").await?;
+        if matches!(
+            participant.state(),
+            ParticipantState::Joined | ParticipantState::Paid | ParticipantState::Left
+        ) {
+            engine
+                .issue(
+                    &engine.campaigns,
+                    cause,
+                    &format!("refunded:{participant_id}"),
+                    campaign_id.to_string(),
+                    CampaignCommand::RecordParticipantRefunded {
+                        participant_id: participant.id(),
+                        payment_id: participant.payment_id(),
+                        at: engine.now(),
+                    },
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `campaign.closed`: capture every paid participant and place their order; let go of the
+/// participants that never paid.
+pub(crate) async fn on_closed(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+) -> Result<(), WorkflowError> {
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let Some(config) = campaign.config() else {
+        return Ok(());
+    };
+    for participant in campaign.participants() {
+        let participant_id = participant.id().as_uuid();
+        match participant.state() {
+            ParticipantState::Paid => {
+                let product = (config.sku.clone(), config.group_price);
+                close_participant(engine, cause, campaign_id, product, participant).await?;
+            }
+            ParticipantState::Joined => {
+                compensate_participant(engine, cause, participant_id, "campaign_closed").await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn close_participant(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    (sku, unit_price): (commerce_domain::Sku, Money),
+    participant: &Participant,
+) -> Result<(), WorkflowError> {
+    let participant_id = participant.id().as_uuid();
+    let Some(payment_id) = participant.payment_id() else {
+        return Ok(());
+    };
+    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    let (Some(authorized), Some(captured)) = (payment.authorized(), payment.captured()) else {
+        return Ok(());
+    };
+    let now = engine.now();
+    let outstanding = authorized
+        .checked_sub(&captured)
+        .map_err(|e| invalid("payment amounts", e))?;
+    if outstanding.is_positive() {
+        if let Some(reference) = engine
+            .links()
+            .provider_ref(&cause.tenant, payment_id.as_uuid())
+            .await?
+        {
+            engine
+                .gateway
+                .capture(&reference, outstanding, &format!("{payment_id}:capture"))
+                .await?;
+        }
+        engine
+            .issue(
+                &engine.payments,
+                cause,
+                &format!("capture:{participant_id}"),
+                payment_id.to_string(),
+                PaymentCommand::RecordCapture {
+                    amount: outstanding,
+                    at: now,
+                },
+            )
+            .await?;
+    }
+    let order_id = OrderId::from_uuid(derived(&["order", "participant", &participant_id.to_string()]));
+    let placed = engine
+        .issue(
+            &engine.orders,
+            cause,
+            &format!("order:{participant_id}"),
+            order_id.to_string(),
+            OrderCommand::PlaceCampaignOrder(PlaceCampaignOrder {
+                order_id,
+                customer: CustomerId::new(participant.customer_id())
+                    .map_err(|e| invalid("customer", e))?,
+                campaign_id: CampaignId::from_uuid(campaign_id),
+                participant_id: participant.id(),
+                sku,
+                quantity: Quantity::new(participant.quantity())
+                    .map_err(|e| invalid("participant quantity", e))?,
+                unit_price,
+                payment_method: participant.payment_method().map(str::to_owned),
+                at: now,
+                expires_at: now + ORDER_PAYMENT_WINDOW,
+            }),
+        )
+        .await?;
+    if let Issued::Refused(error) = placed {
+        tracing::warn!(%participant_id, %error, "could not place a campaign participant's order");
+        return Ok(());
+    }
+    engine
+        .issue(
+            &engine.campaigns,
+            cause,
+            &format!("ordered:{participant_id}"),
+            campaign_id.to_string(),
+            CampaignCommand::RecordParticipantOrdered {
+                participant_id: participant.id(),
+                order_id,
+                at: now,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// `order.created` of a campaign order: it is paid and stocked already (the participant's
+/// captured payment and reservation), so record both and confirm it; checkout fulfils it.
+pub(crate) async fn on_campaign_order_created(
+    engine: &Engine,
+    cause: &Cause,
+    created: &OrderCreated,
+) -> Result<(), WorkflowError> {
+    let Some(participant_id) = created.participant_id else {
+        return Ok(());
+    };
+    let order_key = created.order_id.to_string();
+    let participant = Owner::Participant(participant_id);
+    let order_owner = Owner::Order(created.order_id);
+    let now = engine.now();
+    let mut reservations = Vec::new();
+    for link in engine.links().reservations(&cause.tenant, participant).await? {
+        engine
+            .links()
+            .add_reservation(&cause.tenant, order_owner, &link)
+            .await?;
+        reservations.push(StockReservation {
+            reservation_id: ReservationId::from_uuid(link.reservation_id),
+            sku: commerce_domain::Sku::new(link.sku.as_str()).map_err(|e| invalid("sku", e))?,
+            location: commerce_domain::LocationId::new(link.location.as_str())
+                .map_err(|e| invalid("location", e))?,
+            quantity: Quantity::new(link.quantity).map_err(|e| invalid("quantity", e))?,
+        });
+    }
+    engine
+        .issue(
+            &engine.orders,
+            cause,
+            "stock_outcome",
+            order_key.clone(),
+            OrderCommand::RecordStockReserved {
+                reservations,
+                at: now,
+            },
+        )
+        .await?;
+    let payment_id = PaymentId::from_uuid(payment_id(participant_id));
+    engine
+        .links()
+        .add_payment(
+            &cause.tenant,
+            order_owner,
+            &PaymentLink {
+                payment_id: payment_id.as_uuid(),
+                provider_ref: None,
+            },
+        )
+        .await?;
+    engine
+        .issue(
+            &engine.orders,
+            cause,
+            "request_payment:1",
+            order_key.clone(),
+            OrderCommand::RequestPayment {
+                payment_id,
+                at: now,
+            },
+        )
+        .await?;
+    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    let Some(covered) = payment.captured().filter(Money::is_positive) else {
+        return Ok(());
+    };
+    let order: Order = engine.load(&cause.tenant, order_key.clone()).await?;
+    if order.status().is_some_and(|s| s.is_terminal()) {
+        return Ok(());
+    }
+    engine
+        .issue(
+            &engine.orders,
+            cause,
+            "confirm",
+            order_key,
+            OrderCommand::Confirm {
+                payment_id,
+                covered,
+                at: now,
+            },
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The compensation process manager: an order canceled (by its customer, an operator or a
+//! process manager) or expired gives back everything the checkout took (ORD-6): its active
+//! reservations are released, and each of its payments is voided (nothing captured) or
+//! refunded (captured).
+//!
+//! What to compensate is the union of the order's own record (reservations, payment ids) and
+//! the process manager's links, which are written before each creation: a reservation or a
+//! payment whose creating step crashed half way is still found.
+
+use std::collections::BTreeSet;
+
+use commerce_aggregates::inventory::InventoryCommand;
+use commerce_aggregates::order::Order;
+use commerce_aggregates::payment::{Payment, PaymentCommand};
+use commerce_domain::{Money, ReservationId};
+use uuid::Uuid;
+
+use crate::engine::{Cause, Engine};
+use crate::error::WorkflowError;
+use crate::ids::derived;
+use crate::links::{Owner, ReservationLink};
+
+/// `order.canceled` / `order.expired`.
+pub(crate) async fn on_order_closed(
+    engine: &Engine,
+    cause: &Cause,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<(), WorkflowError> {
+    let owner = Owner::Order(order_id);
+    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let mut reservations = engine.links().reservations(&cause.tenant, owner).await?;
+    for reservation in order.reservations() {
+        if !reservations
+            .iter()
+            .any(|known| known.reservation_id == reservation.reservation_id)
+        {
+            reservations.push(ReservationLink {
+                reservation_id: reservation.reservation_id,
+                sku: reservation.sku.clone(),
+                location: reservation.location.clone(),
+                quantity: reservation.quantity,
+            });
+        }
+    }
+    release_all(engine, cause, &reservations, reason).await?;
+    let mut payments: BTreeSet<(Uuid, Option<String>)> = engine
+        .links()
+        .payments(&cause.tenant, owner)
+        .await?
+        .into_iter()
+        .map(|link| (link.payment_id, link.provider_ref))
+        .collect();
+    for payment_id in order.payment_ids() {
+        if !payments.iter().any(|(id, _)| *id == payment_id.as_uuid()) {
+            payments.insert((payment_id.as_uuid(), None));
+        }
+    }
+    for (payment_id, provider_ref) in payments {
+        settle_payment(engine, cause, payment_id, provider_ref).await?;
+    }
+    Ok(())
+}
+
+/// Releases every listed reservation that is still active (others are no-ops or unknown).
+pub(crate) async fn release_all(
+    engine: &Engine,
+    cause: &Cause,
+    reservations: &[ReservationLink],
+    reason: &str,
+) -> Result<(), WorkflowError> {
+    let now = engine.now();
+    for reservation in reservations {
+        engine
+            .issue(
+                &engine.inventory,
+                cause,
+                &format!("release:{}", reservation.reservation_id),
+                reservation.stream_key(),
+                InventoryCommand::Release {
+                    reservation_id: ReservationId::from_uuid(reservation.reservation_id),
+                    reason: reason.to_owned(),
+                    at: now,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Gives a payment's money back: voids what is held but not captured, refunds what is
+/// captured and not yet refunded. Already settled (terminal) payments are left alone, so a
+/// re-run is harmless.
+pub(crate) async fn settle_payment(
+    engine: &Engine,
+    cause: &Cause,
+    payment_id: Uuid,
+    provider_ref: Option<String>,
+) -> Result<(), WorkflowError> {
+    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    let Some(status) = payment.status() else {
+        return Ok(());
+    };
+    if status.is_terminal() {
+        return Ok(());
+    }
+    let provider_ref = match provider_ref {
+        Some(reference) => Some(reference),
+        None => engine
+            .links()
+            .provider_ref(&cause.tenant, payment_id)
+            .await?,
+    };
+    let now = engine.now();
+    let captured = payment.captured().map_or(0, |m| m.amount_minor());
+    if captured == 0 {
+        if let Some(reference) = &provider_ref {
+            engine
+                .gateway
+                .void(reference, &format!("{payment_id}:void"))
+                .await?;
+        }
+        engine
+            .issue(
+                &engine.payments,
+                cause,
+                &format!("void:{payment_id}"),
+                payment_id.to_string(),
+                PaymentCommand::Void {
+                    reason: "compensation".to_owned(),
+                    at: now,
+                },
+            )
+            .await?;
+        return Ok(());
+    }
+    let taken_back = [
+        payment.refunded(),
+        payment.refund_pending(),
+        payment.charged_back(),
+    ]
+    .iter()
+    .flatten()
+    .try_fold(0_i64, |sum, money| sum.checked_add(money.amount_minor()))
+    .ok_or_else(|| WorkflowError::decode("payment amounts", "overflow"))?;
+    let Some(currency) = payment.amount().map(|m| m.currency()) else {
+        return Ok(());
+    };
+    let owed = captured.saturating_sub(taken_back);
+    let pending = payment.refund_pending().map_or(0, |m| m.amount_minor());
+    if owed == 0 && pending == 0 {
+        return Ok(());
+    }
+    // One compensation refund per payment: a re-run (from any cause) names the same refund, so
+    // the aggregate dedupes the request and a pending one is settled rather than doubled.
+    let refund_id = derived(&["refund", &payment_id.to_string()]);
+    if owed > 0 {
+        engine
+            .issue(
+                &engine.payments,
+                cause,
+                &format!("refund:{payment_id}"),
+                payment_id.to_string(),
+                PaymentCommand::RequestRefund {
+                    refund_id,
+                    amount: Money::new(owed, currency),
+                    reason: "compensation".to_owned(),
+                    at: now,
+                },
+            )
+            .await?;
+    }
+    if let Some(reference) = &provider_ref {
+        engine
+            .gateway
+            .refund(
+                reference,
+                Money::new(owed.max(pending), currency),
+                &format!("refund:{refund_id}"),
+            )
+            .await?;
+    }
+    engine
+        .issue(
+            &engine.payments,
+            cause,
+            &format!("refund_settled:{payment_id}"),
+            payment_id.to_string(),
+            PaymentCommand::RecordRefundSettled { refund_id, at: now },
+        )
+        .await?;
+    Ok(())
+}
