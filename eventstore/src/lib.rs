@@ -5,7 +5,10 @@
 //! It stores events in postgres-es' `events` table (so cqrs-es' plain event-store mode can
 //! read them) extended with a global `position`, the writer's `transaction_id` (xid8), an
 //! `event_id` and `recorded_at`; the table is append-only (triggers reject UPDATE, DELETE and
-//! TRUNCATE).
+//! TRUNCATE) and tamper-evident: each event carries `chain_hash`, a keyed HMAC chained to the
+//! previous event of its stream (`prev_hash`), and `log_checkpoints` seal the global log
+//! (written and checked by `commerce-replay`). The migration also creates the `commerce_app`
+//! role, which may SELECT and INSERT events but never UPDATE, DELETE or TRUNCATE them.
 //!
 //! Modules:
 //! - [`migrate`] creates the schema (`migrations/`, run by `sqlx::migrate!`).
@@ -18,6 +21,11 @@
 //! - `store` ([`PgEventStore`]): stream and aggregate reads, engine-built snapshots.
 //! - `log` ([`GlobalLog`]): all events in `(transaction_id, position)` order, gap-free.
 //! - `upcast` ([`Upcasters`]): old event versions rewritten on every read path.
+//! - `backend` ([`EventBackend`], [`PgBackend`]): the storage contract a second store
+//!   (KurrentDB, crate `commerce-eventstore-kurrentdb`) also fulfils; [`conformance`] is the
+//!   suite every backend's tests run; `selection` ([`EventStoreSelection`]) parses
+//!   `COMMERCE_EVENT_STORE`.
+//! - `chain` ([`AuditKey`], [`ChainFields`]): the keyed chain hash and its canonical encoding.
 //!
 //! ```no_run
 //! # use commerce_eventstore::*;
@@ -33,15 +41,27 @@
 //! # let _ = outcome; Ok(()) }
 //! ```
 
+mod chain;
+mod backend;
+pub mod conformance;
 mod error;
 mod executor;
 mod log;
 mod metadata;
 mod record;
+mod selection;
 mod store;
 mod stream;
 mod upcast;
 
+pub use chain::{
+    AUDIT_KEY_ENV, AuditKey, ChainFields, Hash, canonical_json, hash_from_bytes, hash_from_hex,
+    to_hex,
+};
+pub use backend::{
+    AppendOutcome, BackendError, BackendEvent, EventBackend, EventSubscription, ExpectedVersion,
+    NewStreamEvent, PgBackend, StreamRef, validate_batch,
+};
 pub use error::{DecodeError, StoreError};
 pub use executor::{
     CommandContext, CommandExecutor, CommandOutcome, ExecuteError, ExecutorConfig, StoredEvent,
@@ -50,6 +70,7 @@ pub use executor::{
 pub use log::{EVENTS_CHANNEL, GlobalLog, LogCursor, LogCursorError, LogEvent, LogWakeups};
 pub use metadata::{EventMetadata, MetadataError};
 pub use record::RecordedEvent;
+pub use selection::{EVENT_STORE_ENV, EventStoreSelection, SelectionError};
 pub use store::{LoadedAggregate, PgEventStore};
 pub use stream::{StreamId, StreamIdError};
 pub use upcast::{EventUpcaster, SemanticVersionEventUpcaster, SerializedEvent, Upcasters};

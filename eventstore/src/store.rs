@@ -9,6 +9,7 @@ use cqrs_es::Aggregate;
 use futures::TryStreamExt;
 use sqlx::{PgPool, Row};
 
+use crate::chain::{AuditKey, Hash, hash_from_bytes};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
 use crate::log::GlobalLog;
 use crate::record::{EVENT_COLUMNS, RecordedEvent};
@@ -17,11 +18,13 @@ use crate::upcast::{SerializedEvent, Upcasters};
 
 /// The PostgreSQL event store (tables created by [`crate::migrate`]).
 ///
-/// Cheap to clone: a pool handle and a shared upcaster registry.
+/// Cheap to clone: a pool handle, a shared upcaster registry and the audit key that keys the
+/// chain hashes of appended events (`crate::chain`).
 #[derive(Clone, Debug)]
 pub struct PgEventStore {
     pool: PgPool,
     upcasters: Arc<Upcasters>,
+    audit_key: Arc<AuditKey>,
 }
 
 /// An aggregate folded up to `version` (the sequence of the last applied event; 0 = no events).
@@ -41,11 +44,23 @@ impl<A: Default> Default for LoadedAggregate<A> {
 }
 
 impl PgEventStore {
+    /// A store keyed by [`AuditKey::from_env`] (`COMMERCE_AUDIT_KEY`, else the development key).
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
             upcasters: Arc::new(Upcasters::new()),
+            audit_key: Arc::new(AuditKey::from_env()),
         }
+    }
+
+    /// Keys the chain hashes of events appended through this store with `key`.
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.audit_key = Arc::new(key);
+        self
+    }
+
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     /// Uses these upcasters on every read path of this store (and of executors built on it).
@@ -131,6 +146,29 @@ impl PgEventStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(sequence_from_db(head)?)
+    }
+
+    /// The chain hash of the event at `sequence` of the stream (`None` for sequence 0, or for
+    /// an event written without one).
+    pub(crate) async fn chain_hash_at(
+        &self,
+        aggregate_type: &str,
+        stream: &StreamId,
+        sequence: u64,
+    ) -> Result<Option<Hash>, StoreError> {
+        if sequence == 0 {
+            return Ok(None);
+        }
+        let hash: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT chain_hash FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(stream.aggregate_id())
+        .bind(sequence_to_db(sequence)?)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hash_from_bytes(hash.flatten()))
     }
 
     /// Applies the events after `loaded.version` (up to `up_to`) to `loaded`, checking that

@@ -5,11 +5,16 @@
 //! columns (the extra columns take their defaults), in one multi-row statement.
 //! A duplicate `(aggregate_type, aggregate_id, sequence)` is the optimistic-concurrency
 //! conflict; a duplicate `(tenant_id, idempotency_key)` means a concurrent twin won.
+//!
+//! It also names `event_id`, `recorded_at` (microsecond precision), `prev_hash` and
+//! `chain_hash`: the chain hash covers the first two, so they are chosen here rather than by
+//! column defaults (see `crate::chain`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::chain::{AuditKey, ChainFields, Hash};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
 use crate::executor::outcome::{CommandContext, CommandOutcome, StoredEvent};
 use crate::stream::StreamId;
@@ -28,7 +33,8 @@ pub(crate) struct NewEvent {
 /// What the append did.
 #[derive(Debug)]
 pub(crate) enum Appended {
-    Committed(Box<CommandOutcome>),
+    /// The outcome and the chain hash of the stream's new head.
+    Committed(Box<CommandOutcome>, Option<Hash>),
     /// Another writer already holds one of the sequences: nothing was written.
     Conflict,
     /// Another execution recorded this idempotency key first: nothing was written.
@@ -45,26 +51,27 @@ pub(crate) struct PriorExecution {
 }
 
 /// Appends `events` after `expected_version` and, when the command has an idempotency key,
-/// records the outcome under it, in one transaction.
+/// records the outcome under it, in one transaction. `head` is the stream at
+/// `expected_version`: its chain hash starts the new events' chain.
 pub(crate) async fn append(
     pool: &PgPool,
+    key: &AuditKey,
     aggregate_type: &'static str,
     stream: &StreamId,
-    expected_version: u64,
+    head: (u64, Option<Hash>),
     events: Vec<NewEvent>,
     context: &CommandContext,
 ) -> Result<Appended, StoreError> {
+    let (expected_version, head_hash) = head;
     let mut tx = pool.begin().await?;
-    let stored = match insert_events(
-        &mut tx,
+    let chain = Chain {
+        key,
         aggregate_type,
         stream,
         expected_version,
-        events,
-        context,
-    )
-    .await
-    {
+        head_hash,
+    };
+    let (stored, new_head) = match insert_events(&mut tx, &chain, events, context).await {
         Ok(stored) => stored,
         Err(error) if violates(&error, EVENTS_PKEY) => return Ok(Appended::Conflict),
         Err(error) => return Err(error.into()),
@@ -103,26 +110,43 @@ pub(crate) async fn append(
         }
     }
     tx.commit().await?;
-    Ok(Appended::Committed(Box::new(outcome)))
+    Ok(Appended::Committed(Box::new(outcome), new_head))
+}
+
+/// Where the appended events' chain starts.
+struct Chain<'a> {
+    key: &'a AuditKey,
+    aggregate_type: &'a str,
+    stream: &'a StreamId,
+    expected_version: u64,
+    head_hash: Option<Hash>,
 }
 
 async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,
-    aggregate_type: &str,
-    stream: &StreamId,
-    expected_version: u64,
+    chain: &Chain<'_>,
     events: Vec<NewEvent>,
     context: &CommandContext,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
+) -> Result<(Vec<StoredEvent>, Option<Hash>), sqlx::Error> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), chain.head_hash));
     }
     let encode = |error: DecodeError| sqlx::Error::Encode(Box::new(error));
+    let aggregate_id = chain.stream.aggregate_id();
+    let metadata = serde_json::to_value(context.metadata.to_map())
+        .map_err(|source| encode(DecodeError::json("event metadata", source)))?;
+    // Microseconds: what `timestamptz` stores, so the hashed value is the stored value.
+    let now = Utc::now();
+    let recorded_at = DateTime::<Utc>::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let mut sequences = Vec::with_capacity(events.len());
     let mut types = Vec::with_capacity(events.len());
     let mut versions = Vec::with_capacity(events.len());
     let mut payloads = Vec::with_capacity(events.len());
-    let mut next = expected_version;
+    let mut event_ids = Vec::with_capacity(events.len());
+    let mut prev_hashes: Vec<Option<Vec<u8>>> = Vec::with_capacity(events.len());
+    let mut chain_hashes: Vec<Vec<u8>> = Vec::with_capacity(events.len());
+    let mut prev = chain.head_hash;
+    let mut next = chain.expected_version;
     for event in events {
         next = next.checked_add(1).ok_or_else(|| {
             encode(DecodeError::OutOfRange {
@@ -130,28 +154,51 @@ async fn insert_events(
                 value: "u64::MAX + 1".to_owned(),
             })
         })?;
+        let event_id = Uuid::new_v4();
+        let hash = ChainFields {
+            aggregate_type: chain.aggregate_type,
+            aggregate_id: &aggregate_id,
+            sequence: next,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            payload: &event.payload,
+            metadata: &metadata,
+            event_id,
+            recorded_at,
+            prev_hash: prev.as_ref(),
+        }
+        .hash(chain.key);
         sequences.push(sequence_to_db(next).map_err(encode)?);
         types.push(event.event_type);
         versions.push(event.event_version);
         payloads.push(event.payload);
+        event_ids.push(event_id);
+        prev_hashes.push(prev.map(Vec::from));
+        chain_hashes.push(hash.to_vec());
+        prev = Some(hash);
     }
-    let metadata = serde_json::to_value(context.metadata.to_map())
-        .map_err(|source| encode(DecodeError::json("event metadata", source)))?;
     let rows = sqlx::query(
         "INSERT INTO events \
-             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6 \
-           FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[]) \
-                AS e(sequence, event_type, event_version, payload) \
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+              event_id, recorded_at, prev_hash, chain_hash) \
+         SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6, \
+                e.event_id, $8, e.prev_hash, e.chain_hash \
+           FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
+                       $10::bytea[], $11::bytea[]) \
+                AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
          RETURNING sequence, event_type, event_version, position, event_id, recorded_at",
     )
-    .bind(aggregate_type)
-    .bind(stream.aggregate_id())
+    .bind(chain.aggregate_type)
+    .bind(&aggregate_id)
     .bind(&sequences)
     .bind(&types)
     .bind(&versions)
     .bind(metadata)
     .bind(&payloads)
+    .bind(recorded_at)
+    .bind(&event_ids)
+    .bind(&prev_hashes)
+    .bind(&chain_hashes)
     .fetch_all(&mut **tx)
     .await?;
     let mut stored = rows
@@ -172,7 +219,7 @@ async fn insert_events(
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // RETURNING order is not guaranteed to follow the input order.
     stored.sort_unstable_by_key(|event| event.sequence);
-    Ok(stored)
+    Ok((stored, prev))
 }
 
 /// The earlier execution recorded under (tenant, key), if any.

@@ -9,15 +9,18 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::chain::Hash;
 use crate::stream::StreamId;
 
 const SHARDS: usize = 64;
 
-/// A folded aggregate trusted to be at `version` (its last applied sequence).
+/// A folded aggregate trusted to be at `version` (its last applied sequence), with the chain
+/// hash of that event (the `prev_hash` of the next append).
 #[derive(Debug)]
 pub(crate) struct Cached<A> {
     pub aggregate: A,
     pub version: u64,
+    pub head_hash: Option<Hash>,
 }
 
 /// The cache entry of one stream; `None` means "load before use".

@@ -20,6 +20,9 @@
 //!    stale cache, only the missing events are applied before re-running.
 //! 6. After commit, every `snapshot_every` events a snapshot is written (outside the
 //!    command's transaction; cqrs-es' own snapshot modes are never used).
+//!
+//! The slot also keeps the chain hash of the stream's head (read once on a cold load), so
+//! the append can chain the new events' hashes without re-reading the stream.
 
 mod append;
 mod backoff;
@@ -224,9 +227,11 @@ where
                 let loaded = store
                     .load_latest::<A>(stream, &self.inner.config.state_version)
                     .await?;
+                let head_hash = store.chain_hash_at(A::TYPE, stream, loaded.version).await?;
                 slot.insert(Cached {
                     aggregate: loaded.aggregate,
                     version: loaded.version,
+                    head_hash,
                 })
             }
         };
@@ -288,14 +293,25 @@ where
             .collect::<Result<Vec<_>, DecodeError>>();
         let appended = match new_events {
             Ok(new_events) => {
-                append::append(store.pool(), A::TYPE, stream, before, new_events, context).await
+                let head = (before, slot.as_ref().and_then(|cached| cached.head_hash));
+                append::append(
+                    store.pool(),
+                    store.audit_key(),
+                    A::TYPE,
+                    stream,
+                    head,
+                    new_events,
+                    context,
+                )
+                .await
             }
             Err(error) => Err(error.into()),
         };
         match appended {
-            Ok(Appended::Committed(outcome)) => {
+            Ok(Appended::Committed(outcome, head_hash)) => {
                 if let Some(cached) = slot.as_mut() {
                     cached.version = outcome.last_sequence;
+                    cached.head_hash = head_hash;
                     self.maybe_snapshot(stream, cached, before).await;
                 }
                 Ok(Attempt::Done(outcome))
@@ -339,13 +355,13 @@ where
                     .await?
             }
         };
-        self.inner
-            .store
-            .fold_after(stream, &mut loaded, None)
-            .await?;
+        let store = &self.inner.store;
+        store.fold_after(stream, &mut loaded, None).await?;
+        let head_hash = store.chain_hash_at(A::TYPE, stream, loaded.version).await?;
         *slot = Some(Cached {
             aggregate: loaded.aggregate,
             version: loaded.version,
+            head_hash,
         });
         Ok(())
     }
