@@ -17,5 +17,5 @@ pub mod payment;
 pub mod product;
 pub mod shipment;
 
-pub use catalog::{Catalog, CatalogEntry};
+pub use catalog::{Catalog, CatalogEntry, InMemoryCatalog, StoreCatalog};
 pub use error::CommandError;
