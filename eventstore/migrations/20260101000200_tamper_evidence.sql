@@ -7,6 +7,9 @@
 -- `commerce replay verify` reports such rows as unauthenticated (Inserted).
 ALTER TABLE events ADD COLUMN prev_hash bytea, ADD COLUMN chain_hash bytea;
 
+-- Auditors follow an order to its payments, reservations and shipments by correlation id.
+CREATE INDEX events_correlation ON events ((metadata ->> 'correlation_id'));
+
 -- Checkpoints seal the global log: the cumulative hash of every event's chain_hash in log
 -- order ((transaction_id, position), the gap-free order) up to a cursor, the event count, and
 -- the head (sequence, chain_hash) of every stream that changed since the previous checkpoint.
