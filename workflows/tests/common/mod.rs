@@ -1,0 +1,295 @@
+//! Test harness: a fresh database with the event store and workflow schemas, the executors an
+//! API would use, a movable clock, and the workflows runner as a task that can be killed.
+
+#![allow(dead_code)]
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use commerce_aggregates::campaign::{Campaign, CampaignCommand, CreateCampaign};
+use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
+use commerce_aggregates::order::{LineRequest, Order, OrderCommand, PlaceOrder};
+use commerce_aggregates::payment::Payment;
+use commerce_aggregates::shipment::Shipment;
+use commerce_aggregates::{CatalogEntry, InMemoryCatalog};
+use commerce_devstack::testkit::TestDatabase;
+use commerce_domain::{
+    CampaignId, Currency, CustomerId, LocationId, Money, OrderId, ProductId, Quantity, Sku,
+    TenantId,
+};
+use commerce_eventstore::{
+    CommandContext, CommandExecutor, EventMetadata, ExecutorConfig, PgEventStore, StreamId,
+};
+use commerce_workflows::{Clock, WorkflowConfig, Workflows};
+use tokio::task::JoinHandle;
+
+pub const TENANT: &str = "acme";
+pub const PRICE: i64 = 1_000;
+
+pub fn eur() -> Currency {
+    Currency::from_code("EUR").expect("EUR")
+}
+
+pub struct Harness {
+    pub db: TestDatabase,
+    pub store: PgEventStore,
+    pub catalog: InMemoryCatalog,
+    pub orders: CommandExecutor<Order>,
+    pub payments: CommandExecutor<Payment>,
+    pub inventory: CommandExecutor<Inventory>,
+    pub campaigns: CommandExecutor<Campaign>,
+    offset_secs: Arc<AtomicI64>,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        let db = TestDatabase::create().await.expect("test database");
+        commerce_eventstore::migrate(db.pool()).await.expect("event store schema");
+        commerce_workflows::migrate(db.pool()).await.expect("workflow schema");
+        let store = PgEventStore::new(db.pool().clone());
+        let catalog = InMemoryCatalog::new();
+        let catalog_arc: Arc<dyn commerce_aggregates::Catalog> = Arc::new(catalog.clone());
+        // Many concurrent joins on one campaign stream: retry conflicts generously.
+        let hot = ExecutorConfig {
+            max_attempts: 50,
+            ..ExecutorConfig::default()
+        };
+        Self {
+            orders: CommandExecutor::new(store.clone(), Arc::clone(&catalog_arc)),
+            payments: CommandExecutor::new(store.clone(), ()),
+            inventory: CommandExecutor::new(store.clone(), ()),
+            campaigns: CommandExecutor::with_config(store.clone(), catalog_arc, hot),
+            store,
+            catalog,
+            db,
+            offset_secs: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
+
+    /// Moves the engine's clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs.fetch_add(by.num_seconds(), Ordering::SeqCst);
+    }
+
+    pub fn workflows(&self) -> Workflows {
+        let offset = Arc::clone(&self.offset_secs);
+        Workflows::sandbox(self.db.pool().clone(), Arc::new(self.catalog.clone()))
+            .with_config(WorkflowConfig {
+                poll_interval: Duration::from_millis(50),
+                standby_interval: Duration::from_millis(100),
+                ..WorkflowConfig::default()
+            })
+            .with_clock(Clock::from_fn(move || {
+                Utc::now() + chrono::Duration::seconds(offset.load(Ordering::SeqCst))
+            }))
+    }
+
+    /// Starts an engine process (a task that a test may abort: a crash).
+    pub fn spawn(&self) -> JoinHandle<()> {
+        let workflows = self.workflows();
+        tokio::spawn(async move {
+            workflows.run(pending()).await.expect("workflows run");
+        })
+    }
+
+    fn context(&self) -> CommandContext {
+        CommandContext::new(EventMetadata::new(TENANT, "test"))
+    }
+
+    fn stream(key: impl Into<String>) -> StreamId {
+        StreamId::new(TENANT, key).expect("stream id")
+    }
+
+    pub fn product(&self, sku: &str, price: i64) {
+        self.catalog.insert(
+            TenantId::new(TENANT).expect("tenant"),
+            Sku::new(sku).expect("sku"),
+            CatalogEntry {
+                product_id: ProductId::new(),
+                price: Money::new(price, eur()),
+                discontinued: false,
+            },
+        );
+    }
+
+    pub async fn stock(&self, sku: &str, on_hand: u64) {
+        let item = StockItem::new(Sku::new(sku).expect("sku"), LocationId::default_location());
+        self.inventory
+            .execute(
+                Self::stream(item.stream_key()),
+                InventoryCommand::SetStock {
+                    item,
+                    on_hand,
+                    reason: "count".to_owned(),
+                    at: self.now(),
+                },
+                self.context(),
+            )
+            .await
+            .expect("stock set");
+    }
+
+    pub async fn place_order(&self, lines: &[(&str, u32)], method: Option<&str>) -> OrderId {
+        let order_id = OrderId::new();
+        self.orders
+            .execute(
+                Self::stream(order_id.to_string()),
+                OrderCommand::PlaceOrder(PlaceOrder {
+                    tenant: TenantId::new(TENANT).expect("tenant"),
+                    order_id,
+                    customer: CustomerId::new("cust-1").expect("customer"),
+                    lines: lines
+                        .iter()
+                        .map(|(sku, quantity)| LineRequest {
+                            sku: Sku::new(*sku).expect("sku"),
+                            quantity: Quantity::new(*quantity).expect("quantity"),
+                        })
+                        .collect(),
+                    currency: eur(),
+                    payment_method: method.map(str::to_owned),
+                    channel: "web".to_owned(),
+                    at: self.now(),
+                    expires_at: self.now() + chrono::Duration::minutes(30),
+                }),
+                self.context(),
+            )
+            .await
+            .expect("order placed");
+        order_id
+    }
+
+    pub async fn order_command(&self, order_id: OrderId, command: OrderCommand) {
+        self.orders
+            .execute(Self::stream(order_id.to_string()), command, self.context())
+            .await
+            .expect("order command");
+    }
+
+    pub async fn create_campaign(
+        &self,
+        sku: &str,
+        min: u32,
+        max: u32,
+        ends_in: chrono::Duration,
+    ) -> CampaignId {
+        let campaign_id = CampaignId::new();
+        let now = self.now();
+        self.campaigns
+            .execute(
+                Self::stream(campaign_id.to_string()),
+                CampaignCommand::Create(CreateCampaign {
+                    campaign_id,
+                    tenant: TenantId::new(TENANT).expect("tenant"),
+                    sku: Sku::new(sku).expect("sku"),
+                    location: LocationId::default_location(),
+                    group_price: Money::new(PRICE / 2, eur()),
+                    original_price: Money::new(PRICE, eur()),
+                    min_participants: min,
+                    max_participants: max,
+                    per_customer_limit: Some(1),
+                    per_order_limit: Some(1),
+                    virtual_completion_pct: 0,
+                    start_time: now - chrono::Duration::seconds(1),
+                    end_time: now + ends_in,
+                    at: now,
+                }),
+                self.context(),
+            )
+            .await
+            .expect("campaign created");
+        campaign_id
+    }
+
+    pub async fn join(
+        &self,
+        campaign_id: CampaignId,
+        customer: &str,
+        method: &str,
+    ) -> Result<(), String> {
+        self.campaigns
+            .execute(
+                Self::stream(campaign_id.to_string()),
+                CampaignCommand::Join {
+                    participant_id: commerce_domain::ParticipantId::new(),
+                    customer: CustomerId::new(customer).expect("customer"),
+                    quantity: Quantity::new(1).expect("quantity"),
+                    payment_method: Some(method.to_owned()),
+                    at: self.now(),
+                },
+                self.context(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
+    pub async fn load<A: cqrs_es::Aggregate>(&self, key: impl Into<String>) -> A {
+        self.store
+            .load_aggregate::<A>(&Self::stream(key), None)
+            .await
+            .expect("load")
+            .aggregate
+    }
+
+    pub async fn order(&self, id: OrderId) -> Order {
+        self.load(id.to_string()).await
+    }
+
+    pub async fn payment(&self, id: commerce_domain::PaymentId) -> Payment {
+        self.load(id.to_string()).await
+    }
+
+    pub async fn stock_of(&self, sku: &str) -> Inventory {
+        self.load(format!("{sku}:default")).await
+    }
+
+    pub async fn campaign(&self, id: CampaignId) -> Campaign {
+        self.load(id.to_string()).await
+    }
+
+    pub async fn shipment_of(&self, order_id: OrderId) -> Option<Shipment> {
+        let id: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT (payload->>'shipment_id')::uuid FROM events \
+             WHERE event_type = 'shipping.label.created' AND payload->>'order_id' = $1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(self.db.pool())
+        .await
+        .expect("shipment query");
+        match id {
+            Some(id) => Some(self.load(id.to_string()).await),
+            None => None,
+        }
+    }
+
+    pub async fn count_events(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("count")
+    }
+
+    /// Waits until `done` holds, polling; panics after `secs` seconds.
+    pub async fn eventually<F, Fut>(&self, secs: u64, what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while tokio::time::Instant::now() < deadline {
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}

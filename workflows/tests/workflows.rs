@@ -1,0 +1,417 @@
+//! The process managers end to end on a real PostgreSQL: checkout, compensation, campaigns,
+//! deadlines across restarts, crashes at random points, and a flash sale.
+
+mod common;
+
+use std::time::Duration;
+
+use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
+use commerce_aggregates::order::{Facet, OrderCommand, OrderStatus};
+use commerce_aggregates::payment::{PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind};
+use commerce_aggregates::shipment::ShipmentStatus;
+use commerce_contracts::events::CancelReason;
+use commerce_domain::OrderId;
+use commerce_eventstore::{CommandContext, EventMetadata, StreamId};
+use common::{Harness, PRICE, TENANT};
+
+fn final_status(status: Option<OrderStatus>) -> bool {
+    matches!(status, Some(OrderStatus::Confirmed | OrderStatus::Canceled))
+}
+
+/// The order's payments: Σ captured − Σ refunded, and whether any is still open.
+async fn net_paid(h: &Harness, order_id: OrderId) -> i64 {
+    let order = h.order(order_id).await;
+    let mut net = 0;
+    for payment_id in order.payment_ids() {
+        let payment = h.payment(*payment_id).await;
+        net += payment.captured().map_or(0, |m| m.amount_minor())
+            - payment.refunded().map_or(0, |m| m.amount_minor());
+    }
+    net
+}
+
+#[tokio::test]
+async fn checkout_happy_path_reserves_charges_confirms_and_labels() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.product("MUG", PRICE);
+    h.stock("TEE", 10).await;
+    h.stock("MUG", 5).await;
+    let engine = h.spawn();
+    let order_id = h
+        .place_order(&[("TEE", 2), ("MUG", 1), ("TEE", 1)], Some("pm_card_ok"))
+        .await;
+
+    h.eventually(20, "the label on the order", || async {
+        h.count_events("order.label_attached").await == 1
+    })
+    .await;
+    let order = h.order(order_id).await;
+    assert_eq!(order.status(), Some(OrderStatus::Confirmed));
+    assert_eq!(order.fulfillment_facet(), Facet::Full);
+    assert_eq!(net_paid(&h, order_id).await, 4 * PRICE);
+    let payment = h.payment(order.payment_ids()[0]).await;
+    assert_eq!(payment.status(), Some(PaymentStatus::Captured));
+    let shipment = h.shipment_of(order_id).await.expect("a shipment");
+    assert_eq!(shipment.status(), Some(ShipmentStatus::LabelCreated));
+    assert!(shipment.tracking_number().starts_with("SBX"));
+    // The summed TEE lines were reserved once and committed at fulfilment.
+    let tee = h.stock_of("TEE").await;
+    assert_eq!((tee.on_hand(), tee.reserved()), (7, 0));
+    let mug = h.stock_of("MUG").await;
+    assert_eq!((mug.on_hand(), mug.reserved()), (4, 0));
+    engine.abort();
+}
+
+#[tokio::test]
+async fn insufficient_stock_cancels_and_releases_what_was_reserved() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.product("MUG", PRICE);
+    h.stock("TEE", 10).await;
+    h.stock("MUG", 1).await;
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 2), ("MUG", 3)], Some("pm_card_ok")).await;
+
+    h.eventually(20, "the cancellation", || async {
+        h.order(order_id).await.status() == Some(OrderStatus::Canceled)
+    })
+    .await;
+    h.eventually(20, "the release", || async {
+        h.stock_of("TEE").await.reserved() == 0
+    })
+    .await;
+    let order = h.order(order_id).await;
+    assert_eq!(order.cancel_reason(), Some(CancelReason::InsufficientStock));
+    assert!(order.payment_ids().is_empty(), "no payment without stock");
+    assert_eq!(h.stock_of("TEE").await.on_hand(), 10);
+    assert_eq!(h.stock_of("MUG").await.reserved(), 0);
+    engine.abort();
+}
+
+#[tokio::test]
+async fn declined_payment_cancels_the_order_and_releases_stock() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 3).await;
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 2)], Some("pm_card_declined")).await;
+
+    h.eventually(20, "the cancellation", || async {
+        h.order(order_id).await.status() == Some(OrderStatus::Canceled)
+    })
+    .await;
+    h.eventually(20, "the release", || async {
+        h.stock_of("TEE").await.reserved() == 0
+    })
+    .await;
+    let order = h.order(order_id).await;
+    assert_eq!(order.cancel_reason(), Some(CancelReason::PaymentFailed));
+    let payment = h.payment(order.payment_ids()[0]).await;
+    assert_eq!(payment.status(), Some(PaymentStatus::Failed));
+    assert_eq!(net_paid(&h, order_id).await, 0);
+    engine.abort();
+}
+
+fn webhook(id: &str, kind: ProviderEventKind) -> PaymentCommand {
+    PaymentCommand::ApplyProviderEvent(ProviderEvent {
+        provider_event_id: id.to_owned(),
+        kind,
+        amount: None,
+        provider_ref: None,
+        at: chrono::Utc::now(),
+    })
+}
+
+#[tokio::test]
+async fn requires_action_waits_for_the_webhook_and_duplicates_change_nothing() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 3).await;
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_requires_action")).await;
+    h.eventually(20, "the payment waiting for action", || async {
+        let order = h.order(order_id).await;
+        match order.payment_ids().first() {
+            Some(id) => h.payment(*id).await.status() == Some(PaymentStatus::RequiresAction),
+            None => false,
+        }
+    })
+    .await;
+    let payment_id = h.order(order_id).await.payment_ids()[0];
+    assert_eq!(h.order(order_id).await.status(), Some(OrderStatus::AwaitingPayment));
+
+    // The provider delivers "succeeded" twice and a stale "requires_action" after it.
+    let stream = StreamId::new(TENANT, payment_id.to_string()).expect("stream");
+    for (id, kind) in [
+        ("evt_2", ProviderEventKind::Succeeded),
+        ("evt_1", ProviderEventKind::RequiresAction),
+        ("evt_2", ProviderEventKind::Succeeded),
+    ] {
+        h.payments
+            .execute(
+                stream.clone(),
+                webhook(id, kind),
+                CommandContext::new(EventMetadata::new(TENANT, "psp")),
+            )
+            .await
+            .expect("webhook applied");
+    }
+    h.eventually(20, "the label", || async {
+        h.count_events("order.label_attached").await == 1
+    })
+    .await;
+    assert_eq!(h.order(order_id).await.status(), Some(OrderStatus::Confirmed));
+    assert_eq!(net_paid(&h, order_id).await, PRICE);
+    assert_eq!(h.count_events("payment.succeeded").await, 1);
+    engine.abort();
+}
+
+#[tokio::test]
+async fn customer_cancel_after_confirmation_refunds_the_capture() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 3).await;
+    let engine = h.spawn();
+    // No payment method: the order holds stock and waits.
+    let waiting = h.place_order(&[("TEE", 1)], None).await;
+    let paid = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(20, "the paid order confirmed", || async {
+        h.order(paid).await.status() == Some(OrderStatus::Confirmed)
+            && h.order(waiting).await.stock_reserved()
+    })
+    .await;
+    for order_id in [waiting, paid] {
+        h.order_command(
+            order_id,
+            OrderCommand::Cancel {
+                reason: CancelReason::CustomerRequest,
+                note: None,
+                by: "cust-1".to_owned(),
+                at: h.now(),
+            },
+        )
+        .await;
+    }
+    h.eventually(20, "the refund", || async { net_paid(&h, paid).await == 0 }).await;
+    h.eventually(20, "the release", || async {
+        h.stock_of("TEE").await.reserved() == 0
+    })
+    .await;
+    let payment = h.payment(h.order(paid).await.payment_ids()[0]).await;
+    assert_eq!(payment.status(), Some(PaymentStatus::Refunded));
+    engine.abort();
+}
+
+#[tokio::test]
+async fn order_expiry_fires_once_across_restarts() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 3).await;
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 2)], None).await;
+    h.eventually(20, "stock reserved", || async {
+        h.order(order_id).await.stock_reserved()
+    })
+    .await;
+    engine.abort();
+    let _ = engine.await;
+
+    // While no engine runs, the deadline passes; a new engine fires it.
+    h.advance(chrono::Duration::hours(1));
+    let engine = h.spawn();
+    h.eventually(20, "the expiry", || async {
+        h.order(order_id).await.status() == Some(OrderStatus::Canceled)
+    })
+    .await;
+    h.eventually(20, "the release", || async {
+        h.stock_of("TEE").await.reserved() == 0
+    })
+    .await;
+    engine.abort();
+    let _ = engine.await;
+    // Later still (the reservation's own deadline passes too) and another restart.
+    h.advance(chrono::Duration::hours(1));
+    let engine = h.spawn();
+    h.eventually(20, "every deadline fired", || async {
+        let unfired: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM deadlines WHERE fired_at IS NULL")
+                .fetch_one(h.db.pool())
+                .await
+                .expect("count");
+        unfired == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    engine.abort();
+    assert_eq!(h.count_events("order.expired").await, 1);
+    assert_eq!(h.count_events("inventory.reservation_expired").await, 0);
+    assert_eq!(
+        h.order(order_id).await.cancel_reason(),
+        Some(CancelReason::Expired)
+    );
+}
+
+/// A cheap deterministic generator for kill points (no extra dependency).
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[tokio::test]
+async fn killed_at_random_points_every_order_ends_final_with_no_double_charge_or_leak() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 25).await;
+    let methods = ["pm_card_ok", "pm_card_ok", "pm_card_declined"];
+    let mut orders = Vec::new();
+    for i in 0..30 {
+        // More demand than stock: some orders must be canceled for insufficient stock.
+        orders.push(h.place_order(&[("TEE", 1)], Some(methods[i % 3])).await);
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..8 {
+        let engine = h.spawn();
+        let run_for = 20 + next_random(&mut seed) % 250;
+        tokio::time::sleep(Duration::from_millis(run_for)).await;
+        engine.abort();
+        let _ = engine.await;
+    }
+    // Cancel a few confirmed-or-not orders mid-flight, then let one engine finish.
+    let engine = h.spawn();
+    h.eventually(60, "every order final", || async {
+        for order_id in &orders {
+            let order = h.order(*order_id).await;
+            if !final_status(order.status()) {
+                return false;
+            }
+            if order.status() == Some(OrderStatus::Confirmed)
+                && h.shipment_of(*order_id).await.is_none()
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    engine.abort();
+
+    let mut confirmed = 0;
+    for order_id in &orders {
+        let order = h.order(*order_id).await;
+        let net = net_paid(&h, *order_id).await;
+        match order.status() {
+            Some(OrderStatus::Confirmed) => {
+                confirmed += 1;
+                assert_eq!(net, PRICE, "PAY-4: one capture per confirmed order");
+            }
+            _ => assert_eq!(net, 0, "ORD-6: a canceled order keeps no money"),
+        }
+    }
+    let tee = h.stock_of("TEE").await;
+    assert_eq!(tee.reserved(), 0, "ORD-5/ORD-6: no active reservation leaked");
+    assert_eq!(tee.on_hand(), 25 - confirmed);
+    assert_eq!(
+        h.count_events("payment.succeeded").await,
+        i64::try_from(confirmed).expect("small")
+    );
+}
+
+#[tokio::test]
+async fn successful_campaign_closes_captures_and_orders_every_participant() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 10).await;
+    let engine = h.spawn();
+    let campaign_id = h.create_campaign("LAMP", 2, 3, chrono::Duration::hours(1)).await;
+    for customer in ["a", "b", "c"] {
+        h.join(campaign_id, customer, "pm_card_ok").await.expect("joined");
+    }
+    h.eventually(20, "the campaign successful", || async {
+        h.campaign(campaign_id).await.paid_count() == 3
+    })
+    .await;
+    assert_eq!(h.campaign(campaign_id).await.status(), CampaignStatus::Successful);
+    h.advance(chrono::Duration::hours(2));
+    h.eventually(30, "three labelled orders", || async {
+        h.count_events("order.label_attached").await == 3
+    })
+    .await;
+    let campaign = h.campaign(campaign_id).await;
+    assert_eq!(campaign.status(), CampaignStatus::Closed);
+    for participant in campaign.participants() {
+        assert_eq!(participant.state(), ParticipantState::Ordered);
+        let order = h.order(participant.order_id().expect("ordered")).await;
+        assert_eq!(order.status(), Some(OrderStatus::Confirmed));
+        let payment = h.payment(participant.payment_id().expect("paid")).await;
+        assert_eq!(payment.status(), Some(PaymentStatus::Captured));
+        assert_eq!(payment.captured().map(|m| m.amount_minor()), Some(PRICE / 2));
+    }
+    let lamp = h.stock_of("LAMP").await;
+    assert_eq!((lamp.on_hand(), lamp.reserved()), (7, 0));
+    engine.abort();
+}
+
+#[tokio::test]
+async fn flash_sale_admits_exactly_max_and_a_failed_campaign_gives_everything_back() {
+    let h = Harness::new().await;
+    h.product("SNEAKER", PRICE);
+    h.stock("SNEAKER", 100).await;
+    let engine = h.spawn();
+    // min = max = 100 and one customer in ten must confirm with their bank (never does):
+    // the campaign cannot reach its minimum and fails at the end.
+    let campaign_id = h
+        .create_campaign("SNEAKER", 100, 100, chrono::Duration::hours(1))
+        .await;
+    let h = std::sync::Arc::new(h);
+    let mut joins = tokio::task::JoinSet::new();
+    for i in 0..1_000 {
+        let h = std::sync::Arc::clone(&h);
+        joins.spawn(async move {
+            let method = if i % 10 == 0 { "pm_card_requires_action" } else { "pm_card_ok" };
+            h.join(campaign_id, &format!("customer-{i}"), method).await.is_ok()
+        });
+    }
+    let admitted = joins.join_all().await.into_iter().filter(|ok| *ok).count();
+    assert_eq!(admitted, 100, "CMP-2: exactly max participants");
+
+    h.eventually(120, "every participant's stock and payment handled", || async {
+        let campaign = h.campaign(campaign_id).await;
+        let waiting = h.count_events("payment.requires_action").await;
+        i64::from(campaign.paid_count()) + waiting == 100
+    })
+    .await;
+    let sneaker = h.stock_of("SNEAKER").await;
+    assert_eq!(sneaker.reserved(), 100, "CMP-9: every participant backed by stock");
+    assert!(sneaker.available() >= 0, "INV-1: no oversell");
+
+    h.advance(chrono::Duration::hours(2));
+    h.eventually(120, "everyone refunded", || async {
+        let campaign = h.campaign(campaign_id).await;
+        campaign.status() == CampaignStatus::Failed
+            && campaign
+                .participants()
+                .iter()
+                .filter(|p| p.state().occupies_place())
+                .count()
+                == 0
+            && h.stock_of("SNEAKER").await.reserved() == 0
+    })
+    .await;
+    let campaign = h.campaign(campaign_id).await;
+    for participant in campaign.participants() {
+        if let Some(payment_id) = participant.payment_id() {
+            let payment = h.payment(payment_id).await;
+            let captured = payment.captured().map_or(0, |m| m.amount_minor());
+            let refunded = payment.refunded().map_or(0, |m| m.amount_minor());
+            assert_eq!(captured - refunded, 0, "CMP-7: nothing kept");
+            assert_eq!(payment.status(), Some(PaymentStatus::Voided));
+        }
+    }
+    assert_eq!(h.count_events("shipping.label.created").await, 0);
+    assert_eq!(h.stock_of("SNEAKER").await.on_hand(), 100);
+    engine.abort();
+}
