@@ -1,1 +1,0 @@
-//! order aggregate (being written).
