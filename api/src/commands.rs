@@ -6,15 +6,19 @@
 //! replay under the same `Idempotency-Key` answers the same body without executing anything.
 
 use axum::Json;
+use std::sync::Arc;
+
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commerce_aggregates::CommandError;
 use commerce_aggregates::inventory::Inventory;
+use commerce_aggregates::order::Order;
 use commerce_aggregates::payment::Payment;
 use commerce_aggregates::product::{self, Product};
+use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{
-    CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, PgEventStore,
-    StreamId, request_hash,
+    CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, ExecutorConfig,
+    PgEventStore, StreamId, request_hash,
 };
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -38,6 +42,7 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 pub struct Commands {
     store: PgEventStore,
     pub inventory: CommandExecutor<Inventory>,
+    pub orders: CommandExecutor<Order>,
     pub payments: CommandExecutor<Payment>,
     pub products: CommandExecutor<Product>,
 }
@@ -45,12 +50,28 @@ pub struct Commands {
 impl Commands {
     pub fn new(pool: PgPool) -> Self {
         let store = PgEventStore::new(pool).with_upcasters(product::upcasters());
+        let catalog: Arc<dyn Catalog> = Arc::new(StoreCatalog::new(store.clone()));
         Self {
             inventory: CommandExecutor::new(store.clone(), ()),
+            orders: CommandExecutor::new(store.clone(), catalog),
             payments: CommandExecutor::new(store.clone(), ()),
             products: CommandExecutor::new(store.clone(), ()),
             store,
         }
+    }
+
+    /// The customer of an order, from its write-model state; `None` when there is no such
+    /// order.
+    pub async fn order_owner(&self, stream: &StreamId) -> Result<Option<String>, ApiError> {
+        let loaded = self
+            .store
+            .load_latest::<Order>(stream, &ExecutorConfig::default().state_version)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot load an order");
+                ApiError::Unavailable
+            })?;
+        Ok((loaded.version > 0).then(|| loaded.aggregate.customer_id().to_owned()))
     }
 
     /// The payloads of the events `outcome` appended, in sequence order.

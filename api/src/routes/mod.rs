@@ -6,6 +6,7 @@
 mod dto;
 mod inventory;
 mod ops;
+mod orders;
 mod payments;
 mod products;
 
@@ -29,6 +30,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi))
         .routes(routes!(products::create))
         .routes(routes!(inventory::set_stock))
+        .routes(routes!(orders::place))
+        .routes(routes!(orders::cancel))
         .routes(routes!(payments::refund))
         .routes(routes!(payments::webhook))
 }
