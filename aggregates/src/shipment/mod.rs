@@ -69,9 +69,10 @@ impl Shipment {
                         Ok(vec![ShipmentEvent::Shipped(ShipmentShipped { at })])
                     }
                     ShipmentStatus::Shipped | ShipmentStatus::Delivered => Ok(vec![]),
-                    ShipmentStatus::Canceled => {
-                        Err(CommandError::invalid_state("ship shipment", status.as_str()))
-                    }
+                    ShipmentStatus::Canceled => Err(CommandError::invalid_state(
+                        "ship shipment",
+                        status.as_str(),
+                    )),
                 }
             }
             ShipmentCommand::MarkDelivered { at } => {
@@ -90,7 +91,10 @@ impl Shipment {
                 let status = self.existing()?;
                 match status {
                     ShipmentStatus::LabelCreated => {
-                        Ok(vec![ShipmentEvent::Canceled(ShipmentCanceled { reason, at })])
+                        Ok(vec![ShipmentEvent::Canceled(ShipmentCanceled {
+                            reason,
+                            at,
+                        })])
                     }
                     ShipmentStatus::Canceled => Ok(vec![]),
                     ShipmentStatus::Shipped | ShipmentStatus::Delivered => Err(

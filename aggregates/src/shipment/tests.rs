@@ -89,10 +89,7 @@ fn create_label_twice_is_refused() {
     Framework::with(())
         .given(vec![created()])
         .when(ShipmentCommand::CreateLabel(create()))
-        .then_expect_error(CommandError::AlreadyExists(format!(
-            "shipment {}",
-            ids().0
-        )));
+        .then_expect_error(CommandError::AlreadyExists(format!("shipment {}", ids().0)));
 }
 
 #[test]
@@ -102,7 +99,10 @@ fn create_label_without_tracking_number_is_refused() {
     Framework::with(())
         .given_no_previous_events()
         .when(ShipmentCommand::CreateLabel(command))
-        .then_expect_error(CommandError::invalid("tracking_number", "must not be empty"));
+        .then_expect_error(CommandError::invalid(
+            "tracking_number",
+            "must not be empty",
+        ));
 }
 
 #[test]
@@ -214,7 +214,10 @@ fn fold_exposes_the_label_and_status() {
     }
     // then
     assert_eq!(shipment.status(), Some(ShipmentStatus::Delivered));
-    assert_eq!(shipment.status().map(ShipmentStatus::as_str), Some("delivered"));
+    assert_eq!(
+        shipment.status().map(ShipmentStatus::as_str),
+        Some("delivered")
+    );
     assert_eq!(shipment.order_id(), Some(ids().1));
     assert_eq!(shipment.tracking_number(), "TRK1");
     assert_eq!(shipment.carrier(), "dhl");
