@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commerce_aggregates::CommandError;
+use commerce_aggregates::campaign::Campaign;
 use commerce_aggregates::inventory::Inventory;
 use commerce_aggregates::order::Order;
 use commerce_aggregates::payment::Payment;
@@ -41,6 +42,7 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 #[derive(Debug)]
 pub struct Commands {
     store: PgEventStore,
+    pub campaigns: CommandExecutor<Campaign>,
     pub inventory: CommandExecutor<Inventory>,
     pub orders: CommandExecutor<Order>,
     pub payments: CommandExecutor<Payment>,
@@ -53,6 +55,7 @@ impl Commands {
         let catalog: Arc<dyn Catalog> = Arc::new(StoreCatalog::new(store.clone()));
         Self {
             inventory: CommandExecutor::new(store.clone(), ()),
+            campaigns: CommandExecutor::new(store.clone(), Arc::clone(&catalog)),
             orders: CommandExecutor::new(store.clone(), catalog),
             payments: CommandExecutor::new(store.clone(), ()),
             products: CommandExecutor::new(store.clone(), ()),

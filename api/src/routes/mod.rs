@@ -3,6 +3,7 @@
 //!
 //! Command endpoints only: queries come with the read models (projections).
 
+mod campaigns;
 mod dto;
 mod inventory;
 mod ops;
@@ -32,6 +33,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::set_stock))
         .routes(routes!(orders::place))
         .routes(routes!(orders::cancel))
+        .routes(routes!(campaigns::create))
+        .routes(routes!(campaigns::join))
         .routes(routes!(payments::refund))
         .routes(routes!(payments::webhook))
 }
