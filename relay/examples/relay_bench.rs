@@ -63,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
     let raw_elapsed = raw_producer(&brokers, &aggregate_topic, &seed_topic, events).await?;
 
     // 3. Commit-to-Kafka latency at a steady load.
-    let latencies = steady_latency(&brokers, db.pool(), &aggregate_topic, steady_rate).await?;
+    let latencies =
+        steady_latency(&brokers, db.pool(), &aggregate_topic, steady_rate, &status).await?;
     let _ = stop.send(());
     task.await??;
 
@@ -165,12 +166,13 @@ async fn steady_latency(
     pool: &sqlx::PgPool,
     topic: &str,
     rate: u64,
+    status: &commerce_relay::RelayStatus,
 ) -> anyhow::Result<Vec<i64>> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique_topic("bench-latency"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", "100")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
@@ -204,6 +206,18 @@ async fn steady_latency(
             serde_json::from_slice(message.payload().unwrap_or_default())?;
         let committed = envelope["timestamp"].as_i64().unwrap_or_default();
         latencies.push(chrono::Utc::now().timestamp_millis() - committed);
+        if latencies.len() % 500 == 0 {
+            let snapshot = status.snapshot();
+            eprintln!(
+                "received {}: relay published {}, lag {} events / {:.3} s, errors {} {:?}",
+                latencies.len(),
+                snapshot.events_published,
+                snapshot.lag_events,
+                snapshot.lag_seconds,
+                snapshot.publish_errors,
+                snapshot.last_error
+            );
+        }
     }
     writer.await??;
     latencies.sort_unstable();
