@@ -93,7 +93,10 @@ pub(crate) async fn on_joined(
         location: config.location.as_str().to_owned(),
         quantity: joined.quantity,
     };
-    engine.links().add_reservation(&cause.tenant, owner, &link).await?;
+    engine
+        .links()
+        .add_reservation(&cause.tenant, owner, &link)
+        .await?;
     let item = StockItem::new(config.sku.clone(), config.location.clone());
     let quantity = Quantity::new(joined.quantity).map_err(|e| invalid("join quantity", e))?;
     let reserve = engine
@@ -126,7 +129,11 @@ pub(crate) async fn on_joined(
         }
     };
     let Some(method) = joined.payment_method.clone().filter(|_| held) else {
-        let reason = if held { "no_payment_method" } else { "insufficient_stock" };
+        let reason = if held {
+            "no_payment_method"
+        } else {
+            "insufficient_stock"
+        };
         return drop_participant(engine, cause, campaign_id, participant_id, reason).await;
     };
     let amount = Money::try_from(&joined.amount).map_err(|e| invalid("join amount", e))?;
@@ -142,7 +149,8 @@ pub(crate) async fn on_joined(
             },
         )
         .await?;
-    let customer = CustomerId::new(joined.customer_id.as_str()).map_err(|e| invalid("customer", e))?;
+    let customer =
+        CustomerId::new(joined.customer_id.as_str()).map_err(|e| invalid("customer", e))?;
     engine
         .issue(
             &engine.payments,
@@ -380,7 +388,11 @@ async fn close_participant(
             )
             .await?;
     }
-    let order_id = OrderId::from_uuid(derived(&["order", "participant", &participant_id.to_string()]));
+    let order_id = OrderId::from_uuid(derived(&[
+        "order",
+        "participant",
+        &participant_id.to_string(),
+    ]));
     let placed = engine
         .issue(
             &engine.orders,
@@ -438,7 +450,11 @@ pub(crate) async fn on_campaign_order_created(
     let order_owner = Owner::Order(created.order_id);
     let now = engine.now();
     let mut reservations = Vec::new();
-    for link in engine.links().reservations(&cause.tenant, participant).await? {
+    for link in engine
+        .links()
+        .reservations(&cause.tenant, participant)
+        .await?
+    {
         engine
             .links()
             .add_reservation(&cause.tenant, order_owner, &link)

@@ -57,14 +57,20 @@ pub(crate) async fn on_order_created(
     let order_key = created.order_id.to_string();
     engine
         .deadlines()
-        .schedule(cause, DeadlineKind::OrderExpiry, &order_key, created.expires_at)
+        .schedule(
+            cause,
+            DeadlineKind::OrderExpiry,
+            &order_key,
+            created.expires_at,
+        )
         .await?;
     if created.campaign_id.is_some() {
         return crate::campaign::on_campaign_order_created(engine, cause, created).await;
     }
     let owner = Owner::Order(created.order_id);
     let now = engine.now();
-    let expires_at = (created.expires_at.max(now) + RESERVATION_GRACE).min(now + MAX_RESERVATION_TTL);
+    let expires_at =
+        (created.expires_at.max(now) + RESERVATION_GRACE).min(now + MAX_RESERVATION_TTL);
     let mut per_sku: BTreeMap<&str, Vec<Quantity>> = BTreeMap::new();
     for line in &created.lines {
         let quantity = Quantity::new(line.quantity).map_err(|e| invalid("order line", e))?;
@@ -81,14 +87,20 @@ pub(crate) async fn on_order_created(
             sku.as_str(),
             location.as_str(),
         ]));
-        let quantity: u32 = lines.iter().map(|q| q.get()).sum();
+        let quantity = lines
+            .iter()
+            .try_fold(0_u32, |sum, q| sum.checked_add(q.get()))
+            .ok_or_else(|| invalid("order lines", "summed quantity overflows"))?;
         let link = ReservationLink {
             reservation_id: reservation_id.as_uuid(),
             sku: sku.as_str().to_owned(),
             location: location.as_str().to_owned(),
             quantity,
         };
-        engine.links().add_reservation(&cause.tenant, owner, &link).await?;
+        engine
+            .links()
+            .add_reservation(&cause.tenant, owner, &link)
+            .await?;
         let item = StockItem::new(sku.clone(), location.clone());
         let issued = engine
             .issue(
@@ -192,7 +204,10 @@ async fn start_payment(
         payment_id: payment_id.as_uuid(),
         provider_ref: None,
     };
-    engine.links().add_payment(&cause.tenant, owner, &link).await?;
+    engine
+        .links()
+        .add_payment(&cause.tenant, owner, &link)
+        .await?;
     let now = engine.now();
     let customer = CustomerId::new(order.customer_id()).map_err(|e| invalid("customer", e))?;
     engine
@@ -291,7 +306,10 @@ pub(crate) async fn record_decision(
         payment_id: payment_id.as_uuid(),
         provider_ref: Some(provider_ref),
     };
-    engine.links().add_payment(&cause.tenant, owner, &link).await?;
+    engine
+        .links()
+        .add_payment(&cause.tenant, owner, &link)
+        .await?;
     engine
         .issue(
             &engine.payments,
@@ -438,7 +456,9 @@ pub(crate) async fn on_order_confirmed(
         .lines()
         .iter()
         .filter_map(|line| {
-            let open = line.ordered().saturating_sub(line.canceled() + line.fulfilled());
+            let open = line
+                .ordered()
+                .saturating_sub(line.canceled() + line.fulfilled());
             Quantity::new(open).ok().map(|quantity| LineQuantity {
                 line_no: line.line_no(),
                 quantity,

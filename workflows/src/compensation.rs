@@ -106,10 +106,12 @@ pub(crate) async fn settle_payment(
     }
     let provider_ref = match provider_ref {
         Some(reference) => Some(reference),
-        None => engine
-            .links()
-            .provider_ref(&cause.tenant, payment_id)
-            .await?,
+        None => {
+            engine
+                .links()
+                .provider_ref(&cause.tenant, payment_id)
+                .await?
+        }
     };
     let now = engine.now();
     let captured = payment.captured().map_or(0, |m| m.amount_minor());

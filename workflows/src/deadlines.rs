@@ -79,6 +79,9 @@ pub(crate) struct DueDeadline {
     pub cause: Cause,
 }
 
+/// A `deadlines` row: tenant, aggregate type, key, kind, due time, correlation, causation.
+type DeadlineRow = (String, String, String, String, DateTime<Utc>, Uuid, Uuid);
+
 /// The `deadlines` table.
 #[derive(Debug, Clone)]
 pub(crate) struct Deadlines {
@@ -130,7 +133,7 @@ impl Deadlines {
         Fut: Future<Output = Result<String, WorkflowError>>,
     {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, String, String, String, DateTime<Utc>, Uuid, Uuid)> =
+        let row: Option<DeadlineRow> =
             sqlx::query_as(
                 "SELECT tenant_id, aggregate_type, aggregate_key, kind, due_at, correlation_id, causation_id \
                  FROM deadlines WHERE fired_at IS NULL AND due_at <= $1 \
@@ -139,8 +142,15 @@ impl Deadlines {
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some((tenant, aggregate_type, aggregate_key, kind_name, due_at, correlation, causation)) =
-            row
+        let Some((
+            tenant,
+            aggregate_type,
+            aggregate_key,
+            kind_name,
+            due_at,
+            correlation,
+            causation,
+        )) = row
         else {
             return Ok(None);
         };

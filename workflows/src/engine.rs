@@ -81,7 +81,8 @@ impl Cause {
     }
 
     pub fn stream(&self, key: impl Into<String>) -> Result<StreamId, WorkflowError> {
-        StreamId::new(self.tenant.as_str(), key).map_err(|error| WorkflowError::decode("stream id", error))
+        StreamId::new(self.tenant.as_str(), key)
+            .map_err(|error| WorkflowError::decode("stream id", error))
     }
 }
 

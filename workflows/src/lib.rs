@@ -152,7 +152,10 @@ impl Workflows {
     /// Runs until `shutdown` completes: waits to be the leader, then reacts to the log and
     /// fires due deadlines. Dropping the future mid-way (a crash) is safe: the next leader
     /// resumes from the persisted cursor and every step replays idempotently.
-    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkflowError> {
+    pub async fn run(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), WorkflowError> {
         migrate(&self.engine.pool).await?;
         tokio::select! {
             () = shutdown => Ok(()),
@@ -188,7 +191,10 @@ impl Workflows {
         let mut cursor = intake::load_cursor(&engine.pool).await?;
         loop {
             if !leadership.still_held().await {
-                return Err(WorkflowError::decode("leader lock", "the lock session ended"));
+                return Err(WorkflowError::decode(
+                    "leader lock",
+                    "the lock session ended",
+                ));
             }
             let batch = intake::next_batch(&log, cursor, engine.config.batch_size).await?;
             let drained = batch.len() < engine.config.batch_size as usize;

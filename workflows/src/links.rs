@@ -80,7 +80,8 @@ impl Links {
         owner: Owner,
         link: &PaymentLink,
     ) -> Result<(), WorkflowError> {
-        self.upsert(tenant, owner, PAYMENT, link.payment_id, link).await
+        self.upsert(tenant, owner, PAYMENT, link.payment_id, link)
+            .await
     }
 
     pub async fn reservations(

@@ -176,7 +176,9 @@ async fn participant_campaign(
 ) -> Result<Option<Uuid>, WorkflowError> {
     let owner = crate::links::Owner::Participant(participant_id);
     for link in engine.links().payments(&cause.tenant, owner).await? {
-        let payment: Payment = engine.load(&cause.tenant, link.payment_id.to_string()).await?;
+        let payment: Payment = engine
+            .load(&cause.tenant, link.payment_id.to_string())
+            .await?;
         if let Some(PaymentPurpose::CampaignParticipant { campaign_id, .. }) = payment.purpose() {
             return Ok(Some(campaign_id));
         }
@@ -219,7 +221,13 @@ pub(crate) async fn fire(engine: &Engine, due: DueDeadline) -> Result<String, Wo
     let issued = match due.kind {
         DeadlineKind::OrderExpiry => {
             engine
-                .issue(&engine.orders, cause, "fire", key, OrderCommand::Expire { at: now })
+                .issue(
+                    &engine.orders,
+                    cause,
+                    "fire",
+                    key,
+                    OrderCommand::Expire { at: now },
+                )
                 .await?
         }
         DeadlineKind::ReservationExpiry(_) => {
@@ -235,12 +243,24 @@ pub(crate) async fn fire(engine: &Engine, due: DueDeadline) -> Result<String, Wo
         }
         DeadlineKind::CampaignStart => {
             engine
-                .issue(&engine.campaigns, cause, "fire", key, CampaignCommand::Start { at: now })
+                .issue(
+                    &engine.campaigns,
+                    cause,
+                    "fire",
+                    key,
+                    CampaignCommand::Start { at: now },
+                )
                 .await?
         }
         DeadlineKind::CampaignEnd => {
             engine
-                .issue(&engine.campaigns, cause, "fire", key, CampaignCommand::Expire { at: now })
+                .issue(
+                    &engine.campaigns,
+                    cause,
+                    "fire",
+                    key,
+                    CampaignCommand::Expire { at: now },
+                )
                 .await?
         }
         DeadlineKind::AuthorizationExpiry => {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
 use commerce_aggregates::order::{Facet, OrderCommand, OrderStatus};
-use commerce_aggregates::payment::{PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind};
+use commerce_aggregates::payment::{
+    PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind,
+};
 use commerce_aggregates::shipment::ShipmentStatus;
 use commerce_contracts::events::CancelReason;
 use commerce_domain::OrderId;
@@ -60,7 +62,74 @@ async fn checkout_happy_path_reserves_charges_confirms_and_labels() {
     assert_eq!((tee.on_hand(), tee.reserved()), (7, 0));
     let mug = h.stock_of("MUG").await;
     assert_eq!((mug.on_hand(), mug.reserved()), (4, 0));
+    // Every command a process manager issued names its causing event and the order's flow.
+    let (created_id, flow): (uuid::Uuid, String) = sqlx::query_as(
+        "SELECT event_id, metadata->>'correlation_id' FROM events WHERE event_type = 'order.created'",
+    )
+    .fetch_one(h.db.pool())
+    .await
+    .expect("order.created");
+    let reserved: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT metadata->>'causation_id', metadata->>'correlation_id', metadata->>'idempotency_key' \
+         FROM events WHERE event_type = 'inventory.reserved'",
+    )
+    .fetch_all(h.db.pool())
+    .await
+    .expect("inventory.reserved");
+    assert_eq!(reserved.len(), 2);
+    for (causation, correlation, key) in reserved {
+        assert_eq!(causation, created_id.to_string());
+        assert_eq!(correlation, flow);
+        assert!(key.starts_with(&format!("pm:{created_id}:reserve:")));
+    }
+    let foreign_flows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE metadata->>'correlation_id' <> $1 \
+         AND aggregate_type IN ('order', 'payment', 'shipment')",
+    )
+    .bind(&flow)
+    .fetch_one(h.db.pool())
+    .await
+    .expect("flows");
+    assert_eq!(foreign_flows, 0, "one correlation id from order to label");
     engine.abort();
+}
+
+#[tokio::test]
+async fn two_engine_processes_do_not_double_process() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 50).await;
+    let first = h.spawn();
+    let second = h.spawn();
+    let mut orders = Vec::new();
+    for _ in 0..10 {
+        orders.push(h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await);
+    }
+    h.eventually(30, "ten labels", || async {
+        h.count_events("order.label_attached").await == 10
+    })
+    .await;
+    // Kill the leader: the standby takes over and finishes new work.
+    first.abort();
+    let _ = first.await;
+    let late = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(30, "the late order labelled", || async {
+        h.count_events("order.label_attached").await == 11
+    })
+    .await;
+    second.abort();
+    orders.push(late);
+    for event_type in [
+        "inventory.reserved",
+        "payment.created",
+        "payment.succeeded",
+        "shipping.label.created",
+    ] {
+        assert_eq!(h.count_events(event_type).await, 11, "{event_type}");
+    }
+    for order_id in orders {
+        assert_eq!(net_paid(&h, order_id).await, PRICE);
+    }
 }
 
 #[tokio::test]
@@ -71,7 +140,9 @@ async fn insufficient_stock_cancels_and_releases_what_was_reserved() {
     h.stock("TEE", 10).await;
     h.stock("MUG", 1).await;
     let engine = h.spawn();
-    let order_id = h.place_order(&[("TEE", 2), ("MUG", 3)], Some("pm_card_ok")).await;
+    let order_id = h
+        .place_order(&[("TEE", 2), ("MUG", 3)], Some("pm_card_ok"))
+        .await;
 
     h.eventually(20, "the cancellation", || async {
         h.order(order_id).await.status() == Some(OrderStatus::Canceled)
@@ -129,7 +200,9 @@ async fn requires_action_waits_for_the_webhook_and_duplicates_change_nothing() {
     h.product("TEE", PRICE);
     h.stock("TEE", 3).await;
     let engine = h.spawn();
-    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_requires_action")).await;
+    let order_id = h
+        .place_order(&[("TEE", 1)], Some("pm_card_requires_action"))
+        .await;
     h.eventually(20, "the payment waiting for action", || async {
         let order = h.order(order_id).await;
         match order.payment_ids().first() {
@@ -139,7 +212,10 @@ async fn requires_action_waits_for_the_webhook_and_duplicates_change_nothing() {
     })
     .await;
     let payment_id = h.order(order_id).await.payment_ids()[0];
-    assert_eq!(h.order(order_id).await.status(), Some(OrderStatus::AwaitingPayment));
+    assert_eq!(
+        h.order(order_id).await.status(),
+        Some(OrderStatus::AwaitingPayment)
+    );
 
     // The provider delivers "succeeded" twice and a stale "requires_action" after it.
     let stream = StreamId::new(TENANT, payment_id.to_string()).expect("stream");
@@ -161,7 +237,10 @@ async fn requires_action_waits_for_the_webhook_and_duplicates_change_nothing() {
         h.count_events("order.label_attached").await == 1
     })
     .await;
-    assert_eq!(h.order(order_id).await.status(), Some(OrderStatus::Confirmed));
+    assert_eq!(
+        h.order(order_id).await.status(),
+        Some(OrderStatus::Confirmed)
+    );
     assert_eq!(net_paid(&h, order_id).await, PRICE);
     assert_eq!(h.count_events("payment.succeeded").await, 1);
     engine.abort();
@@ -193,7 +272,8 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
         )
         .await;
     }
-    h.eventually(20, "the refund", || async { net_paid(&h, paid).await == 0 }).await;
+    h.eventually(20, "the refund", || async { net_paid(&h, paid).await == 0 })
+        .await;
     h.eventually(20, "the release", || async {
         h.stock_of("TEE").await.reserved() == 0
     })
@@ -245,7 +325,23 @@ async fn order_expiry_fires_once_across_restarts() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     engine.abort();
     assert_eq!(h.count_events("order.expired").await, 1);
-    assert_eq!(h.count_events("inventory.reservation_expired").await, 0);
+    // Both deadlines were due at once after the outage: the stock left its reservation once,
+    // by release or by expiry, whichever ran first (INV-5).
+    assert_eq!(
+        h.count_events("inventory.reservation_expired").await
+            + h.count_events("inventory.released").await,
+        1
+    );
+    let fired: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT kind, outcome FROM deadlines ORDER BY kind")
+            .fetch_all(h.db.pool())
+            .await
+            .expect("deadlines");
+    assert_eq!(
+        fired.len(),
+        2,
+        "one order expiry and one reservation expiry: {fired:?}"
+    );
     assert_eq!(
         h.order(order_id).await.cancel_reason(),
         Some(CancelReason::Expired)
@@ -312,7 +408,11 @@ async fn killed_at_random_points_every_order_ends_final_with_no_double_charge_or
         }
     }
     let tee = h.stock_of("TEE").await;
-    assert_eq!(tee.reserved(), 0, "ORD-5/ORD-6: no active reservation leaked");
+    assert_eq!(
+        tee.reserved(),
+        0,
+        "ORD-5/ORD-6: no active reservation leaked"
+    );
     assert_eq!(tee.on_hand(), 25 - confirmed);
     assert_eq!(
         h.count_events("payment.succeeded").await,
@@ -326,15 +426,22 @@ async fn successful_campaign_closes_captures_and_orders_every_participant() {
     h.product("LAMP", PRICE);
     h.stock("LAMP", 10).await;
     let engine = h.spawn();
-    let campaign_id = h.create_campaign("LAMP", 2, 3, chrono::Duration::hours(1)).await;
+    let campaign_id = h
+        .create_campaign("LAMP", 2, 3, chrono::Duration::hours(1))
+        .await;
     for customer in ["a", "b", "c"] {
-        h.join(campaign_id, customer, "pm_card_ok").await.expect("joined");
+        h.join(campaign_id, customer, "pm_card_ok")
+            .await
+            .expect("joined");
     }
     h.eventually(20, "the campaign successful", || async {
         h.campaign(campaign_id).await.paid_count() == 3
     })
     .await;
-    assert_eq!(h.campaign(campaign_id).await.status(), CampaignStatus::Successful);
+    assert_eq!(
+        h.campaign(campaign_id).await.status(),
+        CampaignStatus::Successful
+    );
     h.advance(chrono::Duration::hours(2));
     h.eventually(30, "three labelled orders", || async {
         h.count_events("order.label_attached").await == 3
@@ -348,7 +455,10 @@ async fn successful_campaign_closes_captures_and_orders_every_participant() {
         assert_eq!(order.status(), Some(OrderStatus::Confirmed));
         let payment = h.payment(participant.payment_id().expect("paid")).await;
         assert_eq!(payment.status(), Some(PaymentStatus::Captured));
-        assert_eq!(payment.captured().map(|m| m.amount_minor()), Some(PRICE / 2));
+        assert_eq!(
+            payment.captured().map(|m| m.amount_minor()),
+            Some(PRICE / 2)
+        );
     }
     let lamp = h.stock_of("LAMP").await;
     assert_eq!((lamp.on_hand(), lamp.reserved()), (7, 0));
@@ -371,21 +481,35 @@ async fn flash_sale_admits_exactly_max_and_a_failed_campaign_gives_everything_ba
     for i in 0..1_000 {
         let h = std::sync::Arc::clone(&h);
         joins.spawn(async move {
-            let method = if i % 10 == 0 { "pm_card_requires_action" } else { "pm_card_ok" };
-            h.join(campaign_id, &format!("customer-{i}"), method).await.is_ok()
+            let method = if i % 10 == 0 {
+                "pm_card_requires_action"
+            } else {
+                "pm_card_ok"
+            };
+            h.join(campaign_id, &format!("customer-{i}"), method)
+                .await
+                .is_ok()
         });
     }
     let admitted = joins.join_all().await.into_iter().filter(|ok| *ok).count();
     assert_eq!(admitted, 100, "CMP-2: exactly max participants");
 
-    h.eventually(120, "every participant's stock and payment handled", || async {
-        let campaign = h.campaign(campaign_id).await;
-        let waiting = h.count_events("payment.requires_action").await;
-        i64::from(campaign.paid_count()) + waiting == 100
-    })
+    h.eventually(
+        120,
+        "every participant's stock and payment handled",
+        || async {
+            let campaign = h.campaign(campaign_id).await;
+            let waiting = h.count_events("payment.requires_action").await;
+            i64::from(campaign.paid_count()) + waiting == 100
+        },
+    )
     .await;
     let sneaker = h.stock_of("SNEAKER").await;
-    assert_eq!(sneaker.reserved(), 100, "CMP-9: every participant backed by stock");
+    assert_eq!(
+        sneaker.reserved(),
+        100,
+        "CMP-9: every participant backed by stock"
+    );
     assert!(sneaker.available() >= 0, "INV-1: no oversell");
 
     h.advance(chrono::Duration::hours(2));

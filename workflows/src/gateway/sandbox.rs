@@ -122,7 +122,9 @@ mod tests {
             Ok(GatewayDecision::Declined { .. })
         ));
         assert!(matches!(
-            gateway.authorize(&request(PM_CARD_REQUIRES_ACTION, "k")).await,
+            gateway
+                .authorize(&request(PM_CARD_REQUIRES_ACTION, "k"))
+                .await,
             Ok(GatewayDecision::RequiresAction { .. })
         ));
         assert!(matches!(
@@ -152,8 +154,14 @@ mod tests {
             order_id: OrderId::new(),
             idempotency_key: "label".to_owned(),
         };
-        let first = SandboxCarrier.create_label(&request).await.expect("sandbox");
-        let again = SandboxCarrier.create_label(&request).await.expect("sandbox");
+        let first = SandboxCarrier
+            .create_label(&request)
+            .await
+            .expect("sandbox");
+        let again = SandboxCarrier
+            .create_label(&request)
+            .await
+            .expect("sandbox");
         assert_eq!(first, again);
         assert!(first.tracking_number.starts_with("SBX"));
     }

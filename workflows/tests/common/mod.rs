@@ -47,8 +47,12 @@ pub struct Harness {
 impl Harness {
     pub async fn new() -> Self {
         let db = TestDatabase::create().await.expect("test database");
-        commerce_eventstore::migrate(db.pool()).await.expect("event store schema");
-        commerce_workflows::migrate(db.pool()).await.expect("workflow schema");
+        commerce_eventstore::migrate(db.pool())
+            .await
+            .expect("event store schema");
+        commerce_workflows::migrate(db.pool())
+            .await
+            .expect("workflow schema");
         let store = PgEventStore::new(db.pool().clone());
         let catalog = InMemoryCatalog::new();
         let catalog_arc: Arc<dyn commerce_aggregates::Catalog> = Arc::new(catalog.clone());
@@ -75,7 +79,8 @@ impl Harness {
 
     /// Moves the engine's clock forward.
     pub fn advance(&self, by: chrono::Duration) {
-        self.offset_secs.fetch_add(by.num_seconds(), Ordering::SeqCst);
+        self.offset_secs
+            .fetch_add(by.num_seconds(), Ordering::SeqCst);
     }
 
     pub fn workflows(&self) -> Workflows {
