@@ -41,8 +41,13 @@ pub enum CapturePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaymentPurpose {
-    Order { order_id: Uuid },
-    CampaignParticipant { campaign_id: Uuid, participant_id: Uuid },
+    Order {
+        order_id: Uuid,
+    },
+    CampaignParticipant {
+        campaign_id: Uuid,
+        participant_id: Uuid,
+    },
 }
 
 /// A payment intent was created.
