@@ -56,7 +56,10 @@ pub(crate) fn stream_name(stream: &StreamRef) -> Result<String, BackendError> {
             ),
         });
     }
-    Ok(format!("{aggregate_type}{CATEGORY_SEPARATOR}{}", stream.stream))
+    Ok(format!(
+        "{aggregate_type}{CATEGORY_SEPARATOR}{}",
+        stream.stream
+    ))
 }
 
 /// KurrentDB's expectation for an engine expected version.
@@ -139,7 +142,10 @@ mod tests {
 
     #[test]
     fn given_a_stream_when_named_then_the_aggregate_type_is_the_category() {
-        assert_eq!(stream_name(&stream("order")).expect("valid"), "order-acme/o-17");
+        assert_eq!(
+            stream_name(&stream("order")).expect("valid"),
+            "order-acme/o-17"
+        );
     }
 
     #[test]
@@ -151,7 +157,10 @@ mod tests {
     #[test]
     fn given_engine_versions_when_mapped_then_revisions_are_one_lower() {
         assert_eq!(stream_state(ExpectedVersion::Any), StreamState::Any);
-        assert_eq!(stream_state(ExpectedVersion::Exact(0)), StreamState::NoStream);
+        assert_eq!(
+            stream_state(ExpectedVersion::Exact(0)),
+            StreamState::NoStream
+        );
         assert_eq!(
             stream_state(ExpectedVersion::Exact(3)),
             StreamState::StreamRevision(2)

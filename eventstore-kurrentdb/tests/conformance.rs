@@ -11,8 +11,12 @@ async fn kurrentdb_passes_the_backend_conformance_suite() {
         .ok()
         .filter(|url| !url.is_empty())
     else {
-        println!("skipped: {KURRENTDB_URL_ENV} not set, the KurrentDB conformance suite did not run");
-        eprintln!("skipped: {KURRENTDB_URL_ENV} not set, the KurrentDB conformance suite did not run");
+        println!(
+            "skipped: {KURRENTDB_URL_ENV} not set, the KurrentDB conformance suite did not run"
+        );
+        eprintln!(
+            "skipped: {KURRENTDB_URL_ENV} not set, the KurrentDB conformance suite did not run"
+        );
         return;
     };
     let backend = KurrentBackend::connect(&url).expect("valid KurrentDB connection string");

@@ -360,12 +360,16 @@ impl PgBackend {
             return Ok(Some(AppendOutcome { version }));
         }
         if duplicate_id {
-            let stored: Option<Uuid> = sqlx::query_scalar(
-                "SELECT event_id FROM events WHERE event_id = ANY($1) LIMIT 1",
-            )
-            .bind(events.iter().map(|event| event.event_id).collect::<Vec<_>>())
-            .fetch_optional(self.store.pool())
-            .await?;
+            let stored: Option<Uuid> =
+                sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1) LIMIT 1")
+                    .bind(
+                        events
+                            .iter()
+                            .map(|event| event.event_id)
+                            .collect::<Vec<_>>(),
+                    )
+                    .fetch_optional(self.store.pool())
+                    .await?;
             if let Some(event_id) = stored {
                 return Err(BackendError::DuplicateEventId { event_id });
             }

@@ -46,14 +46,23 @@ pub async fn append_with_expected_version<B: EventBackend>(backend: &B) {
     let second = fixture
         .append(&stream, ExpectedVersion::Exact(first), fixture.events(1))
         .await;
-    assert_eq!(second, 3, "{}: version after the second append", fixture.name);
+    assert_eq!(
+        second, 3,
+        "{}: version after the second append",
+        fixture.name
+    );
     let any = fixture
         .append(&stream, ExpectedVersion::Any, fixture.events(2))
         .await;
     assert_eq!(any, 5, "{}: version after an append with Any", fixture.name);
     let read = fixture.read(&stream, 1).await;
     let sequences: Vec<u64> = read.iter().map(|event| event.sequence).collect();
-    assert_eq!(sequences, [1, 2, 3, 4, 5], "{}: stream sequences", fixture.name);
+    assert_eq!(
+        sequences,
+        [1, 2, 3, 4, 5],
+        "{}: stream sequences",
+        fixture.name
+    );
 }
 
 /// A stale or future expected version is refused with a typed conflict and writes nothing.
@@ -65,11 +74,7 @@ pub async fn conflicting_append_is_refused<B: EventBackend>(backend: &B) {
         .await;
     for expected in [0, 1, 3, 7] {
         let refused = backend
-            .append(
-                &stream,
-                ExpectedVersion::Exact(expected),
-                fixture.events(1),
-            )
+            .append(&stream, ExpectedVersion::Exact(expected), fixture.events(1))
             .await;
         match refused {
             Err(BackendError::Conflict { actual, .. }) => assert_eq!(
@@ -110,7 +115,11 @@ pub async fn idempotent_append_by_event_id<B: EventBackend>(backend: &B) {
     let stored = fixture.read(&stream, 1).await;
     let ids: Vec<Uuid> = stored.iter().map(|event| event.event_id).collect();
     let sent: Vec<Uuid> = batch.iter().map(|event| event.event_id).collect();
-    assert_eq!(ids, sent, "{}: a retried batch was duplicated", fixture.name);
+    assert_eq!(
+        ids, sent,
+        "{}: a retried batch was duplicated",
+        fixture.name
+    );
 }
 
 /// Reading from a revision returns that event and everything after it, with the payload,
@@ -130,16 +139,32 @@ pub async fn read_stream_from_revision<B: EventBackend>(backend: &B) {
         fixture.name
     );
     for (read, written) in tail.iter().zip(&batch[2..]) {
-        assert_eq!(read.event_id, written.event_id, "{}: event id", fixture.name);
-        assert_eq!(read.event_type, written.event_type, "{}: type", fixture.name);
+        assert_eq!(
+            read.event_id, written.event_id,
+            "{}: event id",
+            fixture.name
+        );
+        assert_eq!(
+            read.event_type, written.event_type,
+            "{}: type",
+            fixture.name
+        );
         assert_eq!(
             read.event_version, written.event_version,
             "{}: event version",
             fixture.name
         );
         assert_eq!(read.payload, written.payload, "{}: payload", fixture.name);
-        assert_eq!(read.metadata, written.metadata, "{}: metadata", fixture.name);
-        assert_eq!(read.aggregate_type, AGGREGATE_TYPE, "{}: type", fixture.name);
+        assert_eq!(
+            read.metadata, written.metadata,
+            "{}: metadata",
+            fixture.name
+        );
+        assert_eq!(
+            read.aggregate_type, AGGREGATE_TYPE,
+            "{}: type",
+            fixture.name
+        );
         assert_eq!(read.stream, stream.stream, "{}: stream id", fixture.name);
     }
     assert!(
@@ -331,10 +356,7 @@ impl<'a, B: EventBackend> Fixture<'a, B> {
             .append(stream, expected, events)
             .await
             .unwrap_or_else(|error| {
-                panic!(
-                    "{}: append to {stream} at {expected}: {error}",
-                    self.name
-                )
+                panic!("{}: append to {stream} at {expected}: {error}", self.name)
             })
             .version
     }
@@ -393,7 +415,11 @@ impl<'a, B: EventBackend> Fixture<'a, B> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            assert!(last.cursor > cursor, "{}: the log went backwards", self.name);
+            assert!(
+                last.cursor > cursor,
+                "{}: the log went backwards",
+                self.name
+            );
             cursor = last.cursor;
             ours.extend(
                 events

@@ -41,8 +41,8 @@
 //! # let _ = outcome; Ok(()) }
 //! ```
 
-mod chain;
 mod backend;
+mod chain;
 pub mod conformance;
 mod error;
 mod executor;
@@ -54,13 +54,13 @@ mod store;
 mod stream;
 mod upcast;
 
-pub use chain::{
-    AUDIT_KEY_ENV, AuditKey, ChainFields, Hash, canonical_json, hash_from_bytes, hash_from_hex,
-    to_hex,
-};
 pub use backend::{
     AppendOutcome, BackendError, BackendEvent, EventBackend, EventSubscription, ExpectedVersion,
     NewStreamEvent, PgBackend, StreamRef, validate_batch,
+};
+pub use chain::{
+    AUDIT_KEY_ENV, AuditKey, ChainFields, Hash, canonical_json, hash_from_bytes, hash_from_hex,
+    to_hex,
 };
 pub use error::{DecodeError, StoreError};
 pub use executor::{

@@ -109,7 +109,11 @@ mod tests {
                 connection_string: url.to_owned()
             })
         );
-        assert!("esdb+discover://cluster:2113".parse::<EventStoreSelection>().is_ok());
+        assert!(
+            "esdb+discover://cluster:2113"
+                .parse::<EventStoreSelection>()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -119,7 +123,10 @@ mod tests {
             .expect_err("unknown store");
         let message = error.to_string();
         assert!(message.contains(EVENT_STORE_ENV));
-        assert!(!message.contains("pw"), "secrets stay out of errors: {message}");
+        assert!(
+            !message.contains("pw"),
+            "secrets stay out of errors: {message}"
+        );
         assert!("kurrentdb://".parse::<EventStoreSelection>().is_err());
     }
 
@@ -128,7 +135,10 @@ mod tests {
         let selection: EventStoreSelection = "kurrentdb://admin:changeit@kdb:2113?tls=false"
             .parse()
             .expect("valid");
-        assert_eq!(selection.to_string(), "kurrentdb://admin:***@kdb:2113?tls=false");
+        assert_eq!(
+            selection.to_string(),
+            "kurrentdb://admin:***@kdb:2113?tls=false"
+        );
         assert!(!format!("{selection:?}").contains("changeit"));
     }
 }

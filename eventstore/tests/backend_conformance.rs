@@ -48,7 +48,13 @@ async fn given_an_event_id_stored_in_another_stream_when_appended_then_it_is_ref
         matches!(refused, Err(BackendError::DuplicateEventId { event_id }) if event_id == shared.event_id),
         "{refused:?}"
     );
-    assert!(backend.read_stream(&second, 1).await.expect("read").is_empty());
+    assert!(
+        backend
+            .read_stream(&second, 1)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -67,7 +73,10 @@ async fn given_a_stored_batch_when_resent_with_any_then_it_is_not_duplicated() {
         .expect("retry");
 
     assert_eq!(retried.version, 2);
-    assert_eq!(backend.read_stream(&stream, 1).await.expect("read").len(), 2);
+    assert_eq!(
+        backend.read_stream(&stream, 1).await.expect("read").len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -79,6 +88,15 @@ async fn given_metadata_of_another_tenant_when_appended_then_nothing_is_written(
         .append(&stream, ExpectedVersion::Exact(0), vec![event("intruder")])
         .await;
 
-    assert!(matches!(refused, Err(BackendError::InvalidAppend { .. })), "{refused:?}");
-    assert!(backend.read_stream(&stream, 1).await.expect("read").is_empty());
+    assert!(
+        matches!(refused, Err(BackendError::InvalidAppend { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        backend
+            .read_stream(&stream, 1)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
