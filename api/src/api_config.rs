@@ -70,6 +70,16 @@ pub struct ApiArgs {
     )]
     pub request_timeout_ms: u64,
 
+    /// Longest wait of a query for its read model to reach the request's `Consistency-Token`,
+    /// in milliseconds (503 with `Retry-After` beyond it).
+    #[arg(
+        long,
+        env = "COMMERCE_CONSISTENCY_WAIT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub consistency_wait_ms: u64,
+
     /// Sustained requests per second per tenant (429 above it, other tenants unaffected).
     #[arg(
         long,
@@ -145,6 +155,7 @@ impl ApiSettings {
             order_lines: args.max_order_lines,
             list_max: non_zero("COMMERCE_MAX_LIST_LIMIT", args.max_list_limit)?.get(),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
+            consistency_wait: Duration::from_millis(args.consistency_wait_ms),
             tenant_rate_per_second: non_zero(
                 "COMMERCE_RATE_LIMIT_PER_SECOND",
                 args.rate_limit_per_second,

@@ -12,6 +12,7 @@
 //!   metrics, body limit); [`routes`] the handlers, documented for [`openapi`];
 //! - [`auth`]: JWT verification, roles, development tokens; [`tenants`]: the served tenants;
 //! - [`problem`]: every error as RFC 9457 problem+json; [`extract`]: extractors answering those;
+//! - [`consistency`]: read-your-writes waits of queries on a `Consistency-Token`;
 //! - [`commands`]: executing commands with idempotency and building their answers;
 //! - [`limits`]: body, lines, time and per-tenant rate limits; [`metrics`]: Prometheus;
 //! - [`webhooks`]: payment-provider signatures; [`state`]: what handlers share.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod consistency;
 pub mod connect;
 pub mod extract;
 pub mod limits;

@@ -25,6 +25,8 @@ pub struct Limits {
     pub list_max: u32,
     /// Longest time a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Longest time a query waits for its read model to reach a `Consistency-Token`.
+    pub consistency_wait: Duration,
     /// Sustained requests per second per tenant.
     pub tenant_rate_per_second: NonZeroU32,
     /// Requests a tenant may send at once above the sustained rate.
@@ -38,6 +40,7 @@ impl Default for Limits {
             order_lines: 100,
             list_max: 500,
             request_timeout: Duration::from_secs(10),
+            consistency_wait: Duration::from_secs(5),
             tenant_rate_per_second: NonZeroU32::new(1_000).expect("1000 is not zero"),
             tenant_burst: NonZeroU32::new(2_000).expect("2000 is not zero"),
         }

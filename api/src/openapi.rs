@@ -136,7 +136,8 @@ mod tests {
         for (path, item) in &document.paths.paths {
             let concrete = path
                 .replace("{id}", "00000000-0000-4000-8000-000000000000")
-                .replace("{provider}", "sandbox");
+                .replace("{provider}", "sandbox")
+                .replace("{sku}", "SKU-1");
             for method in &METHODS {
                 // When each method is tried on each documented path
                 let (status, kind) = problem_type(&router, method, &concrete).await;

@@ -1,7 +1,7 @@
 //! The routes of the API, each handler documented with `#[utoipa::path]` and registered here
 //! through utoipa-axum, which builds the router and the OpenAPI document together.
 //!
-//! Command endpoints only: queries come with the read models (projections).
+//! Commands go to the write model; the queries (`queries`) read the projected read models.
 
 mod campaigns;
 mod dto;
@@ -10,6 +10,7 @@ mod ops;
 mod orders;
 mod payments;
 mod products;
+mod queries;
 
 use std::fmt::Display;
 
@@ -37,6 +38,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(campaigns::join))
         .routes(routes!(payments::refund))
         .routes(routes!(payments::webhook))
+        .routes(routes!(queries::product))
+        .routes(routes!(queries::product_by_sku))
+        .routes(routes!(queries::inventory))
+        .routes(routes!(queries::order))
+        .routes(routes!(queries::orders))
+        .routes(routes!(queries::campaign))
+        .routes(routes!(queries::payment))
+        .routes(routes!(queries::order_payments))
+        .routes(routes!(queries::shipment))
+        .routes(routes!(queries::order_shipments))
 }
 
 /// A validated value, or a 422 naming `name`.
