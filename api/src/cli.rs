@@ -63,6 +63,10 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
     },
+    /// Run the process managers and deadlines (checkout, compensation, campaigns) with the
+    /// sandbox payment gateway and carrier until Ctrl-C; needs DATABASE_URL. Several may run:
+    /// one leads, the others stand by.
+    Workflows,
     /// Manage the tenants the engine serves; needs DATABASE_URL.
     Tenant {
         #[command(subcommand)]
@@ -98,6 +102,9 @@ pub enum CommandError {
     /// A migration, tenant or token command failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The process managers stopped with an error.
+    #[error(transparent)]
+    Workflows(#[from] commerce_workflows::WorkflowError),
     /// A background task panicked or was cancelled.
     #[error("internal task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -145,6 +152,17 @@ impl Cli {
                     self.api.jwt_issuer.clone(),
                 )?;
                 println!("{token}");
+                Ok(())
+            }
+            Command::Workflows => {
+                let pool = database(&self.config).await?;
+                admin::migrate(&pool).await?;
+                let shutdown = async {
+                    let _signal = tokio::signal::ctrl_c().await;
+                };
+                commerce_workflows::Workflows::sandbox_on_store(pool)
+                    .run(shutdown)
+                    .await?;
                 Ok(())
             }
             Command::Tenant {

@@ -49,7 +49,7 @@ mod react;
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_aggregates::Catalog;
+use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{CommandExecutor, LogCursor, PgEventStore};
 use sqlx::PgPool;
 
@@ -135,6 +135,13 @@ impl Workflows {
             Arc::new(SandboxGateway),
             Arc::new(SandboxCarrier),
         )
+    }
+
+    /// The sandbox gateway and carrier, with prices read from the Product aggregates of the
+    /// event store on `pool` (what the `commerce workflows` command runs).
+    pub fn sandbox_on_store(pool: PgPool) -> Self {
+        let catalog = StoreCatalog::new(PgEventStore::new(pool.clone()));
+        Self::sandbox(pool, Arc::new(catalog))
     }
 
     #[must_use]
