@@ -213,8 +213,8 @@ impl History {
         );
         let _ = writeln!(
             out,
-            "{:>5}  {:<27}  {:<36}  {}",
-            "seq", "recorded_at", "event", "actor"
+            "{:>5}  {:<27}  {:<36}  actor",
+            "seq", "recorded_at", "event"
         );
         for entry in &self.entries {
             let version = match &entry.upcasted_from {
