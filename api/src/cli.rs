@@ -13,8 +13,9 @@ use crate::admin::{self, AdminError};
 use crate::api_config::{ApiArgs, ApiSettings};
 use crate::app;
 use crate::auth::{Role, TokenVerifier};
-use crate::config::{ConfigArgs, ConfigError, JwtSecret, Settings, throwaway_secret};
-use crate::connect::{Backends, ConnectError};
+use crate::config::{ConfigArgs, ConfigError, JwtSecret, KafkaBrokers, Settings, throwaway_secret};
+use crate::connect::{Backends, ConnectError, check_broker};
+use crate::engine::{self, Components, Engine, EngineArgs, EngineConfig, EngineError};
 use crate::server::{Server, ServerError, shutdown_signal};
 use crate::state::{AppState, StateParts};
 
@@ -33,6 +34,9 @@ pub struct Cli {
     #[command(flatten)]
     api: ApiArgs,
 
+    #[command(flatten)]
+    engine: EngineArgs,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -42,9 +46,21 @@ pub struct Cli {
 enum Command {
     /// Serve the HTTP API (needs DATABASE_URL, KAFKA_BROKERS and COMMERCE_JWT_SECRET).
     Serve,
+    /// Publish the event store's log to Kafka (needs DATABASE_URL and KAFKA_BROKERS).
+    Relay,
+    /// Build the read models from Kafka, as one worker of the projection consumer group
+    /// (needs DATABASE_URL and KAFKA_BROKERS).
+    Project,
+    /// Run the process managers and deadlines (checkout, compensation, campaigns) with the
+    /// sandbox payment gateway and carrier (needs DATABASE_URL). Several may run: one leads,
+    /// the others stand by.
+    Workflows,
+    /// Serve the API and run the relay, a projection worker and the workflows in one process.
+    All,
     /// Run the engine locally without Docker: start a private PostgreSQL and a Tansu broker
-    /// (installing them when missing) unless DATABASE_URL / KAFKA_BROKERS are set, serve the API
-    /// and print its URL; Ctrl-C stops everything this command started.
+    /// (installing them when missing) unless DATABASE_URL / KAFKA_BROKERS are set, then run
+    /// the API, relay, projections and workflows and print the URL; Ctrl-C stops everything
+    /// this command started.
     Dev,
     /// Create or update the database schemas (event store, tenants); needs DATABASE_URL.
     Migrate,
@@ -63,10 +79,6 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
     },
-    /// Run the process managers and deadlines (checkout, compensation, campaigns) with the
-    /// sandbox payment gateway and carrier until Ctrl-C; needs DATABASE_URL. Several may run:
-    /// one leads, the others stand by.
-    Workflows,
     /// Manage the tenants the engine serves; needs DATABASE_URL.
     Tenant {
         #[command(subcommand)]
@@ -102,9 +114,9 @@ pub enum CommandError {
     /// A migration, tenant or token command failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
-    /// The process managers stopped with an error.
+    /// A background component (relay, projections, workflows) failed.
     #[error(transparent)]
-    Workflows(#[from] commerce_workflows::WorkflowError),
+    Engine(#[from] EngineError),
     /// A background task panicked or was cancelled.
     #[error("internal task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -122,12 +134,39 @@ impl Cli {
             Command::Serve => {
                 let settings = Settings::from_args(&self.config)?;
                 let api = ApiSettings::from_args(&self.api, Some(&settings.jwt_secret))?;
-                serve(settings, api, None).await
+                serve(settings, api, &self.engine, Components::NONE, None).await
             }
-            Command::Dev => dev(self.config, self.api).await,
+            Command::All => {
+                let settings = Settings::from_args(&self.config)?;
+                let api = ApiSettings::from_args(&self.api, Some(&settings.jwt_secret))?;
+                serve(settings, api, &self.engine, Components::ALL, None).await
+            }
+            Command::Relay => {
+                let relay = Components {
+                    relay: true,
+                    ..Components::NONE
+                };
+                run_components(&self.config, &self.engine, relay).await
+            }
+            Command::Project => {
+                let projections = Components {
+                    projections: true,
+                    ..Components::NONE
+                };
+                run_components(&self.config, &self.engine, projections).await
+            }
+            Command::Workflows => {
+                let workflows = Components {
+                    workflows: true,
+                    ..Components::NONE
+                };
+                run_components(&self.config, &self.engine, workflows).await
+            }
+            Command::Dev => dev(self.config, self.api, self.engine).await,
             Command::Migrate => {
                 let pool = database(&self.config).await?;
                 admin::migrate(&pool).await?;
+                engine::migrate(&pool).await?;
                 println!("schemas are up to date");
                 Ok(())
             }
@@ -154,17 +193,6 @@ impl Cli {
                 println!("{token}");
                 Ok(())
             }
-            Command::Workflows => {
-                let pool = database(&self.config).await?;
-                admin::migrate(&pool).await?;
-                let shutdown = async {
-                    let _signal = tokio::signal::ctrl_c().await;
-                };
-                commerce_workflows::Workflows::sandbox_on_store(pool)
-                    .run(shutdown)
-                    .await?;
-                Ok(())
-            }
             Command::Tenant {
                 action: TenantAction::Add { tenant },
             } => {
@@ -189,11 +217,46 @@ async fn database(config: &ConfigArgs) -> Result<PgPool, CommandError> {
     Ok(PgPool::connect(url).await.map_err(ConnectError::Database)?)
 }
 
-/// Connects to the backing services, then serves HTTP until SIGINT/SIGTERM. With
+/// Runs background `components` without HTTP until SIGINT/SIGTERM or until one of them fails.
+async fn run_components(
+    config: &ConfigArgs,
+    engine_args: &EngineArgs,
+    components: Components,
+) -> Result<(), CommandError> {
+    let pool = database(config).await?;
+    // The components read the event store: its schema must exist.
+    admin::migrate(&pool).await?;
+    // The workflows alone need no broker.
+    let brokers = if components.relay || components.projections {
+        let list = config
+            .kafka_brokers
+            .as_deref()
+            .filter(|list| !list.trim().is_empty())
+            .ok_or(ConfigError::Missing("KAFKA_BROKERS"))?;
+        let brokers = KafkaBrokers::parse(list)?;
+        check_broker(&brokers).await?;
+        brokers.as_str().to_owned()
+    } else {
+        String::new()
+    };
+    let engine = Engine::start(
+        pool,
+        &EngineConfig::from_args(engine_args, brokers),
+        components,
+    )
+    .await?;
+    engine.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Connects to the backing services, starts the background `components`, then serves HTTP
+/// until SIGINT/SIGTERM (or until a component fails) and stops everything gracefully. With
 /// `announce` (a ready token), prints the URL and the token for the person who started it.
 async fn serve(
     settings: Settings,
     api: ApiSettings,
+    engine_args: &EngineArgs,
+    components: Components,
     announce: Option<String>,
 ) -> Result<(), CommandError> {
     let backends = Backends::connect(&settings).await?;
@@ -209,6 +272,15 @@ async fn serve(
         brokers: Some(settings.kafka_brokers.clone()),
     });
     let server = Server::bind(settings.http_addr).await?;
+    let engine = Engine::start(
+        backends.pool.clone(),
+        &EngineConfig::from_args(engine_args, settings.kafka_brokers.as_str()),
+        components,
+    )
+    .await?;
+    if let Some(relay) = engine.relay_status() {
+        state.set_relay_status(relay);
+    }
     let addr = server.local_addr()?;
     tracing::info!(%addr, "serving HTTP");
     if let Some(token) = announce {
@@ -217,32 +289,48 @@ async fn serve(
         );
         println!("operator token for tenant `{DEV_TENANT}` (valid 24 h):\n{token}");
     }
-    server.run(app::router(state), shutdown_signal()).await?;
+    let stopped = engine.stopped();
+    let served = server
+        .run(app::router(state), async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stopped => tracing::warn!("an engine component ended; shutting down"),
+            }
+        })
+        .await;
+    let engine_outcome = engine.stop().await;
+    served?;
+    engine_outcome?;
     Ok(())
 }
 
 /// `commerce dev`: the local services plus the server, stopped together.
-async fn dev(config: ConfigArgs, api: ApiArgs) -> Result<(), CommandError> {
+async fn dev(config: ConfigArgs, api: ApiArgs, engine: EngineArgs) -> Result<(), CommandError> {
     let (database_url, kafka_brokers) = (config.database_url.clone(), config.kafka_brokers.clone());
     let services = tokio::task::spawn_blocking(move || {
         LocalServices::start_with(&Layout::of_this_project(), database_url, kafka_brokers)
     })
     .await??;
     let outcome = match dev_settings(&config, &services) {
-        Ok(settings) => dev_serve(settings, &api).await,
+        Ok(settings) => dev_serve(settings, &api, &engine).await,
         Err(error) => Err(error.into()),
     };
     tokio::task::spawn_blocking(move || services.stop()).await??;
     outcome
 }
 
-/// Migrates, registers the demo tenant, mints its operator token and serves.
-async fn dev_serve(settings: Settings, api: &ApiArgs) -> Result<(), CommandError> {
+/// Migrates, registers the demo tenant, mints its operator token and runs everything.
+async fn dev_serve(
+    settings: Settings,
+    api: &ApiArgs,
+    engine_args: &EngineArgs,
+) -> Result<(), CommandError> {
     let api_settings = ApiSettings::from_args(api, Some(&settings.jwt_secret))?;
     let pool = PgPool::connect_with(settings.database.clone())
         .await
         .map_err(ConnectError::Database)?;
     admin::migrate(&pool).await?;
+    engine::migrate(&pool).await?;
     admin::add_tenant(&pool, DEV_TENANT).await?;
     pool.close().await;
     let token = admin::token(
@@ -254,7 +342,14 @@ async fn dev_serve(settings: Settings, api: &ApiArgs) -> Result<(), CommandError
         api.jwt_audience.clone(),
         api.jwt_issuer.clone(),
     )?;
-    serve(settings, api_settings, Some(token)).await
+    serve(
+        settings,
+        api_settings,
+        engine_args,
+        Components::ALL,
+        Some(token),
+    )
+    .await
 }
 
 /// The configuration given, completed with the local services and a throwaway token secret.

@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (one subcommand per component) and its dispatch;
 //! - [`config`]: configuration from flags and environment, validated into [`config::Settings`];
 //! - [`connect`]: connections to PostgreSQL and the broker, checked at startup;
+//! - [`engine`]: the relay, projection worker and workflows run in-process, stopped together;
 //! - [`server`]: the axum router and its graceful shutdown;
 //! - [`telemetry`]: `tracing` logs.
 //!
@@ -24,8 +25,9 @@ pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod consistency;
 pub mod connect;
+pub mod consistency;
+pub mod engine;
 pub mod extract;
 pub mod limits;
 pub mod metrics;

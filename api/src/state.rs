@@ -1,7 +1,9 @@
 //! What every handler shares: token verification, tenants, limits, metrics, the command
 //! executors and the readiness probes. Cheap to clone (one `Arc`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use commerce_relay::RelayStatus;
 
 use sqlx::PgPool;
 
@@ -30,6 +32,8 @@ struct Shared {
     webhooks: WebhookSecrets,
     pool: PgPool,
     brokers: Option<KafkaBrokers>,
+    /// The relay of this process, when it runs one (set once, after the engine started).
+    relay: OnceLock<RelayStatus>,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -65,6 +69,7 @@ impl AppState {
                 webhooks,
                 pool,
                 brokers,
+                relay: OnceLock::new(),
             }),
         }
     }
@@ -103,5 +108,15 @@ impl AppState {
 
     pub fn brokers(&self) -> Option<&KafkaBrokers> {
         self.inner.brokers.as_ref()
+    }
+
+    /// Lets `/ready` read the broker's reachability from the in-process relay instead of
+    /// probing it; only the first call has an effect.
+    pub fn set_relay_status(&self, status: RelayStatus) {
+        let _ = self.inner.relay.set(status);
+    }
+
+    pub fn relay_status(&self) -> Option<&RelayStatus> {
+        self.inner.relay.get()
     }
 }

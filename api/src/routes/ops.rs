@@ -17,6 +17,8 @@ use crate::state::AppState;
 
 /// How long readiness waits for PostgreSQL.
 const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long readiness waits for the broker's metadata when no in-process relay knows.
+const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A service status.
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,11 +53,24 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiErr
         tracing::warn!("readiness: the database does not answer");
         return Err(ApiError::Unavailable);
     }
-    if let Some(brokers) = state.brokers()
-        && let Err(error) = check_broker(brokers).await
-    {
-        tracing::warn!(%error, "readiness: the broker does not answer");
-        return Err(ApiError::Unavailable);
+    // The in-process relay knows whether the broker answered its last request; before it
+    // talked to the broker (or without a relay here) one metadata round trip decides.
+    let relay_knows = state
+        .relay_status()
+        .and_then(|relay| relay.snapshot().broker_reachable);
+    match (relay_knows, state.brokers()) {
+        (Some(true), _) | (None, None) => {}
+        (Some(false), _) => {
+            tracing::warn!("readiness: the relay cannot reach the broker");
+            return Err(ApiError::Unavailable);
+        }
+        (None, Some(brokers)) => {
+            let probe = tokio::time::timeout(BROKER_PROBE_TIMEOUT, check_broker(brokers)).await;
+            if !matches!(probe, Ok(Ok(()))) {
+                tracing::warn!("readiness: the broker does not answer");
+                return Err(ApiError::Unavailable);
+            }
+        }
     }
     Ok(Json(Status { status: "ready" }))
 }

@@ -298,7 +298,11 @@ fn order_filter(
         params.customer_id
     } else {
         let own = principal.subject.as_str();
-        if params.customer_id.as_deref().is_some_and(|asked| asked != own) {
+        if params
+            .customer_id
+            .as_deref()
+            .is_some_and(|asked| asked != own)
+        {
             return Ok(None);
         }
         Some(own.to_owned())

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use commerce_projections::queries::{
-    CampaignView, InventoryView, LocationLevel, OrderLineView, OrderView, PaymentView,
-    ProductView, ShipmentView,
+    CampaignView, InventoryView, LocationLevel, OrderLineView, OrderView, PaymentView, ProductView,
+    ShipmentView,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
