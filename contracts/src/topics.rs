@@ -62,17 +62,26 @@ pub fn event_catalog() -> Vec<EventDescriptor> {
     .concat()
 }
 
-/// Every topic the engine publishes to: aggregate topics, then (if `seed_topics`) one per event
-/// type, then the analyst streams.
+/// Every topic events are published to (what the relay writes): aggregate topics, then (if
+/// `seed_topics`) one per event type.
 #[must_use]
-pub fn all_topics(seed_topics: bool) -> Vec<String> {
+pub fn event_topics(seed_topics: bool) -> Vec<String> {
     let aggregates = AGGREGATE_TOPICS.iter().map(|topic| (*topic).to_owned());
     let seeds = event_catalog()
         .into_iter()
         .filter(|_| seed_topics)
         .map(|event| seed_topic(event.event_type).to_owned());
+    aggregates.chain(seeds).collect()
+}
+
+/// Every topic the engine publishes to: [`event_topics`], then the analyst streams.
+#[must_use]
+pub fn all_topics(seed_topics: bool) -> Vec<String> {
     let analytics = ANALYTICS_TOPICS.iter().map(|topic| (*topic).to_owned());
-    aggregates.chain(seeds).chain(analytics).collect()
+    event_topics(seed_topics)
+        .into_iter()
+        .chain(analytics)
+        .collect()
 }
 
 #[cfg(test)]
@@ -116,5 +125,6 @@ mod tests {
         topics.dedup();
         assert_eq!(topics.len(), count);
         assert_eq!(all_topics(false).len(), 8);
+        assert_eq!(event_topics(false), AGGREGATE_TOPICS);
     }
 }

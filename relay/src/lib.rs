@@ -20,9 +20,11 @@
 //!   [`TopicConfig::seed_topics`] is off; both behind [`TopicConfig::prefix`]. Created at
 //!   start with [`TopicConfig::partitions`] (default 6) and [`TopicConfig::replication`]
 //!   (default 1).
-//! - Key: `"{tenant}/{key}"`. Envelope: `aggregate_id` is the key *without* the tenant,
-//!   `tenant_id` the tenant (see the `message` module for every field). Headers:
-//!   `event_id`, `event_type`, `tenant_id`, `content-type: application/json`.
+//! - Key: `"{tenant}/{key}"`. Envelope: the contract's [`commerce_contracts::EventEnvelope`];
+//!   `aggregate_id` is the key *without* the tenant, `tenant_id` the tenant (see the `message`
+//!   module). Headers ([`commerce_contracts::envelope::headers`]): `event_id`, `event_type`,
+//!   `tenant_id`, `content-type: application/json`. Topic names come from
+//!   [`commerce_contracts::topics`].
 //!
 //! # Layout
 //! - `config` ([`RelayConfig`]), `error` ([`RelayError`]);

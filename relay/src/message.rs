@@ -1,43 +1,24 @@
-//! From a stored event to Kafka messages: the envelope (JSON value), key and headers.
+//! From a stored event to Kafka messages: the contract's envelope, key and headers.
 //!
 //! - **Key**: the full stream id `"{tenant}/{key}"`. Kafka orders messages per partition and
 //!   picks the partition from the key, so keying by stream keeps each aggregate's events in
 //!   sequence order; including the tenant keeps two tenants' aggregates that share a key (a
 //!   SKU, a client-chosen id) apart.
-//! - **Envelope**: `aggregate_id` is the aggregate's own key *without* the tenant, and
-//!   `tenant_id` carries the tenant; `topic` is the topic the message is published on;
-//!   `timestamp` (epoch ms) and `occurred_at` (RFC 3339) are the commit-time clock of the
-//!   writer (`recorded_at`). The same values go into the Kafka message timestamp.
-//! - **Headers**: `event_id`, `event_type`, `tenant_id`, `content-type: application/json`.
+//! - **Envelope**: [`EventEnvelope`] of `commerce-contracts` (the published language), with the
+//!   payload left as stored JSON. `aggregate_id` is the aggregate's own key *without* the
+//!   tenant, and `tenant_id` carries the tenant; `topic` is the topic the message is published
+//!   on; `timestamp` (epoch ms) and `occurred_at` (RFC 3339, the same millisecond) are the
+//!   commit-time clock of the writer (`recorded_at`). The same value is the Kafka message
+//!   timestamp.
+//! - **Headers**: the contract's [`commerce_contracts::envelope::headers`]: `event_id`, `event_type`, `tenant_id`,
+//!   `content-type: application/json`.
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, Utc};
+use commerce_contracts::envelope::EventEnvelope;
 use commerce_eventstore::LogEvent;
-use serde::Serialize;
-use uuid::Uuid;
 
 use crate::error::RelayError;
 use crate::topics::TopicNames;
-
-pub(crate) const CONTENT_TYPE: &str = "application/json";
-
-/// The published envelope (the API contract's Kafka section).
-#[derive(Debug, Serialize)]
-struct Envelope<'a> {
-    event_id: Uuid,
-    topic: &'a str,
-    event_type: &'a str,
-    event_version: u32,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    sequence: u64,
-    position: i64,
-    tenant_id: &'a str,
-    correlation_id: Uuid,
-    causation_id: Option<Uuid>,
-    timestamp: i64,
-    occurred_at: String,
-    payload: &'a serde_json::Value,
-}
 
 /// One message ready for the producer.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,22 +47,23 @@ pub(crate) fn messages_for(
 
 fn message(event: &LogEvent, topic: String) -> Result<OutgoingMessage, RelayError> {
     let timestamp_ms = event.recorded_at.timestamp_millis();
-    let envelope = Envelope {
+    // `occurred_at` is the same instant as `timestamp`: the commit clock cut to milliseconds.
+    let occurred_at =
+        DateTime::<Utc>::from_timestamp_millis(timestamp_ms).unwrap_or(event.recorded_at);
+    let envelope = EventEnvelope {
         event_id: event.event_id,
-        topic: &topic,
-        event_type: &event.event_type,
+        topic,
+        event_type: event.event_type.clone(),
         event_version: major_version(&event.event_version),
-        aggregate_type: &event.aggregate_type,
-        aggregate_id: event.stream.key(),
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.stream.key().to_owned(),
         sequence: event.sequence,
         position: event.position,
-        tenant_id: event.stream.tenant(),
+        tenant_id: event.stream.tenant().to_owned(),
         correlation_id: event.metadata.correlation_id,
         causation_id: event.metadata.causation_id,
         timestamp: timestamp_ms,
-        occurred_at: event
-            .recorded_at
-            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        occurred_at,
         payload: &event.payload,
     };
     let payload = serde_json::to_vec(&envelope).map_err(|source| RelayError::Encode {
@@ -93,9 +75,9 @@ fn message(event: &LogEvent, topic: String) -> Result<OutgoingMessage, RelayErro
         payload,
         timestamp_ms,
         event_id: event.event_id.to_string(),
-        event_type: event.event_type.clone(),
-        tenant_id: event.stream.tenant().to_owned(),
-        topic,
+        event_type: envelope.event_type,
+        tenant_id: envelope.tenant_id,
+        topic: envelope.topic,
     })
 }
 
@@ -115,6 +97,7 @@ mod tests {
     use crate::config::TopicConfig;
     use chrono::{TimeZone, Utc};
     use commerce_eventstore::{EventMetadata, StreamId};
+    use uuid::Uuid;
 
     fn event() -> LogEvent {
         LogEvent {
@@ -173,6 +156,20 @@ mod tests {
         assert_eq!(message.timestamp_ms, 1_700_000_000_123);
         assert_eq!(message.tenant_id, "acme");
         assert_eq!(message.event_type, "order.created");
+    }
+
+    #[test]
+    fn given_an_event_when_mapped_then_the_payload_decodes_as_the_contract_envelope() {
+        let names = TopicNames::new(&TopicConfig::default());
+        let source = event();
+        for message in messages_for(&source, &names).expect("encodes") {
+            let envelope: EventEnvelope =
+                serde_json::from_slice(&message.payload).expect("a contract envelope");
+            assert_eq!(envelope.topic, message.topic);
+            assert_eq!(envelope.event_id, source.event_id);
+            assert_eq!(envelope.timestamp, envelope.occurred_at.timestamp_millis());
+            assert_eq!(envelope.payload, source.payload);
+        }
     }
 
     #[test]

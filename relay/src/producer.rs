@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use commerce_contracts::envelope::headers;
 use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::client::Client;
@@ -19,7 +20,7 @@ use rdkafka::util::Timeout;
 
 use crate::config::RelayConfig;
 use crate::error::{PublishError, RelayError};
-use crate::message::{CONTENT_TYPE, OutgoingMessage};
+use crate::message::OutgoingMessage;
 
 /// How long an enqueue waits for room in the producer's local queue before giving up.
 const ENQUEUE_WAIT: Duration = Duration::from_millis(100);
@@ -91,20 +92,20 @@ impl Publisher {
         loop {
             let headers = OwnedHeaders::new_with_capacity(4)
                 .insert(Header {
-                    key: "event_id",
+                    key: headers::EVENT_ID,
                     value: Some(message.event_id.as_str()),
                 })
                 .insert(Header {
-                    key: "event_type",
+                    key: headers::EVENT_TYPE,
                     value: Some(message.event_type.as_str()),
                 })
                 .insert(Header {
-                    key: "tenant_id",
+                    key: headers::TENANT_ID,
                     value: Some(message.tenant_id.as_str()),
                 })
                 .insert(Header {
-                    key: "content-type",
-                    value: Some(CONTENT_TYPE),
+                    key: headers::CONTENT_TYPE,
+                    value: Some(headers::CONTENT_TYPE_JSON),
                 });
             let record = FutureRecord::to(&message.topic)
                 .key(&message.key)

@@ -1,8 +1,9 @@
 //! Topic names and topic creation.
 //!
-//! Names: every event goes to its aggregate topic `commerce.<aggregate_type>` and, when seed
-//! topics are on, to the seed's per-event topic named after its `event_type`
-//! (`order.created`, `shipping.label.created`, ...), both behind the configured prefix.
+//! Names are the contract's ([`commerce_contracts::topics`]): every event goes to its aggregate
+//! topic `commerce.<aggregate_type>` and, when seed topics are on, to the seed's per-event topic
+//! named after its `event_type` (`order.created`, `shipping.label.created`, ...), both behind
+//! the configured prefix.
 //! Topics are created with the configured partitions and replication: the whole catalog at
 //! start, and any topic not seen yet before a batch that needs it (Tansu 0.6.0 does not
 //! create topics on first use).
@@ -10,10 +11,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use commerce_contracts::EventSet;
-use commerce_contracts::events::{
-    CampaignEvent, InventoryEvent, OrderEvent, PaymentEvent, ProductEvent, ShipmentEvent,
-};
+use commerce_contracts::topics;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -22,8 +20,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::TopicConfig;
 use crate::error::RelayError;
 
-/// Prefix of the aggregate topics (before the prefix for tests).
-const AGGREGATE_TOPIC_PREFIX: &str = "commerce.";
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Maps events to topic names.
@@ -43,35 +39,25 @@ impl TopicNames {
 
     /// `<prefix>commerce.<aggregate_type>`.
     pub(crate) fn aggregate(&self, aggregate_type: &str) -> String {
-        format!("{}{AGGREGATE_TOPIC_PREFIX}{aggregate_type}", self.prefix)
+        self.prefixed(&topics::aggregate_topic(aggregate_type))
     }
 
     /// `<prefix><event_type>` when seed topics are on.
     pub(crate) fn seed(&self, event_type: &str) -> Option<String> {
         self.seed_topics
-            .then(|| format!("{}{event_type}", self.prefix))
+            .then(|| self.prefixed(topics::seed_topic(event_type)))
     }
 
     /// Every topic of the known catalog: six aggregate topics and, if on, every seed topic.
     pub(crate) fn catalog(&self) -> Vec<String> {
-        let sets = [
-            (OrderEvent::AGGREGATE_TYPE, OrderEvent::catalog()),
-            (InventoryEvent::AGGREGATE_TYPE, InventoryEvent::catalog()),
-            (CampaignEvent::AGGREGATE_TYPE, CampaignEvent::catalog()),
-            (PaymentEvent::AGGREGATE_TYPE, PaymentEvent::catalog()),
-            (ProductEvent::AGGREGATE_TYPE, ProductEvent::catalog()),
-            (ShipmentEvent::AGGREGATE_TYPE, ShipmentEvent::catalog()),
-        ];
-        let mut topics = Vec::new();
-        for (aggregate_type, events) in sets {
-            topics.push(self.aggregate(aggregate_type));
-            topics.extend(
-                events
-                    .iter()
-                    .filter_map(|event| self.seed(event.event_type)),
-            );
-        }
-        topics
+        topics::event_topics(self.seed_topics)
+            .iter()
+            .map(|topic| self.prefixed(topic))
+            .collect()
+    }
+
+    fn prefixed(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
     }
 }
 
