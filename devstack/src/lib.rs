@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`install`](ensure_postgres) finds the PostgreSQL and Tansu binaries, installing them when absent;
 //! - `postgres` / `tansu` start, reuse and stop one service each, under `<project>/.local/`;
+//! - `tansu_index` ([`index_tansu_headers`]) works around Tansu 0.6.0's unindexed record headers;
 //! - `services` starts both together and writes the shell environment that points at them;
 //! - [`testkit`] gives every integration test its own database and unique topic names.
 //!
@@ -16,6 +17,7 @@ mod postgres;
 mod process;
 mod services;
 mod tansu;
+mod tansu_index;
 pub mod testkit;
 
 pub use error::DevstackError;
@@ -24,6 +26,7 @@ pub use layout::Layout;
 pub use postgres::LocalPostgres;
 pub use services::{LocalServices, ServiceStatus, status, stop_detached};
 pub use tansu::LocalTansu;
+pub use tansu_index::index_tansu_headers;
 
 /// Name of the environment variable that points at an existing PostgreSQL server.
 pub const DATABASE_URL: &str = "DATABASE_URL";

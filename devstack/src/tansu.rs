@@ -20,6 +20,13 @@ use crate::layout::Layout;
 use crate::process::{POLL, free_port, is_alive, port_accepts, runs_program, terminate};
 use crate::{DevstackError, KAFKA_BROKERS, env_setting};
 
+/// Best effort: without the index the broker works, only slower as headers pile up.
+fn index_headers(dir: &Path) {
+    if let Err(problem) = crate::tansu_index::index_tansu_headers(dir) {
+        tracing::warn!(%problem, "Tansu fetches will slow down as record headers accumulate");
+    }
+}
+
 /// The SQLite file, relative to the broker's working folder (`sqlite://<folder>/<file>`).
 const STORAGE: &str = "sqlite://data/tansu.db";
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -53,12 +60,14 @@ impl LocalTansu {
         let files = Files::of(layout);
         if let Some(port) = files.running_port() {
             tracing::info!(port, "reusing the running Tansu broker");
+            index_headers(&files.dir);
             return Ok(Self {
                 brokers: brokers(port),
                 started: None,
             });
         }
         let broker = Broker::spawn(&binary, files)?;
+        index_headers(&broker.files.dir);
         Ok(Self {
             brokers: brokers(broker.port),
             started: Some(broker),

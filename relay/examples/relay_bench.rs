@@ -5,7 +5,7 @@
 //!
 //! 1. Appends `events` (default 20,000) order events, then starts the relay and times the
 //!    backlog drain (relay events/s: each event is two messages, aggregate and seed topic).
-//! 2. Sends the same messages (same topics, keys, sizes) with a bare idempotent
+//! 2. Sends the same messages (same topics, keys, sizes, headers) with a bare idempotent
 //!    `FutureProducer` on the same broker: the ceiling the relay is compared with.
 //! 3. Appends at a steady `steady_rate` (default 200 events/s) for 10 s while a consumer
 //!    measures commit-to-Kafka latency (`recorded_at` in the envelope to receipt): p50/p99.
@@ -13,12 +13,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use commerce_contracts::envelope::headers;
 use commerce_devstack::testkit::{TestDatabase, create_topics, kafka_brokers, unique_topic};
 use commerce_relay::{Relay, RelayConfig};
 use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use uuid::Uuid;
@@ -123,7 +124,7 @@ async fn insert(tx: &mut sqlx::PgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `events` × 2 envelope-sized messages with the relay's producer settings.
+/// Sends `events` × 2 envelope-sized messages, with the relay's headers and producer settings.
 async fn raw_producer(
     brokers: &str,
     aggregate_topic: &str,
@@ -143,7 +144,10 @@ async fn raw_producer(
         for _ in chunk {
             let key = format!("{TENANT}/{}", Uuid::new_v4());
             for topic in [aggregate_topic, seed_topic] {
-                let record = FutureRecord::to(topic).key(&key).payload(&payload);
+                let record = FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(bench_headers());
                 pending.push(
                     producer
                         .send_result(record)
@@ -159,6 +163,24 @@ async fn raw_producer(
     Ok(started.elapsed())
 }
 
+/// The relay's four headers (Tansu stores one row per header, so they cost broker time too).
+fn bench_headers() -> OwnedHeaders {
+    let event_id = Uuid::new_v4().to_string();
+    [
+        (headers::EVENT_ID, event_id.as_str()),
+        (headers::EVENT_TYPE, "order.created"),
+        (headers::TENANT_ID, TENANT),
+        (headers::CONTENT_TYPE, headers::CONTENT_TYPE_JSON),
+    ]
+    .into_iter()
+    .fold(OwnedHeaders::new_with_capacity(4), |all, (key, value)| {
+        all.insert(Header {
+            key,
+            value: Some(value),
+        })
+    })
+}
+
 /// Appends at `rate` events/s for 10 s and measures, per event, receipt time minus its
 /// `timestamp` (the writer's commit clock). Returns sorted latencies in ms.
 async fn steady_latency(
@@ -172,7 +194,7 @@ async fn steady_latency(
         .set("bootstrap.servers", brokers)
         .set("group.id", unique_topic("bench-latency"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", "10")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {

@@ -451,6 +451,9 @@ impl PrivateTansu {
             assert!(Instant::now() < deadline, "private tansu did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Without it every fetched record scans all stored headers and produce requests queue
+        // behind those fetches (see `commerce_devstack::index_tansu_headers`).
+        commerce_devstack::index_tansu_headers(&self.dir).expect("index Tansu's record headers");
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
