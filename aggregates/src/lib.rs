@@ -9,6 +9,9 @@
 
 mod catalog;
 mod error;
+mod guard;
+#[cfg(test)]
+mod testkit;
 
 pub mod campaign;
 pub mod inventory;

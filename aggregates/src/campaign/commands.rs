@@ -14,7 +14,7 @@ use commerce_domain::{
 };
 
 use super::{Campaign, CampaignConfig, CampaignStatus, Participant, ParticipantState};
-use crate::{CatalogEntry, CommandError};
+use crate::{CatalogEntry, CommandError, guard};
 
 /// The largest `max_participants`: keeps one campaign stream (and its state) bounded.
 pub const MAX_PARTICIPANTS: u32 = 100_000;
@@ -103,12 +103,7 @@ impl Campaign {
         create: CreateCampaign,
         product: Option<CatalogEntry>,
     ) -> Result<Vec<CampaignEvent>, CommandError> {
-        if self.exists() {
-            return Err(CommandError::AlreadyExists(format!(
-                "campaign {}",
-                create.campaign_id
-            )));
-        }
+        guard::not_created(self.exists(), "campaign", create.campaign_id)?;
         let (min, max) = (create.min_participants, create.max_participants);
         if min < 2 {
             return Err(CommandError::invalid(
@@ -203,15 +198,10 @@ impl Campaign {
         &self,
         command: CampaignCommand,
     ) -> Result<Vec<CampaignEvent>, CommandError> {
-        let config = self
-            .config
-            .as_ref()
-            .ok_or_else(|| CommandError::NotFound("campaign".into()))?;
+        let config = guard::created(self.config.as_ref(), "campaign")?;
         match command {
-            CampaignCommand::Create(create) => Err(CommandError::AlreadyExists(format!(
-                "campaign {}",
-                create.campaign_id
-            ))),
+            // Refused by `create`'s own "already exists" guard.
+            CampaignCommand::Create(create) => self.create(create, None),
             CampaignCommand::Start { at } => self.start(config, at),
             CampaignCommand::Join {
                 participant_id,

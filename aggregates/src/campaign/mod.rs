@@ -27,7 +27,7 @@ use commerce_domain::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::Catalog;
+use crate::{Catalog, guard};
 
 pub use commands::{CampaignCommand, CreateCampaign, MAX_PARTICIPANTS};
 
@@ -328,9 +328,7 @@ impl cqrs_es::Aggregate for Campaign {
             }
             other => self.decide(other)?,
         };
-        for event in events {
-            sink.write(event, self).await;
-        }
+        guard::write_all(self, sink, events).await;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use commerce_contracts::events::*;
 use commerce_domain::{
     CampaignId, Currency, CustomerId, LocationId, Money, OrderId, ParticipantId, PaymentId,
@@ -12,18 +12,8 @@ use cqrs_es::test::TestFramework;
 use uuid::Uuid;
 
 use super::*;
+use crate::testkit::{at_hour as t, eur, fold};
 use crate::{Catalog, CatalogEntry, CommandError, InMemoryCatalog};
-
-fn t(hours: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::hours(hours)
-}
-
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::Eur)
-}
 
 fn tenant() -> TenantId {
     TenantId::new("acme").expect("valid")
@@ -973,11 +963,10 @@ fn record_refunded_in_a_failed_campaign_or_after_leaving_paid() {
 
 #[test]
 fn the_fold_exposes_what_the_sagas_need() {
-    use cqrs_es::Aggregate;
-    let mut campaign = Campaign::default();
-    for event in with(successful_campaign(), [joined(3, 3, 1), left(1, Some(2))]) {
-        campaign.apply(event);
-    }
+    let campaign: Campaign = fold(with(
+        successful_campaign(),
+        [joined(3, 3, 1), left(1, Some(2))],
+    ));
     assert_eq!(campaign.status(), CampaignStatus::Successful);
     assert_eq!(campaign.status().as_str(), "successful");
     assert_eq!(campaign.paid_count(), 1);

@@ -26,6 +26,8 @@ use commerce_contracts::events::InventoryEvent;
 use commerce_domain::{LocationId, ReservationId, Sku, StockCount};
 use serde::{Deserialize, Serialize};
 
+use crate::guard;
+
 pub use commands::{InventoryCommand, MAX_RESERVATION_TTL};
 
 /// The stream key of the stock of `sku` at `location` (the executor prefixes the tenant).
@@ -243,9 +245,8 @@ impl cqrs_es::Aggregate for Inventory {
         _services: &Self::Services,
         sink: &cqrs_es::event_sink::EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
+        let events = self.decide(command)?;
+        guard::write_all(self, sink, events).await;
         Ok(())
     }
 

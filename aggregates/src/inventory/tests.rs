@@ -1,6 +1,6 @@
 //! Given/when/then tests of every inventory command and every rejection.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use commerce_contracts::ReservationHolder;
 use commerce_contracts::events::*;
 use commerce_domain::{LocationId, Quantity, ReservationId, Sku};
@@ -9,25 +9,15 @@ use uuid::Uuid;
 
 use super::*;
 use crate::CommandError;
+use crate::testkit::{at_minute as t, fold, q};
 
 type Given = TestFramework<Inventory>;
-
-fn t(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::minutes(minutes)
-}
 
 fn item() -> StockItem {
     StockItem::new(
         Sku::new("TEE-RED").expect("valid sku"),
         LocationId::default_location(),
     )
-}
-
-fn q(n: u32) -> Quantity {
-    Quantity::new(n).expect("valid quantity")
 }
 
 fn rid(n: u128) -> ReservationId {
@@ -732,9 +722,7 @@ fn commit_rejections() {
 
 #[test]
 fn reserved_is_the_sum_of_active_reservations() {
-    use cqrs_es::Aggregate;
-    let mut inventory = Inventory::default();
-    for event in [
+    let inventory: Inventory = fold([
         received(10, 10),
         policy(1, 0),
         reserved(1, 2),
@@ -742,9 +730,7 @@ fn reserved_is_the_sum_of_active_reservations() {
         released(1, 2),
         reserved(3, 1),
         committed(3, 1, 0, 9),
-    ] {
-        inventory.apply(event);
-    }
+    ]);
     assert_eq!(inventory.item(), Some(&item()));
     assert_eq!(inventory.on_hand(), 9);
     assert_eq!(inventory.reserved(), 3);

@@ -26,8 +26,6 @@ mod commands;
 mod proptests;
 mod state;
 #[cfg(test)]
-mod test_catalog;
-#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -40,15 +38,13 @@ use commerce_contracts::events::{
     OrderLabelAttached, OrderPaymentFailed, OrderReturnReceived, OrderReturnRequested,
     OrderShipped, OrderStockReserved,
 };
-use commerce_contracts::{
-    LineQuantity as WireLineQuantity, Money as WireMoney, OrderLine, ReservationRef,
-};
+use commerce_contracts::{LineQuantity as WireLineQuantity, OrderLine, ReservationRef};
 use commerce_domain::{Currency, Money, OrderId};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use uuid::Uuid;
 
-use crate::{Catalog, CatalogEntry, CommandError};
+use crate::{Catalog, CatalogEntry, CommandError, guard};
 use state::Stage;
 
 pub use commands::{
@@ -100,9 +96,7 @@ impl Aggregate for Order {
             }
         }
         let events = self.decide(command, &entries)?;
-        for event in events {
-            sink.write(event, self).await;
-        }
+        guard::write_all(self, sink, events).await;
         Ok(())
     }
 
@@ -148,7 +142,7 @@ impl Order {
                         }
                         Ok(vec![OrderEvent::AwaitingPayment(OrderAwaitingPayment {
                             payment_id: payment_id.as_uuid(),
-                            amount: wire(self.total_minor, currency),
+                            amount: Money::new(self.total_minor, currency).into(),
                             requested_at: at,
                         })])
                     }
@@ -219,7 +213,7 @@ impl Order {
                 }
                 Ok(vec![OrderEvent::Confirmed(OrderConfirmed {
                     payment_id: payment_id.as_uuid(),
-                    covered: wire(covered.amount_minor(), currency),
+                    covered: covered.into(),
                     confirmed_at: at,
                 })])
             }
@@ -452,12 +446,7 @@ impl Order {
     }
 
     fn place(&self, place: PlaceOrder, entries: &[Option<CatalogEntry>]) -> Decision {
-        if self.status.is_some() {
-            return Err(CommandError::AlreadyExists(format!(
-                "order {}",
-                place.order_id
-            )));
-        }
+        guard::not_created(self.status.is_some(), "order", place.order_id)?;
         if place.lines.is_empty() {
             return Err(CommandError::invalid(
                 "lines",
@@ -507,7 +496,7 @@ impl Order {
                 sku: line.sku.to_string(),
                 product_id: Some(entry.product_id.as_uuid()),
                 quantity: line.quantity.get(),
-                unit_price: wire(entry.price.amount_minor(), currency),
+                unit_price: entry.price.into(),
             });
         }
         if lines.len() != place.lines.len() {
@@ -519,7 +508,7 @@ impl Order {
             customer_id: place.customer.into_inner(),
             lines,
             currency: currency.code().to_owned(),
-            total: wire(total.amount_minor(), currency),
+            total: total.into(),
             payment_method: place.payment_method,
             campaign_id: None,
             participant_id: None,
@@ -530,12 +519,7 @@ impl Order {
     }
 
     fn place_campaign(&self, place: PlaceCampaignOrder) -> Decision {
-        if self.status.is_some() {
-            return Err(CommandError::AlreadyExists(format!(
-                "order {}",
-                place.order_id
-            )));
-        }
+        guard::not_created(self.status.is_some(), "order", place.order_id)?;
         if !place.unit_price.is_positive() {
             return Err(CommandError::invalid(
                 "unit_price",
@@ -556,10 +540,10 @@ impl Order {
                 sku: place.sku.into_inner(),
                 product_id: None,
                 quantity: place.quantity.get(),
-                unit_price: wire(place.unit_price.amount_minor(), currency),
+                unit_price: place.unit_price.into(),
             }],
             currency: currency.code().to_owned(),
-            total: wire(total.amount_minor(), currency),
+            total: total.into(),
             payment_method: place.payment_method,
             campaign_id: Some(place.campaign_id.as_uuid()),
             participant_id: Some(place.participant_id.as_uuid()),
@@ -621,10 +605,7 @@ impl Order {
 
     /// The status and currency of a placed order, or `NotFound`.
     fn existing(&self) -> Result<(OrderStatus, Currency), CommandError> {
-        match (self.status, self.currency) {
-            (Some(status), Some(currency)) => Ok((status, currency)),
-            _ => Err(CommandError::NotFound("order".to_owned())),
-        }
+        guard::created(self.status.zip(self.currency), "order")
     }
 
     fn fulfillment(&self, fulfillment_id: Uuid) -> Result<&state::Fulfillment, CommandError> {
@@ -721,11 +702,4 @@ fn stage_name(stage: Stage) -> &'static str {
 /// 1-based line number of the line at `index` (at most [`MAX_LINES`], so it fits).
 fn line_no(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
-}
-
-fn wire(amount_minor: i64, currency: Currency) -> WireMoney {
-    WireMoney {
-        amount_minor,
-        currency: currency.code().to_owned(),
-    }
 }

@@ -15,23 +15,20 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use commerce_contracts::events::{CancelReason, OrderEvent};
 use commerce_domain::{
     Currency, CustomerId, LocationId, Money, OrderId, PaymentId, ProductId, Quantity,
     ReservationId, ShipmentId, Sku, TenantId,
 };
-use cqrs_es::Aggregate;
-use cqrs_es::event_sink::EventSink;
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::test_catalog::TestCatalog;
 use super::{
     Facet, LineQuantity, LineRequest, Order, OrderCommand, OrderServices, OrderStatus, PlaceOrder,
     StockReservation,
 };
-use crate::{CatalogEntry, CommandError};
+use crate::testkit::{at_minute as t, execute, fold, q, runtime};
+use crate::{CatalogEntry, InMemoryCatalog};
 
 const TENANT: &str = "acme";
 
@@ -43,23 +40,14 @@ const PRODUCTS: [(&str, i64, bool); 4] = [
     ("GOLD", i64::MAX / 3, false),
 ];
 
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::minutes(minute)
-}
-
-fn q(value: u32) -> Quantity {
-    Quantity::new(value).expect("valid quantity")
-}
-
 fn catalog() -> OrderServices {
-    let mut catalog = TestCatalog::default();
-    for (n, (sku, price, discontinued)) in (0_u128..).zip(PRODUCTS) {
-        catalog = catalog.with(
-            TENANT,
-            sku,
+    let tenant = || TenantId::new(TENANT).expect("valid tenant");
+    let sku = |sku: &str| Sku::new(sku).expect("valid sku");
+    let catalog = InMemoryCatalog::new();
+    for (n, (name, price, discontinued)) in (0_u128..).zip(PRODUCTS) {
+        catalog.insert(
+            tenant(),
+            sku(name),
             CatalogEntry {
                 product_id: ProductId::from_uuid(Uuid::from_u128(n)),
                 price: Money::new(price, Currency::Eur),
@@ -67,9 +55,9 @@ fn catalog() -> OrderServices {
             },
         );
     }
-    catalog = catalog.with(
-        TENANT,
-        "USD-ONLY",
+    catalog.insert(
+        tenant(),
+        sku("USD-ONLY"),
         CatalogEntry {
             product_id: ProductId::from_uuid(Uuid::from_u128(99)),
             price: Money::new(100, Currency::Usd),
@@ -315,27 +303,6 @@ fn place(lines: &[(&str, u32)]) -> OrderCommand {
     })
 }
 
-/// Runs one command like the framework does; a refusal must leave no trace.
-fn execute(
-    rt: &tokio::runtime::Runtime,
-    services: &OrderServices,
-    order: &mut Order,
-    command: OrderCommand,
-) -> Result<Vec<OrderEvent>, CommandError> {
-    let before = order.clone();
-    let sink = EventSink::default();
-    let result = rt.block_on(order.handle(command, services, &sink));
-    let events = rt.block_on(sink.collect());
-    match result {
-        Ok(()) => Ok(events),
-        Err(error) => {
-            assert!(events.is_empty(), "a refused command wrote {events:?}");
-            assert_eq!(*order, before, "a refused command changed the state");
-            Err(error)
-        }
-    }
-}
-
 /// ORD-1: the edges of the lifecycle (staying put is always allowed).
 fn legal(from: Option<OrderStatus>, to: Option<OrderStatus>) -> bool {
     use OrderStatus as S;
@@ -419,9 +386,7 @@ proptest! {
         placement in any_placement(),
         actions in proptest::collection::vec(any_action(), 0..60),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime");
+        let rt = runtime();
         let services = catalog();
         let mut order = Order::default();
         let mut log = execute(&rt, &services, &mut order, place(&placement)).unwrap_or_default();
@@ -455,10 +420,6 @@ proptest! {
             check(&order)?;
             log.extend(events);
         }
-        let mut replayed = Order::default();
-        for event in log {
-            replayed.apply(event);
-        }
-        prop_assert_eq!(replayed, order);
+        prop_assert_eq!(fold::<Order>(log), order);
     }
 }

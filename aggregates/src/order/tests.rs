@@ -2,53 +2,28 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use commerce_contracts::events::{
     CancelReason, OrderAwaitingPayment, OrderCanceled, OrderCompleted, OrderConfirmed,
     OrderCreated, OrderDelivered, OrderEvent, OrderExpired, OrderFulfillmentCreated,
     OrderLabelAttached, OrderPaymentFailed, OrderReturnReceived, OrderReturnRequested,
     OrderShipped, OrderStockReserved,
 };
-use commerce_contracts::{
-    LineQuantity as WireLineQuantity, Money as WireMoney, OrderLine, ReservationRef,
-};
+use commerce_contracts::{LineQuantity as WireLineQuantity, OrderLine, ReservationRef};
 use commerce_domain::{
     CampaignId, Currency, CustomerId, LocationId, Money, OrderId, ParticipantId, PaymentId,
-    ProductId, Quantity, ReservationId, ShipmentId, Sku, TenantId,
+    ProductId, ReservationId, ShipmentId, Sku, TenantId,
 };
 use cqrs_es::test::TestFramework;
 use uuid::Uuid;
 
-use super::test_catalog::TestCatalog;
 use super::{
     Facet, LineQuantity, LineRequest, MAX_LINES, MAX_PAYMENT_ATTEMPTS, Order, OrderCommand,
     OrderServices, OrderStatus, PlaceCampaignOrder, PlaceOrder, StockReservation,
 };
-use crate::{CatalogEntry, CommandError};
+use crate::testkit::{at_minute as t, eur, fold, q, wire_eur as w};
+use crate::{CatalogEntry, CommandError, InMemoryCatalog};
 
 const TENANT: &str = "acme";
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::minutes(minute)
-}
-
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::Eur)
-}
-
-fn w(minor: i64) -> WireMoney {
-    WireMoney {
-        amount_minor: minor,
-        currency: "EUR".to_owned(),
-    }
-}
-
-fn q(value: u32) -> Quantity {
-    Quantity::new(value).expect("valid quantity")
-}
 
 fn sku(value: &str) -> Sku {
     Sku::new(value).expect("valid sku")
@@ -64,17 +39,18 @@ fn catalog() -> OrderServices {
         price,
         discontinued,
     };
+    let tenant = || TenantId::new(TENANT).expect("valid tenant");
     Arc::new(
-        TestCatalog::default()
-            .with(TENANT, "TEE", entry(1, eur(1_500), false))
-            .with(TENANT, "MUG", entry(2, eur(800), false))
-            .with(TENANT, "OLD", entry(3, eur(100), true))
+        InMemoryCatalog::new()
+            .with(tenant(), sku("TEE"), entry(1, eur(1_500), false))
+            .with(tenant(), sku("MUG"), entry(2, eur(800), false))
+            .with(tenant(), sku("OLD"), entry(3, eur(100), true))
             .with(
-                TENANT,
-                "USD-ONLY",
+                tenant(),
+                sku("USD-ONLY"),
                 entry(4, Money::new(100, Currency::Usd), false),
             )
-            .with(TENANT, "GOLD", entry(5, eur(i64::MAX / 2), false)),
+            .with(tenant(), sku("GOLD"), entry(5, eur(i64::MAX / 2), false)),
     )
 }
 
@@ -320,14 +296,6 @@ fn return_requested(lines: Vec<WireLineQuantity>) -> OrderEvent {
     })
 }
 
-fn fold(events: Vec<OrderEvent>) -> Order {
-    let mut order = Order::default();
-    for event in events {
-        cqrs_es::Aggregate::apply(&mut order, event);
-    }
-    order
-}
-
 // --- PlaceOrder ---
 
 #[test]
@@ -336,7 +304,7 @@ fn place_snapshots_catalog_prices_and_keeps_lines_of_the_same_sku() {
         .given_no_previous_events()
         .when(place())
         .then_expect_events(vec![created()]);
-    let order = fold(vec![created()]);
+    let order = fold::<Order>(vec![created()]);
     assert_eq!(order.status().map(OrderStatus::as_str), Some("placed"));
     assert_eq!(order.total(), Some(eur(5_300)));
     assert_eq!(order.lines().len(), 3);
@@ -631,7 +599,7 @@ fn payment_failure_keeps_the_order_open_for_another_attempt() {
         .then_expect_events(vec![payment_failed(1, 1)]);
     let failed = with(history, [payment_failed(1, 1)]);
     assert_eq!(
-        fold(failed.clone()).status(),
+        fold::<Order>(failed.clone()).status(),
         Some(OrderStatus::AwaitingPayment)
     );
     framework()
@@ -745,7 +713,7 @@ fn partial_fulfillment_merges_repeated_lines() {
         .given(paid())
         .when(fulfill(1, &[(1, 1), (1, 1), (2, 1)]))
         .then_expect_events(vec![fulfillment_created(1, vec![lq(1, 2), lq(2, 1)])]);
-    let order = fold(with(
+    let order = fold::<Order>(with(
         paid(),
         [fulfillment_created(1, vec![lq(1, 2), lq(2, 1)])],
     ));
@@ -868,7 +836,7 @@ fn shipping_part_of_the_order_makes_it_shipped() {
             at: t(6),
         })
         .then_expect_events(vec![shipped(1, vec![lq(1, 2)])]);
-    let order = fold(with(history, [shipped(1, vec![lq(1, 2)])]));
+    let order = fold::<Order>(with(history, [shipped(1, vec![lq(1, 2)])]));
     assert_eq!(order.status(), Some(OrderStatus::Shipped));
     assert_eq!(order.shipping_facet(), Facet::Partial);
     assert_eq!(order.fulfillment_facet(), Facet::Full);
@@ -911,7 +879,7 @@ fn delivering_everything_makes_the_order_delivered() {
             at: t(7),
         })
         .then_expect_events(vec![delivered(1, all_lines())]);
-    let order = fold(fully_delivered());
+    let order = fold::<Order>(fully_delivered());
     assert_eq!(order.status(), Some(OrderStatus::Delivered));
     assert_eq!(order.delivery_facet(), Facet::Full);
 }
@@ -996,7 +964,7 @@ fn return_of_delivered_quantities() {
             at: t(11),
         })
         .then_expect_events(vec![received.clone()]);
-    let order = fold(with(history, [received.clone()]));
+    let order = fold::<Order>(with(history, [received.clone()]));
     assert_eq!(order.return_facet(), Facet::Partial);
     assert_eq!(order.lines()[0].returned(), 1);
     framework()
@@ -1055,7 +1023,7 @@ fn cancel_before_shipping_drops_fulfillments() {
         .given(history.clone())
         .when(cancel(CancelReason::Operator))
         .then_expect_events(vec![canceled(CancelReason::Operator)]);
-    let order = fold(with(history, [canceled(CancelReason::Operator)]));
+    let order = fold::<Order>(with(history, [canceled(CancelReason::Operator)]));
     assert_eq!(order.status().map(OrderStatus::as_str), Some("canceled"));
     assert_eq!(order.cancel_reason(), Some(CancelReason::Operator));
     assert_eq!(order.fulfillment_facet(), Facet::None);
@@ -1138,7 +1106,7 @@ fn expiry_of_an_unpaid_order() {
         .then_expect_events(vec![OrderEvent::Expired(OrderExpired {
             expired_at: t(30),
         })]);
-    let order = fold(vec![
+    let order = fold::<Order>(vec![
         created(),
         OrderEvent::Expired(OrderExpired { expired_at: t(30) }),
     ]);
@@ -1189,7 +1157,7 @@ fn expiry_of_a_paid_or_canceled_order_is_a_no_op() {
 
 #[test]
 fn accessors_serve_the_process_managers() {
-    let order = fold(paid());
+    let order = fold::<Order>(paid());
     assert_eq!(order.customer_id(), "cus_1");
     assert_eq!(order.payment_ids(), &[payment(1)]);
     assert_eq!(order.confirmed_by(), Some(payment(1)));

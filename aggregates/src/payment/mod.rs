@@ -33,7 +33,6 @@ mod state;
 mod tests;
 
 use chrono::{DateTime, Duration, Utc};
-use commerce_contracts::Money as WireMoney;
 use commerce_contracts::events::{
     CapturePolicy, PaymentAuthorized, PaymentCaptured, PaymentChargedBack, PaymentCreated,
     PaymentEvent, PaymentExpired, PaymentFailed, PaymentProviderEventRecorded, PaymentRefundFailed,
@@ -45,7 +44,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use uuid::Uuid;
 
-use crate::CommandError;
+use crate::{CommandError, guard};
 use state::{Phase, RefundOutcome};
 
 pub use commands::{CreatePayment, PaymentCommand, ProviderEvent, ProviderEventKind};
@@ -74,11 +73,8 @@ impl Aggregate for Payment {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        // Decide everything first, then write: a refused command leaves the sink empty.
         let events = self.decide(command)?;
-        for event in events {
-            sink.write(event, self).await;
-        }
+        guard::write_all(self, sink, events).await;
         Ok(())
     }
 
@@ -142,7 +138,7 @@ impl Payment {
                 match self.phase {
                     Some(Phase::Created | Phase::RequiresAction) => {
                         Ok(vec![PaymentEvent::Authorized(PaymentAuthorized {
-                            amount: wire(minor, currency),
+                            amount: Money::new(minor, currency).into(),
                             provider_ref,
                             auth_expires_at,
                             at,
@@ -187,7 +183,7 @@ impl Payment {
                 match self.phase {
                     Some(Phase::Created | Phase::RequiresAction) => {
                         let mut events = vec![PaymentEvent::Authorized(PaymentAuthorized {
-                            amount: wire(self.amount, currency),
+                            amount: Money::new(self.amount, currency).into(),
                             provider_ref,
                             auth_expires_at: at,
                             at,
@@ -219,14 +215,14 @@ impl Payment {
             PaymentCommand::Void { reason, at } => match self.phase {
                 Some(Phase::Created | Phase::RequiresAction) => {
                     Ok(vec![PaymentEvent::Voided(PaymentVoided {
-                        released: wire(0, currency),
+                        released: Money::zero(currency).into(),
                         reason,
                         at,
                     })])
                 }
                 Some(Phase::Authorized) if self.capturable() > 0 => {
                     Ok(vec![PaymentEvent::Voided(PaymentVoided {
-                        released: wire(self.capturable(), currency),
+                        released: Money::new(self.capturable(), currency).into(),
                         reason,
                         at,
                     })])
@@ -246,7 +242,7 @@ impl Payment {
                         ));
                     }
                     Ok(vec![PaymentEvent::Expired(PaymentExpired {
-                        released: wire(self.capturable(), currency),
+                        released: Money::new(self.capturable(), currency).into(),
                         at,
                     })])
                 }
@@ -277,7 +273,7 @@ impl Payment {
                 Ok(vec![PaymentEvent::RefundRequested(
                     PaymentRefundRequested {
                         refund_id,
-                        amount: wire(minor, currency),
+                        amount: Money::new(minor, currency).into(),
                         reason,
                         at,
                     },
@@ -306,7 +302,7 @@ impl Payment {
                     ));
                 }
                 Ok(vec![PaymentEvent::ChargedBack(PaymentChargedBack {
-                    amount: wire(minor, currency),
+                    amount: Money::new(minor, currency).into(),
                     reason,
                     at,
                 })])
@@ -316,12 +312,7 @@ impl Payment {
     }
 
     fn create(&self, create: CreatePayment) -> Decision {
-        if self.phase.is_some() {
-            return Err(CommandError::AlreadyExists(format!(
-                "payment {}",
-                create.payment_id
-            )));
-        }
+        guard::not_created(self.phase.is_some(), "payment", create.payment_id)?;
         if !create.amount.is_positive() {
             return Err(CommandError::invalid("amount", "must be greater than zero"));
         }
@@ -334,7 +325,7 @@ impl Payment {
             payment_id: create.payment_id.as_uuid(),
             purpose: create.purpose,
             customer_id: create.customer.into_inner(),
-            amount: wire(create.amount.amount_minor(), create.amount.currency()),
+            amount: create.amount.into(),
             method: create.method,
             provider: create.provider,
             capture_policy: create.capture_policy,
@@ -344,10 +335,7 @@ impl Payment {
 
     /// The status and currency of a created payment, or `NotFound`.
     fn existing(&self) -> Result<(PaymentStatus, Currency), CommandError> {
-        match (self.status(), self.currency) {
-            (Some(status), Some(currency)) => Ok((status, currency)),
-            _ => Err(CommandError::NotFound("payment".to_owned())),
-        }
+        guard::created(self.status().zip(self.currency), "payment")
     }
 
     /// The minor units of a strictly positive amount in the payment's currency (PAY-7).
@@ -375,14 +363,14 @@ impl Payment {
         let mut events = Vec::new();
         if total > self.captured {
             events.push(PaymentEvent::Captured(PaymentCaptured {
-                amount: wire(total - self.captured, currency),
-                total_captured: wire(total, currency),
+                amount: Money::new(total - self.captured, currency).into(),
+                total_captured: Money::new(total, currency).into(),
                 at,
             }));
         }
         if total == self.amount && !self.succeeded {
             events.push(PaymentEvent::Succeeded(PaymentSucceeded {
-                amount: wire(total, currency),
+                amount: Money::new(total, currency).into(),
                 at,
             }));
         }
@@ -397,8 +385,8 @@ impl Payment {
                 let total = self.refunded.saturating_add(refund.amount);
                 Ok(vec![PaymentEvent::Refunded(PaymentRefunded {
                     refund_id,
-                    amount: wire(refund.amount, currency),
-                    total_refunded: wire(total, currency),
+                    amount: Money::new(refund.amount, currency).into(),
+                    total_refunded: Money::new(total, currency).into(),
                     at,
                 })])
             }
@@ -421,7 +409,7 @@ impl Payment {
         match refund.outcome {
             RefundOutcome::Pending => Ok(vec![PaymentEvent::RefundFailed(PaymentRefundFailed {
                 refund_id,
-                amount: wire(refund.amount, currency),
+                amount: Money::new(refund.amount, currency).into(),
                 reason,
                 at,
             })]),
@@ -553,7 +541,7 @@ impl Payment {
             return vec![];
         }
         vec![PaymentEvent::Authorized(PaymentAuthorized {
-            amount: wire(target, currency),
+            amount: Money::new(target, currency).into(),
             provider_ref,
             auth_expires_at,
             at,
@@ -615,12 +603,5 @@ fn command_action(command: &PaymentCommand) -> &'static str {
         PaymentCommand::RecordRefundFailed { .. } => "fail refund",
         PaymentCommand::RecordChargeback { .. } => "record chargeback",
         PaymentCommand::ApplyProviderEvent(_) => "apply provider event",
-    }
-}
-
-fn wire(amount_minor: i64, currency: Currency) -> WireMoney {
-    WireMoney {
-        amount_minor,
-        currency: currency.code().to_owned(),
     }
 }

@@ -13,52 +13,16 @@
 //!
 //! Refused commands must append nothing and leave the state untouched.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use commerce_contracts::Money as WireMoney;
 use commerce_contracts::events::{CapturePolicy, PaymentEvent, PaymentPurpose};
 use commerce_domain::{Currency, CustomerId, Money, PaymentId};
-use cqrs_es::Aggregate;
-use cqrs_es::event_sink::EventSink;
 use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::{
     CreatePayment, Payment, PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind,
 };
-use crate::CommandError;
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::minutes(minute)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime")
-}
-
-/// Runs one command like the framework does; a refusal must leave no trace.
-fn execute(
-    rt: &tokio::runtime::Runtime,
-    payment: &mut Payment,
-    command: PaymentCommand,
-) -> Result<Vec<PaymentEvent>, CommandError> {
-    let before = payment.clone();
-    let sink = EventSink::default();
-    let result = rt.block_on(payment.handle(command, &(), &sink));
-    let events = rt.block_on(sink.collect());
-    match result {
-        Ok(()) => Ok(events),
-        Err(error) => {
-            assert!(events.is_empty(), "a refused command wrote {events:?}");
-            assert_eq!(*payment, before, "a refused command changed the state");
-            Err(error)
-        }
-    }
-}
+use crate::testkit::{at_minute as t, execute, fold, runtime};
 
 fn create(amount: i64, policy: CapturePolicy) -> PaymentCommand {
     PaymentCommand::Create(CreatePayment {
@@ -223,7 +187,7 @@ proptest! {
         let rt = runtime();
         let policy = if automatic { CapturePolicy::Automatic } else { CapturePolicy::Manual };
         let mut payment = Payment::default();
-        let mut log = execute(&rt, &mut payment, create(amount, policy)).expect("created");
+        let mut log = execute(&rt, &(), &mut payment, create(amount, policy)).expect("created");
         for command in commands {
             let before = payment.clone();
             let seen_refund = matches!(&command,
@@ -231,7 +195,7 @@ proptest! {
             let seen_webhook = matches!(&command,
                 PaymentCommand::ApplyProviderEvent(event)
                     if before.provider_events.contains(&event.provider_event_id));
-            let Ok(events) = execute(&rt, &mut payment, command) else { continue };
+            let Ok(events) = execute(&rt, &(), &mut payment, command) else { continue };
             // PAY-5
             if seen_refund || seen_webhook {
                 prop_assert!(events.is_empty(), "a repeated id appended {:?}", events);
@@ -254,11 +218,7 @@ proptest! {
             log.extend(events);
         }
         // Replaying the log folds to the same state.
-        let mut replayed = Payment::default();
-        for event in log {
-            replayed.apply(event);
-        }
-        prop_assert_eq!(replayed, payment);
+        prop_assert_eq!(fold::<Payment>(log), payment);
     }
 }
 
@@ -357,9 +317,9 @@ proptest! {
     ) {
         let rt = runtime();
         let mut causal = Payment::default();
-        execute(&rt, &mut causal, create(amount, CapturePolicy::Manual)).expect("created");
+        execute(&rt, &(), &mut causal, create(amount, CapturePolicy::Manual)).expect("created");
         for event in &history {
-            execute(&rt, &mut causal, PaymentCommand::ApplyProviderEvent(event.clone()))
+            execute(&rt, &(), &mut causal, PaymentCommand::ApplyProviderEvent(event.clone()))
                 .expect("a consistent webhook applies");
         }
 
@@ -369,9 +329,9 @@ proptest! {
         keyed.sort_by_key(|(key, _)| *key);
 
         let mut shuffled = Payment::default();
-        execute(&rt, &mut shuffled, create(amount, CapturePolicy::Manual)).expect("created");
+        execute(&rt, &(), &mut shuffled, create(amount, CapturePolicy::Manual)).expect("created");
         for (_, event) in keyed {
-            execute(&rt, &mut shuffled, PaymentCommand::ApplyProviderEvent(event))
+            execute(&rt, &(), &mut shuffled, PaymentCommand::ApplyProviderEvent(event))
                 .expect("a redelivered webhook applies");
             check_ledger(&shuffled)?;
         }

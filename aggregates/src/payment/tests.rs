@@ -1,7 +1,6 @@
 //! Given/when/then tests of every Payment command and rejection.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use commerce_contracts::Money as WireMoney;
+use chrono::{DateTime, Duration, Utc};
 use commerce_contracts::events::{
     CapturePolicy, PaymentAuthorized, PaymentCaptured, PaymentChargedBack, PaymentCreated,
     PaymentEvent, PaymentExpired, PaymentFailed, PaymentProviderEventRecorded, PaymentPurpose,
@@ -16,31 +15,14 @@ use super::{
     CreatePayment, Payment, PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind,
 };
 use crate::CommandError;
+use crate::testkit::{at_minute as t, eur, fold, wire_eur as w};
 
 type Framework = TestFramework<Payment>;
 
 const AMOUNT: i64 = 10_000;
 
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::minutes(minute)
-}
-
 fn expires() -> DateTime<Utc> {
     t(60)
-}
-
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::Eur)
-}
-
-fn w(minor: i64) -> WireMoney {
-    WireMoney {
-        amount_minor: minor,
-        currency: "EUR".to_owned(),
-    }
 }
 
 fn payment_id() -> PaymentId {
@@ -235,14 +217,6 @@ fn provider(id: &str, kind: ProviderEventKind, amount: Option<i64>, minute: i64)
         provider_ref: Some("pi_1".to_owned()),
         at: t(minute),
     })
-}
-
-fn fold(events: Vec<PaymentEvent>) -> Payment {
-    let mut payment = Payment::default();
-    for event in events {
-        cqrs_es::Aggregate::apply(&mut payment, event);
-    }
-    payment
 }
 
 // --- Create ---
@@ -525,7 +499,7 @@ fn failure_is_terminal() {
         .given(vec![created()])
         .when(fail())
         .then_expect_events(vec![failed()]);
-    let payment = fold(vec![created(), failed()]);
+    let payment = fold::<Payment>(vec![created(), failed()]);
     assert_eq!(payment.status(), Some(PaymentStatus::Failed));
 }
 
@@ -561,7 +535,7 @@ fn void_releases_the_whole_authorization() {
         .given(vec![created(), authorized(AMOUNT)])
         .when(void())
         .then_expect_events(vec![voided(AMOUNT)]);
-    let payment = fold(vec![created(), authorized(AMOUNT), voided(AMOUNT)]);
+    let payment = fold::<Payment>(vec![created(), authorized(AMOUNT), voided(AMOUNT)]);
     assert_eq!(payment.status(), Some(PaymentStatus::Voided));
 }
 
@@ -571,7 +545,7 @@ fn void_after_partial_capture_releases_the_rest_and_keeps_the_capture() {
         .given(vec![created(), authorized(AMOUNT), captured(3_000, 3_000)])
         .when(void())
         .then_expect_events(vec![voided(7_000)]);
-    let payment = fold(vec![
+    let payment = fold::<Payment>(vec![
         created(),
         authorized(AMOUNT),
         captured(3_000, 3_000),
@@ -662,7 +636,7 @@ fn refund_request_counts_as_pending() {
         .then_expect_events(vec![refund_requested(2_500)]);
     let mut history = captured_history();
     history.push(refund_requested(2_500));
-    assert_eq!(fold(history).refund_pending(), Some(eur(2_500)));
+    assert_eq!(fold::<Payment>(history).refund_pending(), Some(eur(2_500)));
 }
 
 #[test]
@@ -735,7 +709,7 @@ fn refund_settles_and_a_full_refund_is_terminal() {
         .then_expect_events(vec![refunded(AMOUNT, AMOUNT)]);
     history.push(refunded(AMOUNT, AMOUNT));
     assert_eq!(
-        fold(history.clone()).status(),
+        fold::<Payment>(history.clone()).status(),
         Some(PaymentStatus::Refunded)
     );
     Framework::with(())
@@ -748,7 +722,7 @@ fn refund_settles_and_a_full_refund_is_terminal() {
 fn partial_refund_is_partially_refunded() {
     let mut history = captured_history();
     history.extend([refund_requested(1_000), refunded(1_000, 1_000)]);
-    let payment = fold(history);
+    let payment = fold::<Payment>(history);
     assert_eq!(payment.status(), Some(PaymentStatus::PartiallyRefunded));
     assert_eq!(payment.refunded(), Some(eur(1_000)));
     assert_eq!(payment.refund_pending(), Some(eur(0)));
@@ -788,7 +762,10 @@ fn refund_failure_frees_the_pending_amount() {
         })
         .then_expect_events(vec![refund_failed(1_000)]);
     history.push(refund_failed(1_000));
-    assert_eq!(fold(history.clone()).refund_pending(), Some(eur(0)));
+    assert_eq!(
+        fold::<Payment>(history.clone()).refund_pending(),
+        Some(eur(0))
+    );
     Framework::with(())
         .given(history)
         .when(PaymentCommand::RecordRefundSettled {
@@ -1042,7 +1019,7 @@ fn provider_event_for_a_missing_payment_is_not_found() {
 
 #[test]
 fn accessors_expose_the_ledger() {
-    let payment = fold(captured_history());
+    let payment = fold::<Payment>(captured_history());
     assert_eq!(
         payment.status().map(PaymentStatus::as_str),
         Some("captured")

@@ -17,7 +17,7 @@ use commerce_contracts::events::{
 use commerce_domain::{Money, ProductId, Sku};
 use serde::{Deserialize, Serialize};
 
-use crate::CommandError;
+use crate::{CommandError, guard};
 
 pub use upcast::{created_v1_to_v2, upcasters};
 
@@ -123,6 +123,9 @@ impl Product {
     }
 
     fn decide(&self, command: ProductCommand) -> Result<Vec<ProductEvent>, CommandError> {
+        if !matches!(command, ProductCommand::Create { .. }) {
+            guard::created(self.id, "product")?;
+        }
         match command {
             ProductCommand::Create {
                 product_id,
@@ -132,9 +135,7 @@ impl Product {
                 price,
                 at,
             } => {
-                if self.exists() {
-                    return Err(CommandError::AlreadyExists(format!("product {sku}")));
-                }
+                guard::not_created(self.exists(), "product", &sku)?;
                 Ok(vec![ProductEvent::Created(ProductCreated {
                     product_id: product_id.as_uuid(),
                     sku: sku.into_inner(),
@@ -144,7 +145,6 @@ impl Product {
                     created_at: at,
                 })])
             }
-            _ if !self.exists() => Err(CommandError::NotFound("product".into())),
             ProductCommand::Discontinue { at } => Ok(if self.discontinued {
                 Vec::new()
             } else {
@@ -236,9 +236,8 @@ impl cqrs_es::Aggregate for Product {
         _services: &Self::Services,
         sink: &cqrs_es::event_sink::EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
+        let events = self.decide(command)?;
+        guard::write_all(self, sink, events).await;
         Ok(())
     }
 

@@ -1,6 +1,5 @@
 //! Given/when/then tests of every product command and rejection, and of the v1 → v2 upcaster.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use commerce_contracts::events::*;
 use commerce_domain::{Currency, Money, ProductId, Sku};
 use commerce_eventstore::SerializedEvent;
@@ -10,19 +9,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
+use crate::testkit::{at_minute as t, eur};
 
 type Given = TestFramework<Product>;
-
-fn t(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-        + Duration::minutes(minutes)
-}
-
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::Eur)
-}
 
 fn id() -> ProductId {
     ProductId::from_uuid(Uuid::from_u128(5))

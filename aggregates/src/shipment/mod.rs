@@ -21,7 +21,7 @@ use commerce_domain::ShipmentId;
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 
-use crate::CommandError;
+use crate::{CommandError, guard};
 
 pub use commands::{CreateLabel, ShipmentCommand};
 pub use state::{Shipment, ShipmentStatus};
@@ -45,11 +45,8 @@ impl Aggregate for Shipment {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        // Decide everything first, then write: a refused command leaves the sink empty.
         let events = self.decide(command)?;
-        for event in events {
-            sink.write(event, self).await;
-        }
+        guard::write_all(self, sink, events).await;
         Ok(())
     }
 
@@ -106,12 +103,7 @@ impl Shipment {
     }
 
     fn create_label(&self, create: CreateLabel) -> Result<Vec<ShipmentEvent>, CommandError> {
-        if self.status().is_some() {
-            return Err(CommandError::AlreadyExists(format!(
-                "shipment {}",
-                create.shipment_id
-            )));
-        }
+        guard::not_created(self.status().is_some(), "shipment", create.shipment_id)?;
         for (field, value) in [
             ("carrier", &create.carrier),
             ("service", &create.service),
@@ -135,7 +127,6 @@ impl Shipment {
     }
 
     fn existing(&self) -> Result<ShipmentStatus, CommandError> {
-        self.status()
-            .ok_or_else(|| CommandError::NotFound("shipment".to_owned()))
+        guard::created(self.status(), "shipment")
     }
 }

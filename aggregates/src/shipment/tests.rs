@@ -1,6 +1,5 @@
 //! Given/when/then tests of every Shipment command and rejection.
 
-use chrono::{DateTime, TimeZone, Utc};
 use commerce_contracts::events::{
     ShipmentCanceled, ShipmentDelivered, ShipmentEvent, ShipmentShipped, ShippingLabelCreated,
 };
@@ -10,14 +9,9 @@ use uuid::Uuid;
 
 use super::{CreateLabel, Shipment, ShipmentCommand, ShipmentStatus};
 use crate::CommandError;
+use crate::testkit::{at_minute as t, fold};
 
 type Framework = TestFramework<Shipment>;
-
-fn t(minute: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 12, minute, 0)
-        .single()
-        .expect("valid time")
-}
 
 fn ids() -> (ShipmentId, OrderId) {
     (
@@ -206,12 +200,8 @@ fn cancel_of_an_unknown_shipment_is_not_found() {
 
 #[test]
 fn fold_exposes_the_label_and_status() {
-    // given
-    let mut shipment = Shipment::default();
-    // when
-    for event in [created(), shipped(), delivered()] {
-        cqrs_es::Aggregate::apply(&mut shipment, event);
-    }
+    // given, when
+    let shipment: Shipment = fold([created(), shipped(), delivered()]);
     // then
     assert_eq!(shipment.status(), Some(ShipmentStatus::Delivered));
     assert_eq!(
