@@ -1,0 +1,92 @@
+//! `commerce-bench`: the engine's benchmark, one command.
+//!
+//! It starts what it needs (PostgreSQL from `DATABASE_URL` or a private cluster, always a
+//! private Tansu broker so no other run's topics leak in), builds and launches the `commerce`
+//! binary as a child process with its own database, and runs each scenario beside a baseline
+//! measured in the same run on the same services:
+//!
+//! | scenario | measured | baseline |
+//! |---|---|---|
+//! | (a) `throughput` | `PUT /inventory` on distinct aggregates at 1, 8, 64 clients | single-row INSERT commits |
+//! | (b) `hot` | campaign joins on one aggregate, throughput per tenth of the run, oversell check | (a) |
+//! | (c) `latency` | command accepted → visible through the query API at half of (a)'s peak | the 100 ms target |
+//! | (d) `relay` | the relay's backlog drain (`relay_bench` example of `commerce-relay`) | a raw producer |
+//! | (e) `rebuild` | read-model rebuild and log verification | a raw sequential read of `events` |
+//! | (f) `memory` | the engine's RSS and peak (VmHWM) through (a) and after (b) | the 300 MiB target |
+//!
+//! Output: a table on the terminal, `<out>/bench-<mode>.json` and `<out>/bench-<mode>.svg`.
+//! `--quick` runs every scenario for a few seconds and checks that the numbers are sane (the
+//! exit code says so); the full mode is for people and for `BENCHMARKS.md`.
+//!
+//! Layout: `plan` (mode parameters), `services` (database and broker), `engine` (build,
+//! launch, tokens, memory probes), `load` (HTTP load generators), `stats`, `baseline`,
+//! `scenarios` (one module per scenario), `report` (table, JSON, targets), `chart` (SVG).
+
+// Rates, ratios and percentiles are measurements, never money: floats are the right tool here.
+#![allow(clippy::float_arithmetic)]
+
+mod baseline;
+mod chart;
+mod engine;
+mod load;
+mod plan;
+mod report;
+mod run;
+mod scenarios;
+mod services;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::plan::{Plan, Profile, Scenario};
+
+/// Benchmarks the engine against baselines measured in the same run.
+///
+/// Uses DATABASE_URL's server when set (a fresh database is created there and dropped
+/// afterwards), else starts a private PostgreSQL; always starts a private Tansu broker.
+#[derive(Debug, Parser)]
+#[command(name = "commerce-bench", version, about)]
+struct Args {
+    /// A few seconds per scenario: checks that the tool runs and the numbers are sane (for CI).
+    #[arg(long)]
+    quick: bool,
+    /// Which build of `commerce` to benchmark (and of the relay example); `dev` for quick
+    /// mode and `release` for full mode when absent.
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// Use the binaries already built instead of running `cargo build` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Where the JSON and SVG go; `bench-results` in full mode, `target/bench` in quick mode.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Only these scenarios (comma-separated); all when absent.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let plan = Plan::new(
+        args.quick,
+        args.profile,
+        args.only,
+        !args.no_build,
+        args.out,
+    );
+    match run::run(plan).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("commerce-bench: some numbers are not sane (see above)");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("commerce-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

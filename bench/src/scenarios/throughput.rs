@@ -1,0 +1,130 @@
+//! (a) Command throughput over HTTP on distinct aggregates: every `PUT /inventory` sets the
+//! stock of a SKU never used before (a new aggregate each time), at each concurrency level,
+//! beside single-row INSERT commits from as many connections. Memory (f) is read after each
+//! level, with the number of aggregates touched so far.
+
+use std::sync::Arc;
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde::Serialize;
+
+use super::{Bench, MemoryMib};
+use crate::baseline;
+use crate::engine::reset_peak;
+use crate::load::{Run, Stop, classify, closed_loop, transport};
+use crate::stats::{Percentiles, rate, ratio};
+
+/// One concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Level {
+    pub clients: usize,
+    /// Baseline: single-row INSERT commits per second.
+    pub baseline_commits_per_s: f64,
+    /// Engine: accepted commands per second.
+    pub engine_commands_per_s: f64,
+    /// Engine / baseline.
+    pub ratio: Option<f64>,
+    pub latency: Percentiles,
+    pub failed: u64,
+    pub failures: std::collections::BTreeMap<String, u64>,
+    /// Distinct aggregates created since the engine started (warm-up included).
+    pub aggregates_touched: u64,
+    /// The engine's memory at the end of the level.
+    pub memory: MemoryMib,
+}
+
+/// The results of (a).
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub levels: Vec<Level>,
+    /// The engine's peak RSS over every level (f).
+    pub peak_mib: f64,
+}
+
+impl Throughput {
+    /// The highest engine rate of any level.
+    pub fn max_rate(&self) -> f64 {
+        self.levels
+            .iter()
+            .map(|level| level.engine_commands_per_s)
+            .fold(0.0, f64::max)
+    }
+
+    /// The level with `clients` clients.
+    pub fn level(&self, clients: usize) -> Option<&Level> {
+        self.levels.iter().find(|level| level.clients == clients)
+    }
+}
+
+/// Runs (a).
+pub async fn run(bench: &Bench) -> anyhow::Result<Throughput> {
+    baseline::prepare(&bench.pool).await?;
+    let warmup = put_new_skus(bench, "W", 8, Stop::After(bench.plan.warmup)).await;
+    let mut touched = warmup.ok;
+    bench.settle().await?;
+    reset_peak(&bench.engine.pids());
+    let mut levels = Vec::new();
+    for &clients in &bench.plan.clients {
+        let baseline = baseline::plain_inserts(
+            bench.services.database_url(),
+            clients,
+            bench.plan.level_duration,
+        )
+        .await?;
+        let run = put_new_skus(
+            bench,
+            &format!("A{clients}"),
+            clients,
+            Stop::After(bench.plan.level_duration),
+        )
+        .await;
+        touched += run.ok;
+        let engine = rate(run.ok, run.elapsed);
+        let level = Level {
+            clients,
+            baseline_commits_per_s: baseline,
+            engine_commands_per_s: engine,
+            ratio: ratio(engine, baseline),
+            latency: Percentiles::of_micros(&run.latencies_us),
+            failed: run.failed,
+            failures: run.failures,
+            aggregates_touched: touched,
+            memory: bench.memory_mib(),
+        };
+        eprintln!(
+            "(a) {clients:>2} clients: engine {engine:.0} cmd/s, baseline {baseline:.0} commits/s, {} failed",
+            level.failed
+        );
+        levels.push(level);
+        bench.settle().await?;
+    }
+    Ok(Throughput {
+        peak_mib: bench.memory_mib().peak_mib,
+        levels,
+    })
+}
+
+/// `PUT /inventory` of SKU `<prefix>-<n>` (a new aggregate per request) from `clients` loops.
+async fn put_new_skus(bench: &Bench, prefix: &str, clients: usize, stop: Stop) -> Run {
+    let client = bench.client.clone();
+    let url: Arc<str> = bench.engine.url("/inventory").into();
+    let auth: Arc<str> = bench.operator.clone().into();
+    let prefix: Arc<str> = prefix.into();
+    closed_loop(clients, stop, move |n| {
+        let request = client
+            .put(&*url)
+            .header(AUTHORIZATION, &*auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(format!(
+                r#"{{"sku":"{prefix}-{n}","quantity":{}}}"#,
+                n % 1000 + 1
+            ));
+        async move {
+            match request.send().await {
+                Ok(response) => classify(response.status(), &[204], &[]),
+                Err(error) => transport(&error),
+            }
+        }
+    })
+    .await
+}
