@@ -50,6 +50,11 @@ pub struct Commands {
 }
 
 impl Commands {
+    /// The event store the executors share (its upcasters and audit key), for the auditor routes.
+    pub fn store(&self) -> &PgEventStore {
+        &self.store
+    }
+
     pub fn new(pool: PgPool) -> Self {
         let store = PgEventStore::new(pool).with_upcasters(product::upcasters());
         let catalog: Arc<dyn Catalog> = Arc::new(StoreCatalog::new(store.clone()));

@@ -3,6 +3,7 @@
 //!
 //! Commands go to the write model; the queries (`queries`) read the projected read models.
 
+mod audit;
 mod campaigns;
 mod dto;
 mod inventory;
@@ -48,6 +49,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(queries::order_payments))
         .routes(routes!(queries::shipment))
         .routes(routes!(queries::order_shipments))
+        .routes(routes!(audit::order_events))
+        .routes(routes!(audit::order_history))
+        .routes(routes!(audit::verify))
 }
 
 /// A validated value, or a 422 naming `name`.
