@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use crate::metrics::Metrics;
 
 /// How long topic creation may take before startup fails.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of the background components (flags and environment, shown by `--help`).
 #[derive(Debug, Clone, Args)]
