@@ -16,6 +16,7 @@ use crate::auth::{Role, TokenVerifier};
 use crate::config::{ConfigArgs, ConfigError, JwtSecret, KafkaBrokers, Settings, throwaway_secret};
 use crate::connect::{Backends, ConnectError, check_broker};
 use crate::engine::{self, Components, Engine, EngineArgs, EngineConfig, EngineError};
+use crate::replay_cli::{ReplayCliError, ReplayCommand};
 use crate::server::{Server, ServerError, shutdown_signal};
 use crate::state::{AppState, StateParts};
 
@@ -79,6 +80,12 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
     },
+    /// Auditor tooling: order histories, log verification, exports, read-model rebuilds
+    /// (needs DATABASE_URL, except `verify --file`; verification needs COMMERCE_AUDIT_KEY).
+    Replay {
+        #[command(subcommand)]
+        command: ReplayCommand,
+    },
     /// Manage the tenants the engine serves; needs DATABASE_URL.
     Tenant {
         #[command(subcommand)]
@@ -117,6 +124,9 @@ pub enum CommandError {
     /// A background component (relay, projections, workflows) failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A `commerce replay` command failed or found damage.
+    #[error(transparent)]
+    Replay(#[from] ReplayCliError),
     /// A background task panicked or was cancelled.
     #[error("internal task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -193,6 +203,7 @@ impl Cli {
                 println!("{token}");
                 Ok(())
             }
+            Command::Replay { command } => Ok(crate::replay_cli::run(command, &self.config).await?),
             Command::Tenant {
                 action: TenantAction::Add { tenant },
             } => {

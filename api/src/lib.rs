@@ -6,7 +6,8 @@
 //! - [`connect`]: connections to PostgreSQL and the broker, checked at startup;
 //! - [`engine`]: the relay, projection worker and workflows run in-process, stopped together;
 //! - [`server`]: the axum router and its graceful shutdown;
-//! - [`telemetry`]: `tracing` logs.
+//! - [`telemetry`]: `tracing` logs;
+//! - [`replay_cli`]: `commerce replay …`, the auditor tooling of `commerce_replay`.
 //!
 //! The HTTP API itself:
 //! - [`app`]: the router behind its cross-cutting layers (correlation id, span, timeout,
@@ -33,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod replay_cli;
 mod routes;
 pub mod server;
 pub mod state;
