@@ -1,6 +1,6 @@
 //! The engine's background components, run together in one process next to (or without) the
-//! HTTP API: the relay (event store → Kafka), a projection worker (Kafka → read models) and the
-//! workflows (process managers and deadlines).
+//! HTTP API: the relay (event store → Kafka, with the checkpoint sealer), a projection worker
+//! (Kafka → read models) and the workflows (process managers and deadlines).
 //!
 //! [`Engine::start`] migrates the components' schemas, creates the aggregate topics (so a
 //! projection worker never subscribes to a topic that does not exist yet), installs the
@@ -66,6 +66,15 @@ pub struct EngineArgs {
         global = true
     )]
     pub projection_group: String,
+
+    /// Seconds between checkpoint seals of the event log, next to the relay (0: never).
+    #[arg(
+        long,
+        env = "COMMERCE_SEAL_INTERVAL_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub seal_interval_secs: u64,
 }
 
 /// Which components to run.
@@ -104,6 +113,8 @@ pub struct EngineConfig {
     pub partitions: i32,
     pub replication: i32,
     pub projection_group: String,
+    /// Time between checkpoint seals, with the relay (`None`: no sealing).
+    pub seal_interval: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -115,6 +126,8 @@ impl EngineConfig {
             partitions: args.topic_partitions.max(1),
             replication: args.topic_replication.max(1),
             projection_group: args.projection_group.clone(),
+            seal_interval: (args.seal_interval_secs > 0)
+                .then(|| Duration::from_secs(args.seal_interval_secs)),
         }
     }
 
@@ -126,6 +139,7 @@ impl EngineConfig {
             partitions: 6,
             replication: 1,
             projection_group: "commerce-projections".to_owned(),
+            seal_interval: Some(Duration::from_secs(10)),
         }
     }
 
@@ -260,6 +274,13 @@ impl Engine {
             engine.spawn("relay", async move {
                 relay.run(stopped).await.map_err(EngineError::from)
             });
+            if let Some(every) = config.seal_interval {
+                let stopped = engine.stopped();
+                engine.spawn("checkpoint sealer", async move {
+                    crate::sealer::run(store, every, stopped).await;
+                    Ok(())
+                });
+            }
         }
         if components.projections {
             let (pool, worker_config, stopped) = (pool.clone(), config.worker(), engine.stopped());

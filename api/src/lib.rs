@@ -7,7 +7,8 @@
 //! - [`engine`]: the relay, projection worker and workflows run in-process, stopped together;
 //! - [`server`]: the axum router and its graceful shutdown;
 //! - [`telemetry`]: `tracing` logs;
-//! - [`replay_cli`]: `commerce replay …`, the auditor tooling of `commerce_replay`.
+//! - [`replay_cli`]: `commerce replay …`, the auditor tooling of `commerce_replay`;
+//!   [`sealer`]: the periodic checkpoint seals next to the relay.
 //!
 //! The HTTP API itself:
 //! - [`app`]: the router behind its cross-cutting layers (correlation id, span, timeout,
@@ -36,6 +37,7 @@ pub mod openapi;
 pub mod problem;
 pub mod replay_cli;
 mod routes;
+pub mod sealer;
 pub mod server;
 pub mod state;
 pub mod telemetry;
