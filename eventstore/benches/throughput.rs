@@ -5,7 +5,9 @@
 //! concurrency; the ratio is the figure of merit. Needs `DATABASE_URL`; creates its own
 //! database there. The four workloads of one concurrency level run interleaved, in
 //! `ROUNDS` rounds of `BENCH_SECONDS` each (default 2), so that disk contention from other
-//! processes on the machine hits them alike.
+//! processes on the machine hits them alike. The last column puts back, for comparison, the
+//! `NOTIFY` trigger that ran inside every append transaction before wake-ups left the commit
+//! path (migration `20260101000900`).
 //!
 //! Run: `cargo bench -p commerce-eventstore --bench throughput`
 //! (add `--profile dev` to reuse the test build).
@@ -61,6 +63,20 @@ async fn main() {
         .execute(&pool)
         .await
         .expect("baseline table");
+    // The trigger the engine had before wake-ups left the commit path, kept here (disabled
+    // outside its column) so one run compares both.
+    for statement in [
+        "CREATE FUNCTION bench_notify_in_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_notify('commerce_events', ''); RETURN NULL; END; $$",
+        "CREATE TRIGGER bench_notify_in_commit AFTER INSERT ON events \
+         FOR EACH STATEMENT EXECUTE FUNCTION bench_notify_in_commit()",
+        "ALTER TABLE events DISABLE TRIGGER bench_notify_in_commit",
+    ] {
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect("the old notify trigger");
+    }
     let store = PgEventStore::new(pool.clone());
     let executor = CommandExecutor::<Counter>::new(store, ());
 
@@ -68,40 +84,42 @@ async fn main() {
         "{ROUNDS} interleaved rounds of {window:?} per cell; commands/s (engine) vs commits/s (plain INSERT)"
     );
     println!(
-        "writers | plain INSERT/s | engine warm cmd/s (ratio) | engine cold cmd/s (ratio) | warm, no NOTIFY trigger (ratio)"
+        "writers | plain INSERT/s | engine warm cmd/s (ratio) | engine cold cmd/s (ratio) | warm, old NOTIFY-in-commit trigger (ratio)"
     );
     for writers in WRITERS {
-        let (mut plain, mut warm, mut cold, mut silent) = (0, 0, 0, 0);
+        let (mut plain, mut warm, mut cold, mut in_commit) = (0, 0, 0, 0);
         for _ in 0..ROUNDS {
             plain += run(&pool, &executor, Workload::PlainInsert, writers, window).await;
             warm += run(&pool, &executor, Workload::EngineWarm, writers, window).await;
             cold += run(&pool, &executor, Workload::EngineCold, writers, window).await;
-            set_notify_trigger(&pool, false).await;
-            silent += run(&pool, &executor, Workload::EngineWarm, writers, window).await;
             set_notify_trigger(&pool, true).await;
+            in_commit += run(&pool, &executor, Workload::EngineWarm, writers, window).await;
+            set_notify_trigger(&pool, false).await;
         }
         let rounds = u64::from(ROUNDS);
-        let (plain, warm, cold, silent) = (
+        let (plain, warm, cold, in_commit) = (
             plain / rounds,
             warm / rounds,
             cold / rounds,
-            silent / rounds,
+            in_commit / rounds,
         );
         println!(
-            "{writers:>7} | {plain:>14} | {warm:>11} ({:>3}%) | {cold:>11} ({:>3}%) | {silent:>11} ({:>3}%)",
+            "{writers:>7} | {plain:>14} | {warm:>11} ({:>3}%) | {cold:>11} ({:>3}%) | {in_commit:>11} ({:>3}%)",
             percent(warm, plain),
             percent(cold, plain),
-            percent(silent, plain),
+            percent(in_commit, plain),
         );
     }
 }
 
 async fn set_notify_trigger(pool: &PgPool, enabled: bool) {
     let verb = if enabled { "ENABLE" } else { "DISABLE" };
-    sqlx::query(&format!("ALTER TABLE events {verb} TRIGGER events_notify"))
-        .execute(pool)
-        .await
-        .expect("toggle the notify trigger");
+    sqlx::query(&format!(
+        "ALTER TABLE events {verb} TRIGGER bench_notify_in_commit"
+    ))
+    .execute(pool)
+    .await
+    .expect("toggle the notify trigger");
 }
 
 fn percent(part: u64, whole: u64) -> u64 {

@@ -419,7 +419,10 @@ impl EventBackend for PgBackend {
                 };
             }
             let error = match self.insert(stream, after, &events).await {
-                Ok(version) => return Ok(AppendOutcome { version }),
+                Ok(version) => {
+                    self.store.signal_appended();
+                    return Ok(AppendOutcome { version });
+                }
                 Err(error) => error,
             };
             if let Some(outcome) = self

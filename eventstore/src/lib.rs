@@ -19,7 +19,9 @@
 //! - `executor` ([`CommandExecutor`]): runs `cqrs_es::Aggregate` commands; see its doc for
 //!   the caching, retry and idempotency rules.
 //! - `store` ([`PgEventStore`]): stream and aggregate reads, engine-built snapshots.
-//! - `log` ([`GlobalLog`]): all events in `(transaction_id, position)` order, gap-free.
+//! - `log` ([`GlobalLog`]): all events in `(transaction_id, position)` order, gap-free;
+//!   `wakeup`: appends wake [`LogWakeups`] in-process and by a debounced `NOTIFY` sent outside
+//!   the append transaction (a `NOTIFY` inside it would serialise commits).
 //! - `upcast` ([`Upcasters`]): old event versions rewritten on every read path.
 //! - `backend` ([`EventBackend`], [`PgBackend`]): the storage contract a second store
 //!   (KurrentDB, crate `commerce-eventstore-kurrentdb`) also fulfils; [`conformance`] is the
@@ -53,6 +55,7 @@ mod selection;
 mod store;
 mod stream;
 mod upcast;
+mod wakeup;
 
 pub use backend::{
     AppendOutcome, BackendError, BackendEvent, EventBackend, EventSubscription, ExpectedVersion,

@@ -9,9 +9,11 @@
 //! cursor handed out. Nothing is skipped and no timeout is involved. The price: a long
 //! transaction anywhere in the cluster holds the reader back (it lags, it never loses events).
 //!
-//! [`LogWakeups`] is the push side: a statement trigger on `events` sends a `NOTIFY` on
-//! commit. Tailers should still poll periodically, because the horizon can also move when
-//! an unrelated long transaction ends.
+//! [`LogWakeups`] is the push side: appends through the engine wake tailers of the same
+//! process directly and others by a `NOTIFY` on [`EVENTS_CHANNEL`] sent outside the append
+//! transaction (`crate::wakeup`). Tailers should still poll periodically, because the horizon
+//! can also move when an unrelated long transaction ends, and writers outside the engine
+//! signal nothing unless they `NOTIFY` themselves.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,12 +23,13 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::record::{EVENT_COLUMNS, RecordedEvent};
 use crate::upcast::Upcasters;
 
-/// The notification channel the `events` trigger signals on.
+/// The notification channel appends are announced on (`NOTIFY commerce_events`).
 pub const EVENTS_CHANNEL: &str = "commerce_events";
 
 /// An event as read from the global log.
@@ -122,11 +125,13 @@ impl GlobalLog {
         Ok(events)
     }
 
-    /// Subscribes to append notifications (one dedicated connection).
+    /// Subscribes to append notifications (one dedicated connection) and to the appends of
+    /// this process.
     pub async fn wakeups(&self) -> Result<LogWakeups, StoreError> {
+        let local = crate::wakeup::in_process();
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENTS_CHANNEL).await?;
-        Ok(LogWakeups { listener })
+        Ok(LogWakeups { listener, local })
     }
 }
 
@@ -134,14 +139,23 @@ impl GlobalLog {
 #[derive(Debug)]
 pub struct LogWakeups {
     listener: PgListener,
+    /// Commits of this process, seen before their `NOTIFY` is sent.
+    local: watch::Receiver<u64>,
 }
 
 impl LogWakeups {
-    /// Waits for the next append notification. Several appends may collapse into one
-    /// wake-up; after a reconnect, notifications sent meanwhile are lost, so callers re-read
-    /// from their cursor on every wake-up and also poll on a timer.
+    /// Waits for the next append notification or in-process commit. Several appends may
+    /// collapse into one wake-up, one append may wake twice (signal and `NOTIFY`), and after a
+    /// reconnect notifications sent meanwhile are lost: callers re-read from their cursor on
+    /// every wake-up and also poll on a timer.
     pub async fn next(&mut self) -> Result<(), StoreError> {
-        self.listener.recv().await?;
+        tokio::select! {
+            received = self.listener.recv() => {
+                received?;
+            }
+            // The sender is a process-wide static: this never reports it closed.
+            _ = self.local.changed() => {}
+        }
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ use crate::log::GlobalLog;
 use crate::record::{EVENT_COLUMNS, RecordedEvent};
 use crate::stream::StreamId;
 use crate::upcast::{SerializedEvent, Upcasters};
+use crate::wakeup::AppendSignal;
 
 /// The PostgreSQL event store (tables created by [`crate::migrate`]).
 ///
@@ -25,6 +26,8 @@ pub struct PgEventStore {
     pool: PgPool,
     upcasters: Arc<Upcasters>,
     audit_key: Arc<AuditKey>,
+    /// Wakes log tailers after appends through this store (`crate::wakeup`).
+    appended: AppendSignal,
 }
 
 /// An aggregate folded up to `version` (the sequence of the last applied event; 0 = no events).
@@ -47,6 +50,7 @@ impl PgEventStore {
     /// A store keyed by [`AuditKey::from_env`] (`COMMERCE_AUDIT_KEY`, else the development key).
     pub fn new(pool: PgPool) -> Self {
         Self {
+            appended: AppendSignal::new(pool.clone()),
             pool,
             upcasters: Arc::new(Upcasters::new()),
             audit_key: Arc::new(AuditKey::from_env()),
@@ -75,6 +79,12 @@ impl PgEventStore {
 
     pub fn upcasters(&self) -> &Upcasters {
         &self.upcasters
+    }
+
+    /// Call after events were committed through this store: wakes log tailers in this
+    /// process now and in others by a `NOTIFY` sent soon after, outside the append.
+    pub(crate) fn signal_appended(&self) {
+        self.appended.committed();
     }
 
     /// The gap-free global log reader over this store.

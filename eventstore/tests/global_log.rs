@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use commerce_eventstore::{CommandExecutor, GlobalLog, LogCursor, LogEvent, PgEventStore};
+use commerce_eventstore::{
+    CommandExecutor, EVENTS_CHANNEL, GlobalLog, LogCursor, LogEvent, PgEventStore,
+};
 use common::counter::{Counter, CounterCommand};
 use common::{context, fresh_pool, stream};
 use sqlx::{PgPool, Row};
@@ -194,4 +196,33 @@ async fn given_a_listener_when_an_event_is_appended_then_it_is_woken() {
         .await
         .expect("woken within 10 s")
         .expect("notification");
+}
+
+/// Wake-ups left the commit path: no trigger NOTIFYs inside append transactions, yet a tailer
+/// in another process (a bare LISTEN connection, which the in-process signal cannot reach)
+/// still hears about an append, from the store's notifier after the commit.
+#[tokio::test]
+async fn given_a_listener_elsewhere_when_an_event_is_appended_then_a_notify_follows_the_commit() {
+    let pool = fresh_pool().await;
+    let in_commit_triggers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'events_notify'")
+            .fetch_one(&pool)
+            .await
+            .expect("triggers");
+    assert_eq!(in_commit_triggers, 0);
+    let mut elsewhere = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listener");
+    elsewhere.listen(EVENTS_CHANNEL).await.expect("listen");
+
+    CommandExecutor::<Counter>::new(PgEventStore::new(pool), ())
+        .execute(stream("t", "c"), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("append");
+
+    let notification = tokio::time::timeout(Duration::from_secs(10), elsewhere.recv())
+        .await
+        .expect("notified within 10 s")
+        .expect("notification");
+    assert_eq!(notification.channel(), EVENTS_CHANNEL);
 }

@@ -212,6 +212,11 @@ async fn steady_latency(
                 let mut tx = pool.begin().await?;
                 insert(&mut tx).await?;
                 tx.commit().await?;
+                // What the engine's notifier sends after commits; raw inserts signal nothing.
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(commerce_eventstore::EVENTS_CHANNEL)
+                    .execute(&pool)
+                    .await?;
             }
             anyhow::Ok(())
         })

@@ -5,8 +5,10 @@
 //! event. After a failed batch the relay backs off (capped exponential), replaces the
 //! producer and resumes from the persisted cursor (which did not move, so nothing is skipped;
 //! messages acknowledged before the failure are published again: duplicates are counted).
-//! Memory stays bounded by one batch however long the broker is away. When the log is drained the loop sleeps until a `commerce_events` notification or
-//! the polling interval, whichever comes first.
+//! Memory stays bounded by one batch however long the broker is away. When the log is
+//! drained the loop sleeps until a wake-up ([`LogWakeups`]: an append committed by this
+//! process, or a `NOTIFY commerce_events` from another) or the polling interval, whichever
+//! comes first.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

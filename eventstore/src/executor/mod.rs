@@ -309,6 +309,7 @@ where
         };
         match appended {
             Ok(Appended::Committed(outcome, head_hash)) => {
+                store.signal_appended();
                 if let Some(cached) = slot.as_mut() {
                     cached.version = outcome.last_sequence;
                     cached.head_hash = head_hash;

@@ -86,11 +86,22 @@ impl NewEvent {
     }
 }
 
-/// Appends events in one transaction, as postgres-es does (its seven columns only).
+/// Appends events in one transaction, as postgres-es does (its seven columns only), then
+/// announces them as the engine does after a commit (`NOTIFY commerce_events`).
 pub async fn append(pool: &PgPool, events: &[NewEvent]) {
     let mut tx = pool.begin().await.expect("begin");
     insert(&mut tx, events).await;
     tx.commit().await.expect("commit");
+    announce(pool).await;
+}
+
+/// What the engine's notifier sends after commits (raw inserts signal nothing by themselves).
+pub async fn announce(pool: &PgPool) {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(commerce_eventstore::EVENTS_CHANNEL)
+        .execute(pool)
+        .await
+        .expect("notify");
 }
 
 pub async fn insert(tx: &mut sqlx::PgConnection, events: &[NewEvent]) {
