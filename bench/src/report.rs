@@ -201,7 +201,10 @@ fn targets(report: &Report) -> Vec<Target> {
         add(
             "b",
             "nothing oversold",
-            format!("{} joined events, {} places", b.joined_events, b.capacity),
+            format!(
+                "at most {} of {} places occupied",
+                b.peak_occupied, b.capacity
+            ),
             !b.oversold,
         );
         let a64 = report
@@ -323,14 +326,14 @@ fn insanity(report: &Report) -> Vec<String> {
         }
         if b.oversold {
             problems.push(format!(
-                "(b) oversold: {} joined events for {} places",
-                b.joined_events, b.capacity
+                "(b) oversold: {} places occupied of {}",
+                b.peak_occupied, b.capacity
             ));
         }
-        if b.accepted != b.capacity || b.joined_events != b.accepted {
+        if b.peak_occupied != b.capacity || b.joined_events != b.accepted {
             problems.push(format!(
-                "(b) {} accepted and {} stored joins for {} places",
-                b.accepted, b.joined_events, b.capacity
+                "(b) {} accepted and {} stored joins, {} of {} places filled",
+                b.accepted, b.joined_events, b.peak_occupied, b.capacity
             ));
         }
     }
@@ -460,8 +463,9 @@ pub fn render(report: &Report) -> String {
         line(
             &mut out,
             format!(
-                "    stored campaign.joined events {}, read model participants {}, oversold: {}",
+                "    stored campaign.joined events {}, most places occupied {}, read model participants {}, oversold: {}",
                 b.joined_events,
+                b.peak_occupied,
                 b.read_model_participants
                     .map_or_else(|| "n/a".to_owned(), |p| p.to_string()),
                 if b.oversold { "YES" } else { "no" }

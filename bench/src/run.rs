@@ -14,6 +14,8 @@ use crate::services::Services;
 
 /// The steady rate of (c) when (a) did not run.
 const DEFAULT_LATENCY_RATE: u64 = 100;
+/// The highest steady rate of (c) in quick mode.
+const QUICK_LATENCY_RATE: u64 = 50;
 
 /// Runs `plan`; returns whether every number is sane.
 pub async fn run(plan: Plan) -> anyhow::Result<bool> {

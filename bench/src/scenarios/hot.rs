@@ -1,8 +1,9 @@
 //! (b) One hot aggregate: customers join one campaign, each request its own customer, from
 //! many clients at once. The campaign has 5 % fewer places than requests, so the last ones
 //! must be refused as "full": a correct answer, not a failure. Anything else that does not
-//! succeed (a concurrency conflict, a 5xx, a timeout) is a failure. Checks the log for
-//! overselling and reports the rate per tenth of the accepted joins (flat as the stream grows?).
+//! succeed (a concurrency conflict, a 5xx, a timeout) is a failure. Joins pay with the sandbox
+//! gateway's `pm_card_ok`, so the process managers also command the hot aggregate (paid
+//! participants) while the joins run, as in a real flash sale. Checks the log for overselling and reports the rate per tenth of the accepted joins (flat as the stream grows?).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,9 +45,12 @@ pub struct Hot {
     pub latency: Percentiles,
     /// `campaign.joined` events of the campaign's stream in the store.
     pub joined_events: u64,
+    /// The most places ever occupied, replaying the stream: joins minus drops and leaves
+    /// (the process managers drop a participant whose payment fails, which frees a place).
+    pub peak_occupied: u64,
     /// Participants in the campaign read model, when projections run.
     pub read_model_participants: Option<u64>,
-    /// More joins stored or reported than places.
+    /// More places occupied at some point than the campaign has.
     pub oversold: bool,
     /// The engine's memory after the run (f).
     pub memory_after: MemoryMib,
@@ -81,7 +85,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
             .post(&*url)
             .header(AUTHORIZATION, auth)
             .header(CONTENT_TYPE, "application/json")
-            .body("{}");
+            .body(r#"{"payment_method":"pm_card_ok"}"#);
         async move {
             match request.send().await {
                 Ok(response) => join_outcome(response).await,
@@ -95,10 +99,9 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
     let accepted = accepted_at.len();
     let first = accepted.min(FIRST);
     let windows = window_rates(accepted_at, WINDOWS);
-    let joined_events = joined_events(bench, campaign).await?;
+    let (joined_events, peak_occupied) = stored_joins(bench, campaign).await?;
     let read_model_participants = participants(bench, campaign).await?;
-    let oversold = joined_events > capacity
-        || run.ok > capacity
+    let oversold = peak_occupied > capacity
         || read_model_participants.is_some_and(|participants| participants > capacity);
     let hot = Hot {
         requests,
@@ -125,6 +128,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
         window_joins_per_s: windows,
         latency: Percentiles::of_micros(&run.latencies_us),
         joined_events,
+        peak_occupied,
         read_model_participants,
         oversold,
         memory_after: bench.memory_mib(),
@@ -194,7 +198,7 @@ async fn create_campaign(bench: &Bench, capacity: u64) -> anyhow::Result<Uuid> {
         .header(AUTHORIZATION, &bench.operator)
         .json(&serde_json::json!({
             "sku": sku,
-            "min_participants": 1,
+            "min_participants": 2,
             "max_participants": capacity,
             "group_price": price(999),
             "original_price": price(1999),
@@ -214,15 +218,21 @@ async fn create_campaign(bench: &Bench, capacity: u64) -> anyhow::Result<Uuid> {
         .context("POST /campaigns returned no id")
 }
 
-/// `campaign.joined` events stored for the campaign.
-async fn joined_events(bench: &Bench, campaign: Uuid) -> anyhow::Result<u64> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_id LIKE $1 AND event_type = 'campaign.joined'",
+/// The campaign's stored `campaign.joined` events, and the most places occupied at once.
+async fn stored_joins(bench: &Bench, campaign: Uuid) -> anyhow::Result<(u64, u64)> {
+    let (joined, peak): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE event_type = 'campaign.joined'), max(occupied)::bigint \
+         FROM (SELECT event_type, sum(CASE event_type \
+                   WHEN 'campaign.joined' THEN 1 \
+                   WHEN 'campaign.participant_dropped' THEN -1 \
+                   WHEN 'campaign.participant_left' THEN -1 ELSE 0 END) \
+                 OVER (ORDER BY sequence) AS occupied \
+               FROM events WHERE aggregate_id LIKE $1) AS stream",
     )
     .bind(format!("%{campaign}"))
     .fetch_one(&bench.pool)
     .await?;
-    Ok(u64::try_from(count)?)
+    Ok((u64::try_from(joined)?, u64::try_from(peak.unwrap_or(0))?))
 }
 
 /// The read model's participant count, once it caught up (None without projections).

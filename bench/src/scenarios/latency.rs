@@ -75,6 +75,7 @@ async fn command_then_query(client: &reqwest::Client, base: &str, auth: &str, n:
     };
     let accepted = Instant::now();
     let token = consistency_token(&response);
+    let mut last = "no answer".to_owned();
     while accepted.elapsed() < VISIBLE_WITHIN {
         let mut query = client
             .get(format!("{base}/inventory/{sku}"))
@@ -88,8 +89,11 @@ async fn command_then_query(client: &reqwest::Client, base: &str, auth: &str, n:
                 if body["on_hand"].as_u64() == Some(quantity) {
                     return Outcome::Ok(Some(accepted.elapsed()));
                 }
+                last = "200 with an older stock".to_owned();
             }
-            Ok(answer) if matches!(answer.status().as_u16(), 404 | 503) => {}
+            Ok(answer) if matches!(answer.status().as_u16(), 404 | 503) => {
+                last = format!("HTTP {}", answer.status().as_u16());
+            }
             Ok(answer) => {
                 return Outcome::Failed(format!("query HTTP {}", answer.status().as_u16()));
             }
@@ -97,5 +101,5 @@ async fn command_then_query(client: &reqwest::Client, base: &str, auth: &str, n:
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Outcome::Failed("not visible within 10 s".to_owned())
+    Outcome::Failed(format!("not visible within 10 s (last answer: {last})"))
 }
