@@ -3,7 +3,7 @@
 //!
 //! Layout: `cache` (per-stream slots and the bounded LRU of folded aggregates), `append`
 //! (the one-transaction append and idempotency record), `backoff` (retry delays),
-//! `outcome` (context and results), `error`.
+//! `metrics` (retry counters), `outcome` (context and results), `error`.
 //!
 //! How a command runs (design decision 8, "hot aggregates"):
 //! 1. A repeated idempotency key returns the stored outcome (or `IdempotencyMismatch`).
@@ -28,6 +28,7 @@ mod append;
 mod backoff;
 mod cache;
 mod error;
+mod metrics;
 mod outcome;
 
 use std::fmt;
@@ -198,8 +199,12 @@ where
                         attempts: attempt,
                     });
                 }
-                Attempt::Stale => attempt += 1,
+                Attempt::Stale => {
+                    metrics::retried(A::TYPE, metrics::Retry::Stale);
+                    attempt += 1;
+                }
                 Attempt::Conflict => {
+                    metrics::retried(A::TYPE, metrics::Retry::Conflict);
                     tokio::time::sleep(backoff::delay(
                         attempt,
                         config.backoff_base,
