@@ -34,7 +34,14 @@ fn locate_or_build() -> Result<PathBuf, FaultError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--quiet", "-p", "commerce-api", "--bin", "commerce"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "commerce-api",
+            "--bin",
+            "commerce",
+        ])
         .current_dir(&workspace);
     let output = command.output().map_err(|error| FaultError::Command {
         command: "cargo build".into(),
@@ -69,5 +76,9 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn absolute(base: &Path, dir: PathBuf) -> PathBuf {
-    if dir.is_absolute() { dir } else { base.join(dir) }
+    if dir.is_absolute() {
+        dir
+    } else {
+        base.join(dir)
+    }
 }

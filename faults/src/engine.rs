@@ -107,7 +107,15 @@ impl Engine {
     /// A token minted by `commerce token`.
     pub fn token(&self, tenant: &str, role: &str, sub: &str) -> Result<String, FaultError> {
         let output = self.once(&[
-            "token", "--tenant", tenant, "--role", role, "--sub", sub, "--ttl-secs", "86400",
+            "token",
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+            "--sub",
+            sub,
+            "--ttl-secs",
+            "86400",
         ])?;
         Ok(output.trim().to_owned())
     }
@@ -122,7 +130,10 @@ impl Engine {
 
     /// Starts one more process of `component`.
     pub fn spawn(&mut self, component: Component) -> Result<(), FaultError> {
-        let log_path = self.settings.log_dir.join(format!("{}.log", component.name()));
+        let log_path = self
+            .settings
+            .log_dir
+            .join(format!("{}.log", component.name()));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -249,7 +260,10 @@ impl Engine {
             .env("DATABASE_URL", &settings.database_url)
             .env("KAFKA_BROKERS", &settings.brokers)
             .env("COMMERCE_JWT_SECRET", &settings.jwt_secret)
-            .env("COMMERCE_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
+            .env(
+                "COMMERCE_HTTP_ADDR",
+                format!("127.0.0.1:{}", self.http_port),
+            )
             .env("COMMERCE_TOPIC_PREFIX", &settings.topic_prefix)
             .env(
                 "COMMERCE_PROJECTION_GROUP",

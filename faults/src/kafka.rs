@@ -38,10 +38,17 @@ pub fn aggregate_topics(prefix: &str) -> Vec<String> {
 }
 
 /// Every record of `topics`, read up to the high watermarks taken at the start.
-pub fn read_all(brokers: &str, topics: &[String], within: Duration) -> Result<Vec<TopicRecord>, FaultError> {
+pub fn read_all(
+    brokers: &str,
+    topics: &[String],
+    within: Duration,
+) -> Result<Vec<TopicRecord>, FaultError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("faults-reader-{}", Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!("faults-reader-{}", Uuid::new_v4().simple()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()?;
@@ -69,7 +76,10 @@ pub fn read_all(brokers: &str, topics: &[String], within: Duration) -> Result<Ve
     while !remaining.is_empty() {
         if Instant::now() > deadline {
             return Err(FaultError::Timeout {
-                what: format!("reading the topics ({} partitions unfinished)", remaining.len()),
+                what: format!(
+                    "reading the topics ({} partitions unfinished)",
+                    remaining.len()
+                ),
                 seconds: within.as_secs(),
             });
         }
@@ -88,7 +98,12 @@ pub fn read_all(brokers: &str, topics: &[String], within: Duration) -> Result<Ve
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .map(|header| {
+                        (
+                            header.key.to_owned(),
+                            header.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -156,7 +171,12 @@ pub fn produce_copies(brokers: &str, records: &[TopicRecord]) -> Result<usize, F
 }
 
 /// Produces raw records (poison: undecodable or oversized) to `topic`, keyed by `key`.
-pub fn produce_raw(brokers: &str, topic: &str, key: &str, payloads: &[Vec<u8>]) -> Result<(), FaultError> {
+pub fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    key: &str,
+    payloads: &[Vec<u8>],
+) -> Result<(), FaultError> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("message.max.bytes", "10000000")
@@ -167,5 +187,35 @@ pub fn produce_raw(brokers: &str, topic: &str, key: &str, payloads: &[Vec<u8>]) 
             .map_err(|(error, _)| error)?;
     }
     producer.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Creates the analyst-stream topics of an engine whose topics start with `prefix` (Tansu
+/// creates no topic on first use; existing ones are left as they are).
+pub async fn create_analytics_topics(brokers: &str, prefix: &str) -> Result<(), FaultError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let names: Vec<String> = ["analytics.orders", "analytics.order_lines"]
+        .iter()
+        .map(|topic| format!("{prefix}{topic}"))
+        .collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| NewTopic::new(name, 6, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(FaultError::Unexpected(format!("creating {topic}: {code}")));
+            }
+        }
+    }
     Ok(())
 }

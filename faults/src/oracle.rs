@@ -70,8 +70,8 @@ pub async fn check(
     let mut findings = Findings::default();
     check_acks(pool, acks, &mut findings).await?;
     check_kafka(pool, brokers, topics, &mut findings).await?;
-    let store = PgEventStore::new(pool.clone())
-        .with_upcasters(commerce_aggregates::product::upcasters());
+    let store =
+        PgEventStore::new(pool.clone()).with_upcasters(commerce_aggregates::product::upcasters());
     check_read_models(&store, &mut findings).await?;
     check_invariants(&store, &mut findings).await?;
     findings.open_dead_letters =
@@ -81,31 +81,46 @@ pub async fn check(
     Ok(findings)
 }
 
-async fn check_acks(pool: &PgPool, acks: &[Ack], findings: &mut Findings) -> Result<(), FaultError> {
+async fn check_acks(
+    pool: &PgPool,
+    acks: &[Ack],
+    findings: &mut Findings,
+) -> Result<(), FaultError> {
     let positions: Vec<i64> = acks.iter().filter_map(|ack| ack.position).collect();
-    let found: BTreeSet<i64> = sqlx::query_scalar("SELECT position FROM events WHERE position = ANY($1)")
-        .bind(&positions)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .collect();
-    let streams: BTreeSet<(String, String)> = sqlx::query("SELECT DISTINCT aggregate_type, aggregate_id FROM events")
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .filter_map(|row| Some((row.try_get("aggregate_type").ok()?, row.try_get("aggregate_id").ok()?)))
-        .collect();
+    let found: BTreeSet<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE position = ANY($1)")
+            .bind(&positions)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let streams: BTreeSet<(String, String)> =
+        sqlx::query("SELECT DISTINCT aggregate_type, aggregate_id FROM events")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    row.try_get("aggregate_type").ok()?,
+                    row.try_get("aggregate_id").ok()?,
+                ))
+            })
+            .collect();
     for ack in acks {
         findings.acks_checked += 1;
         if let Some(position) = ack.position
             && !found.contains(&position)
         {
-            findings.lost_acks.push(format!("{} at position {position}", ack.kind));
+            findings
+                .lost_acks
+                .push(format!("{} at position {position}", ack.kind));
         }
         if let Some((aggregate_type, key)) = &ack.stream
             && !streams.contains(&((*aggregate_type).to_owned(), format!("{TENANT}/{key}")))
         {
-            findings.lost_acks.push(format!("{}: no stream {aggregate_type} {key}", ack.kind));
+            findings
+                .lost_acks
+                .push(format!("{}: no stream {aggregate_type} {key}", ack.kind));
         }
     }
     Ok(())
@@ -123,15 +138,18 @@ async fn check_kafka(
     findings.events = stored.len() as u64;
     let brokers = brokers.to_owned();
     let topics = topics.to_vec();
-    let records = tokio::task::spawn_blocking(move || read_all(&brokers, &topics, Duration::from_secs(60)))
-        .await
-        .map_err(|error| FaultError::Unexpected(error.to_string()))??;
+    let records =
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topics, Duration::from_secs(60)))
+            .await
+            .map_err(|error| FaultError::Unexpected(error.to_string()))??;
     findings.kafka_records = records.len() as u64;
     let mut seen: HashMap<Uuid, u64> = HashMap::new();
     let mut last_sequence: HashMap<String, i64> = HashMap::new();
     // Partition order is the publication order of one aggregate (same key, same partition).
     for record in &records {
-        let Some(event_id) = record.event_id else { continue };
+        let Some(event_id) = record.event_id else {
+            continue;
+        };
         let copies = seen.entry(event_id).or_default();
         *copies += 1;
         if *copies > 1 {
@@ -141,19 +159,26 @@ async fn check_kafka(
         if let Some((aggregate, sequence)) = &record.stream {
             let last = last_sequence.entry(aggregate.clone()).or_default();
             if *sequence <= *last {
-                findings
-                    .kafka_misordered
-                    .push(format!("{aggregate}: first copy of {sequence} after {last}"));
+                findings.kafka_misordered.push(format!(
+                    "{aggregate}: first copy of {sequence} after {last} ({} partition {} offset {})",
+                    record.topic, record.partition, record.offset
+                ));
             }
             *last = (*last).max(*sequence);
         }
     }
-    findings.unpublished = stored.into_iter().filter(|id| !seen.contains_key(id)).collect();
+    findings.unpublished = stored
+        .into_iter()
+        .filter(|id| !seen.contains_key(id))
+        .collect();
     Ok(())
 }
 
 /// Columns a rebuild legitimately writes differently: bookkeeping clocks of the worker.
-const VOLATILE: &[(&str, &str)] = &[("stream_state", "updated_at"), ("pending_events", "received_at")];
+const VOLATILE: &[(&str, &str)] = &[
+    ("stream_state", "updated_at"),
+    ("pending_events", "received_at"),
+];
 
 async fn snapshot(pool: &PgPool) -> Result<BTreeMap<String, Vec<String>>, FaultError> {
     let tables: Vec<String> = sqlx::query_scalar(
@@ -174,19 +199,39 @@ async fn snapshot(pool: &PgPool) -> Result<BTreeMap<String, Vec<String>>, FaultE
             "SELECT (to_jsonb(t) - $1::text[])::text FROM rm.\"{}\" t ORDER BY 1",
             table.replace('"', "\"\"")
         );
-        let mut values: Vec<String> = sqlx::query_scalar(&sql).bind(&drop_keys).fetch_all(pool).await?;
+        let mut values: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(&drop_keys)
+            .fetch_all(pool)
+            .await?;
         values.sort();
         rows.insert(table, values);
     }
     Ok(rows)
 }
 
-async fn check_read_models(store: &PgEventStore, findings: &mut Findings) -> Result<(), FaultError> {
+async fn check_read_models(
+    store: &PgEventStore,
+    findings: &mut Findings,
+) -> Result<(), FaultError> {
     for difference in verify_projections(store).await? {
-        findings.read_model_differences.push(format!("verify_projections: {difference:?}"));
+        findings
+            .read_model_differences
+            .push(format!("verify_projections: {difference:?}"));
     }
     let live = snapshot(store.pool()).await?;
-    rebuild_read_models(store, Rebuild::All, |_| {}).await?;
+    if let Err(error) = rebuild_read_models(store, Rebuild::All, |_| {}).await {
+        findings
+            .read_model_differences
+            .push(format!("rebuild from the store failed: {error}"));
+        let behind: Vec<String> = sqlx::query_scalar(
+            "SELECT format('%s %s/%s live %s rebuilt %s', l.aggregate_type, l.tenant_id, l.aggregate_id,                            l.last_sequence, s.last_sequence)              FROM rm.stream_state l              LEFT JOIN rm_shadow.stream_state s USING (tenant_id, aggregate_type, aggregate_id)              WHERE l.last_sequence > coalesce(s.last_sequence, 0) LIMIT 20",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap_or_default();
+        findings.read_model_differences.extend(behind);
+        return Ok(());
+    }
     let rebuilt = snapshot(store.pool()).await?;
     let tables: BTreeSet<&String> = live.keys().chain(rebuilt.keys()).collect();
     for table in tables {
@@ -194,10 +239,14 @@ async fn check_read_models(store: &PgEventStore, findings: &mut Findings) -> Res
         let before: BTreeSet<&String> = live.get(table).unwrap_or(&empty).iter().collect();
         let after: BTreeSet<&String> = rebuilt.get(table).unwrap_or(&empty).iter().collect();
         for row in before.difference(&after) {
-            findings.read_model_differences.push(format!("{table}: live only {row}"));
+            findings
+                .read_model_differences
+                .push(format!("{table}: live only {row}"));
         }
         for row in after.difference(&before) {
-            findings.read_model_differences.push(format!("{table}: rebuilt only {row}"));
+            findings
+                .read_model_differences
+                .push(format!("{table}: rebuilt only {row}"));
         }
     }
     Ok(())
@@ -220,7 +269,9 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
     {
         let owner: String = row.try_get("owner")?;
         let captures: i64 = row.try_get("captures")?;
-        findings.double_charges.push(format!("{owner}: {captures} captures"));
+        findings
+            .double_charges
+            .push(format!("{owner}: {captures} captures"));
     }
     // Orders: fold each one; none may be left half way.
     let mut order_status: HashMap<Uuid, String> = HashMap::new();
@@ -230,8 +281,11 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
     .fetch_all(pool)
     .await?
     {
-        let Some((tenant, id)) = key.split_once('/') else { continue };
-        let stream = StreamId::new(tenant, id).map_err(|error| FaultError::Unexpected(error.to_string()))?;
+        let Some((tenant, id)) = key.split_once('/') else {
+            continue;
+        };
+        let stream =
+            StreamId::new(tenant, id).map_err(|error| FaultError::Unexpected(error.to_string()))?;
         let folded = history::<Order>(store, &stream, Upto::End).await?;
         let status = folded
             .state
@@ -241,7 +295,10 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
             .to_owned();
         *findings.orders_by_status.entry(status.clone()).or_default() += 1;
         if matches!(status.as_str(), "placed" | "awaiting_payment" | "unknown") {
-            findings.stuck_orders.push(format!("{id}: {status}"));
+            let trail = event_trail(pool, id).await?;
+            findings
+                .stuck_orders
+                .push(format!("{id}: {status} [{trail}]"));
         }
         if let Ok(uuid) = Uuid::parse_str(id) {
             order_status.insert(uuid, status);
@@ -255,8 +312,11 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
     .fetch_all(pool)
     .await?
     {
-        let Some((tenant, id)) = key.split_once('/') else { continue };
-        let stream = StreamId::new(tenant, id).map_err(|error| FaultError::Unexpected(error.to_string()))?;
+        let Some((tenant, id)) = key.split_once('/') else {
+            continue;
+        };
+        let stream =
+            StreamId::new(tenant, id).map_err(|error| FaultError::Unexpected(error.to_string()))?;
         let folded = history::<Inventory>(store, &stream, Upto::End).await?;
         let inventory: Inventory = serde_json::from_value(folded.state)
             .map_err(|error| FaultError::Unexpected(format!("inventory state of {id}: {error}")))?;
@@ -274,15 +334,33 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
                 continue;
             }
             if let ReservationHolder::Order(order) = reservation.holder()
-                && order_status.get(&order).is_none_or(|status| status == "canceled")
+                && order_status
+                    .get(&order)
+                    .is_none_or(|status| status == "canceled")
             {
+                let trail = event_trail(pool, &order.to_string()).await?;
                 findings.leaked_reservations.push(format!(
-                    "{id}: {} units for order {order} ({})",
+                    "{id}: {} units for order {order} ({}) [{trail}]",
                     reservation.quantity(),
-                    order_status.get(&order).map_or("no such order", String::as_str)
+                    order_status
+                        .get(&order)
+                        .map_or("no such order", String::as_str)
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// Every event that names `id` (its own stream and the others), in log order: the evidence
+/// attached to a finding.
+async fn event_trail(pool: &PgPool, id: &str) -> Result<String, FaultError> {
+    let trail: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(format('%s#%s@%s', event_type, sequence, position), ' ' ORDER BY position) \
+         FROM events WHERE aggregate_id LIKE '%' || $1 || '%' OR payload::text LIKE '%' || $1 || '%'",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(trail.unwrap_or_default())
 }

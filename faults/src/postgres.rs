@@ -36,7 +36,8 @@ impl PrivatePostgres {
     /// Creates and starts a cluster on a free port.
     pub fn start(sync: SyncCommit) -> Result<Self, FaultError> {
         let binaries = ensure_postgres()?;
-        let base = std::env::temp_dir().join(format!("commerce-faults-pg-{}", Uuid::new_v4().simple()));
+        let base =
+            std::env::temp_dir().join(format!("commerce-faults-pg-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&base).map_err(FaultError::io("create", &base))?;
         if is_root() {
             run(Command::new("chown").arg(SERVICE_USER).arg(&base))?;
@@ -54,7 +55,10 @@ impl PrivatePostgres {
 
     /// A URL for `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SERVICE_USER}@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://{SERVICE_USER}@127.0.0.1:{}/{database}",
+            self.port
+        )
     }
 
     /// F3: stops the server the way a power cut would (`pg_ctl stop -m immediate`: no

@@ -35,9 +35,10 @@ impl Backlog {
 
 /// One reading of the backlog; a database error reads as "not yet" (it may be restarting).
 pub async fn backlog(pool: &PgPool) -> Result<Backlog, FaultError> {
-    let head = sqlx::query("SELECT count(*) AS events, coalesce(max(position), 0) AS head FROM events")
-        .fetch_one(pool)
-        .await?;
+    let head =
+        sqlx::query("SELECT count(*) AS events, coalesce(max(position), 0) AS head FROM events")
+            .fetch_one(pool)
+            .await?;
     let relay_behind: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events e WHERE NOT EXISTS ( \
              SELECT 1 FROM relay_cursor c WHERE (e.transaction_id, e.position) <= (c.transaction_id, c.position))",

@@ -9,7 +9,7 @@ use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 use crate::engine::{Component, Engine, EngineSettings};
-use crate::kafka::{aggregate_topics, produce_copies, read_all};
+use crate::kafka::{aggregate_topics, create_analytics_topics, produce_copies, read_all};
 use crate::oracle::{Findings, check};
 use crate::postgres::{PrivatePostgres, SyncCommit};
 use crate::quiesce::backlog;
@@ -70,17 +70,17 @@ pub struct CaseConfig {
 }
 
 impl CaseConfig {
-    /// A CI-sized case: a few hundred commands in at most 20 s of load.
+    /// A CI-sized case: up to 2,000 commands in at most 15 s of load.
     pub fn quick(fault: Fault) -> Self {
         Self {
             fault,
-            operations: 400,
-            duration: Duration::from_secs(20),
+            operations: 2_000,
+            duration: Duration::from_secs(15),
             clients: 4,
             skus: 6,
             seed: Rng::seed_from_env(),
             sync: SyncCommit::On,
-            every_ms: (1_500, 3_500),
+            every_ms: (1_000, 2_500),
         }
     }
 }
@@ -110,20 +110,45 @@ impl fmt::Display for Report {
              events {}, kafka records {} ({} duplicate copies), acks checked {}\n  \
              lost acks {}, unpublished {}, misordered {}, read-model differences {}, double charges {}, oversold {}, \
              leaked reservations {}, stuck orders {}, open dead letters {}\n  orders by status {:?}",
-            self.fault, self.seed, self.injected, self.kills, self.restarts,
-            self.load.as_secs_f64(), self.quiescence.as_secs_f64(),
-            s.attempted, s.acknowledged, s.refused, s.server_errors, s.transport_errors, s.retries, s.unknown_outcome,
-            r.events, r.kafka_records, r.kafka_duplicates, r.acks_checked,
-            r.lost_acks.len(), r.unpublished.len(), r.kafka_misordered.len(), r.read_model_differences.len(),
-            r.double_charges.len(), r.oversold.len(), r.leaked_reservations.len(), r.stuck_orders.len(),
-            r.open_dead_letters, r.orders_by_status,
+            self.fault,
+            self.seed,
+            self.injected,
+            self.kills,
+            self.restarts,
+            self.load.as_secs_f64(),
+            self.quiescence.as_secs_f64(),
+            s.attempted,
+            s.acknowledged,
+            s.refused,
+            s.server_errors,
+            s.transport_errors,
+            s.retries,
+            s.unknown_outcome,
+            r.events,
+            r.kafka_records,
+            r.kafka_duplicates,
+            r.acks_checked,
+            r.lost_acks.len(),
+            r.unpublished.len(),
+            r.kafka_misordered.len(),
+            r.read_model_differences.len(),
+            r.double_charges.len(),
+            r.oversold.len(),
+            r.leaked_reservations.len(),
+            r.stuck_orders.len(),
+            r.open_dead_letters,
+            r.orders_by_status,
         )
     }
 }
 
 /// Runs one case to its verdict.
 pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
-    eprintln!("faults: case {:?} with seed {} (FAULTS_SEED={} replays it)", config.fault, config.seed, config.seed);
+    eprintln!(
+        "faults: case {:?} with seed {} (FAULTS_SEED={} replays it)",
+        config.fault, config.seed, config.seed
+    );
+    let case_started = Instant::now();
     let mut rng = Rng::new(config.seed);
     let mut postgres = tokio::task::spawn_blocking(move || PrivatePostgres::start(config.sync))
         .await
@@ -136,7 +161,8 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
         .connect(&database_url)
         .await?;
     let prefix = format!("f{}.", &Uuid::new_v4().simple().to_string()[..8]);
-    let log_dir = std::env::temp_dir().join(format!("commerce-faults-logs-{}", Uuid::new_v4().simple()));
+    let log_dir =
+        std::env::temp_dir().join(format!("commerce-faults-logs-{}", Uuid::new_v4().simple()));
     let settings = EngineSettings {
         database_url,
         brokers: tansu.brokers(),
@@ -144,9 +170,14 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
         jwt_secret: "faults-suite-secret-faults-suite-secret".into(),
         log_dir: log_dir.clone(),
     };
+    create_analytics_topics(&tansu.brokers(), &prefix).await?;
     let binary = tokio::task::spawn_blocking(binary::commerce_binary)
         .await
         .map_err(|error| FaultError::Unexpected(error.to_string()))??;
+    eprintln!(
+        "faults: binary ready after {:.1} s",
+        case_started.elapsed().as_secs_f64()
+    );
     let mut engine = Engine::prepare(&binary, settings, &[TENANT])?;
     let operator = engine.token(TENANT, "operator", "ops")?;
     let customers = (0..8)
@@ -156,6 +187,10 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
     if matches!(config.fault, Fault::KillProjections | Fault::Mixed) {
         engine.spawn(Component::Projections)?;
     }
+    eprintln!(
+        "faults: engine up after {:.1} s",
+        case_started.elapsed().as_secs_f64()
+    );
     let mut setup = Workload::new(engine.base_url(), operator.clone(), customers.clone())?;
     setup.setup(config.skus, &mut rng).await?;
 
@@ -175,7 +210,8 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
     let expected = config.clients.max(1);
     let mut finished = Vec::with_capacity(expected);
     let mut injected = 0;
-    let mut next = Instant::now() + Duration::from_millis(rng.between(config.every_ms.0 / 2, config.every_ms.1 / 2));
+    let mut next = Instant::now()
+        + Duration::from_millis(rng.between(config.every_ms.0 / 2, config.every_ms.1 / 2));
     while finished.len() < expected {
         while let Some(joined) = clients.try_join_next() {
             finished.push(joined.map_err(|error| FaultError::Unexpected(error.to_string()))?);
@@ -186,9 +222,19 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
                 Fault::Mixed => *rng.pick(&Fault::MIXED).unwrap_or(&Fault::KillRelay),
                 other => other,
             };
-            inject(fault, &mut rng, &mut engine, &mut tansu, &mut postgres, &pool, &prefix).await?;
+            inject(
+                fault,
+                &mut rng,
+                &mut engine,
+                &mut tansu,
+                &mut postgres,
+                &pool,
+                &prefix,
+            )
+            .await?;
             injected += 1;
-            next = Instant::now() + Duration::from_millis(rng.between(config.every_ms.0, config.every_ms.1));
+            next = Instant::now()
+                + Duration::from_millis(rng.between(config.every_ms.0, config.every_ms.1));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -200,14 +246,20 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
     }
     let load = started.elapsed();
 
+    eprintln!("faults: load done after {:.1} s", load.as_secs_f64());
     let quiet_since = Instant::now();
     quiesce(&pool, &mut engine, Duration::from_secs(90)).await?;
     let quiescence = quiet_since.elapsed();
     let kills = format!("{:?}", engine.kills());
     let restarts = format!("{:?}", engine.restarts());
     engine.stop_all();
+    eprintln!("faults: quiescent after {:.1} s", quiescence.as_secs_f64());
     let findings = check(&pool, &tansu.brokers(), &aggregate_topics(&prefix), &acks).await?;
     pool.close().await;
+    eprintln!(
+        "faults: checked after {:.1} s in all",
+        case_started.elapsed().as_secs_f64()
+    );
     let report = Report {
         fault: config.fault,
         seed: config.seed,
@@ -329,9 +381,10 @@ async fn duplicate(
     engine.supervise()?;
     let brokers = tansu.brokers();
     let topics = aggregate_topics(prefix);
-    let records = tokio::task::spawn_blocking(move || read_all(&brokers, &topics, Duration::from_secs(30)))
-        .await
-        .map_err(|error| FaultError::Unexpected(error.to_string()))??;
+    let records =
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topics, Duration::from_secs(30)))
+            .await
+            .map_err(|error| FaultError::Unexpected(error.to_string()))??;
     let mut chosen: Vec<_> = records.into_iter().filter(|_| rng.chance(10)).collect();
     chosen.reverse();
     let brokers = tansu.brokers();

@@ -22,7 +22,8 @@ pub struct PrivateTansu {
 
 impl PrivateTansu {
     pub fn start() -> Result<Self, FaultError> {
-        let dir = std::env::temp_dir().join(format!("commerce-faults-tansu-{}", Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("commerce-faults-tansu-{}", Uuid::new_v4().simple()));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(FaultError::io("create", &data))?;
         let mut broker = Self {
@@ -62,7 +63,9 @@ impl PrivateTansu {
             .stdout(log)
             .stderr(log_err);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().map_err(FaultError::io("spawn", binary.path()))?;
+        let child = command
+            .spawn()
+            .map_err(FaultError::io("spawn", binary.path()))?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_WITHIN;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

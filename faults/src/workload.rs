@@ -65,9 +65,7 @@ pub struct Workload {
 impl Workload {
     /// `operator` and `customers` are bearer tokens of [`TENANT`].
     pub fn new(base: String, operator: String, customers: Vec<String>) -> Result<Self, FaultError> {
-        let client = Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
         Ok(Self {
             client,
             base,
@@ -88,9 +86,11 @@ impl Workload {
             let price = 500 + i64::try_from(rng.below(5000)).unwrap_or(0);
             let body = json!({"sku": sku, "name": format!("Product {index}"),
                               "price": {"amount_minor": price, "currency": CURRENCY}});
-            self.must(Method::POST, "/products", None, body, "product").await?;
+            self.must(Method::POST, "/products", None, body, "product")
+                .await?;
             let stock = json!({"sku": sku, "quantity": rng.between(10, 40)});
-            self.must(Method::PUT, "/inventory", None, stock, "stock").await?;
+            self.must(Method::PUT, "/inventory", None, stock, "stock")
+                .await?;
             self.skus.push(sku);
         }
         let now = Utc::now();
@@ -141,7 +141,11 @@ impl Workload {
                 lines.push(json!({"sku": sku, "quantity": rng.between(1, 3)}));
             }
         }
-        let method = if rng.chance(15) { "pm_card_declined" } else { "pm_card_ok" };
+        let method = if rng.chance(15) {
+            "pm_card_declined"
+        } else {
+            "pm_card_ok"
+        };
         let body = json!({"lines": lines, "currency": CURRENCY, "payment_method": method});
         let token = self.customers.get(customer).cloned();
         if let Some(answer) = self
@@ -150,7 +154,11 @@ impl Workload {
             && let Some(id) = answer.id
         {
             self.orders.push((customer, id));
-            self.record(answer.position, "order.place", Some(("order", id.to_string())));
+            self.record(
+                answer.position,
+                "order.place",
+                Some(("order", id.to_string())),
+            );
         }
     }
 
@@ -165,7 +173,11 @@ impl Workload {
             .command(Method::POST, &path, token, body, "order.cancel")
             .await
         {
-            self.record(answer.position, "order.cancel", Some(("order", id.to_string())));
+            self.record(
+                answer.position,
+                "order.cancel",
+                Some(("order", id.to_string())),
+            );
         }
     }
 
@@ -180,7 +192,11 @@ impl Workload {
             .command(Method::POST, &path, token, body, "campaign.join")
             .await
         {
-            self.record(answer.position, "campaign.join", Some(("campaign", campaign.to_string())));
+            self.record(
+                answer.position,
+                "campaign.join",
+                Some(("campaign", campaign.to_string())),
+            );
         }
     }
 
@@ -193,11 +209,20 @@ impl Workload {
             .command(Method::PUT, "/inventory", None, body, "inventory.set")
             .await
         {
-            self.record(answer.position, "inventory.set", Some(("inventory", format!("{sku}:default"))));
+            self.record(
+                answer.position,
+                "inventory.set",
+                Some(("inventory", format!("{sku}:default"))),
+            );
         }
     }
 
-    fn record(&mut self, position: Option<i64>, kind: &'static str, stream: Option<(&'static str, String)>) {
+    fn record(
+        &mut self,
+        position: Option<i64>,
+        kind: &'static str,
+        stream: Option<(&'static str, String)>,
+    ) {
         self.acks.push(Ack {
             kind,
             position,
@@ -217,7 +242,9 @@ impl Workload {
         let answer = self
             .command(method, path, token, body, kind)
             .await
-            .ok_or_else(|| FaultError::Unexpected(format!("setup command {kind} on {path} was refused")))?;
+            .ok_or_else(|| {
+                FaultError::Unexpected(format!("setup command {kind} on {path} was refused"))
+            })?;
         self.record(answer.position, kind, None);
         Ok(answer.body)
     }
