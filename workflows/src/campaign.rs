@@ -6,6 +6,9 @@
 //!   amount and authorizes it; `payment.authorized` makes the participant paid (the campaign
 //!   turns successful by itself once the minimum paid). No stock or a declined payment drops
 //!   the participant, which releases the stock and voids the hold.
+//! - `campaign.participant_paid` that fills the last place of a successful campaign closes it
+//!   at once (every place is paid: nobody else can join, so waiting for the end time would
+//!   only delay the orders).
 //! - At the end time the deadline `Expire`s the campaign: a successful one closes, a failed one
 //!   fails. `campaign.closed` captures every paid participant, places their order (which this
 //!   module then confirms on the participant's reservation and payment, so checkout fulfils
@@ -17,7 +20,9 @@
 //! (CMP-2, CMP-4); this module only ever acts on participants the aggregate admitted.
 
 use chrono::Duration;
-use commerce_aggregates::campaign::{Campaign, CampaignCommand, Participant, ParticipantState};
+use commerce_aggregates::campaign::{
+    Campaign, CampaignCommand, CampaignStatus, Participant, ParticipantState,
+};
 use commerce_aggregates::inventory::{InventoryCommand, MAX_RESERVATION_TTL, StockItem};
 use commerce_aggregates::order::{Order, OrderCommand, PlaceCampaignOrder, StockReservation};
 use commerce_aggregates::payment::{CreatePayment, Payment, PaymentCommand};
@@ -247,6 +252,32 @@ pub(crate) async fn on_participant_payment_settled(
         .await?;
     if paid.is_refused() {
         settle_payment(engine, cause, payment_id, None).await?;
+    }
+    Ok(())
+}
+
+/// `campaign.participant_paid`: close a successful campaign as soon as every place is paid
+/// (the aggregate's `Close` allows it then; a place freed meanwhile makes it refuse, and the
+/// end-time deadline closes instead).
+pub(crate) async fn on_participant_paid(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+) -> Result<(), WorkflowError> {
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let full = campaign
+        .config()
+        .is_some_and(|config| campaign.paid_count() >= config.max_participants);
+    if campaign.status() == CampaignStatus::Successful && full {
+        engine
+            .issue(
+                &engine.campaigns,
+                cause,
+                "close_full",
+                campaign_id.to_string(),
+                CampaignCommand::Close { at: engine.now() },
+            )
+            .await?;
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ use crate::gateway::GatewayError;
 /// A failure while reacting to an event or firing a deadline.
 ///
 /// [`WorkflowError::is_transient`] decides what the engine does: transient failures are retried
-/// (the cursor does not move, the deadline stays due), the others are logged and skipped, since
-/// trying again would fail the same way.
+/// (the cursor does not move, the deadline stays due); for the others trying again would fail
+/// the same way, so a reaction that fails so is parked as a dead letter.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     /// The database failed; try again.

@@ -15,8 +15,9 @@
 //!   event, written after each event. A crash re-handles at most the event in flight, whose
 //!   commands replay.
 //! - Failures: a transient failure (database, conflict, gateway) retries the same event with a
-//!   capped backoff and never skips it; a permanent one (undecodable payload) is logged and
-//!   skipped, since it would fail the same way for ever.
+//!   capped backoff and never skips it; a permanent one (undecodable payload) would fail the
+//!   same way for ever, so it is parked in `workflow_dead_letters` (see `dead_letters`) and the
+//!   cursor moves on only once the row is written.
 
 use std::time::Duration;
 

@@ -9,6 +9,7 @@
 //! payment.failed ─► retry by policy, else order canceled (payment_failed)
 //! order.canceled / order.expired ─► release stock, void or refund payments
 //! campaign.joined ─► reserve ─► authorize ─► participant paid   (no stock/declined ─► dropped)
+//! last place paid (successful campaign) ─► close
 //! campaign.closed ─► capture, campaign order per participant     campaign.failed ─► void/refund, release
 //! ```
 //!
@@ -27,6 +28,10 @@
 //! - **State** (`links`): what was created for an order or participant, written before the
 //!   creating command, so compensation finds it all (ORD-6, CMP-7).
 //! - **Deadlines** (`deadlines`): durable rows fired once per (aggregate, kind) (ES-5).
+//! - **Failures**: a transient failure (database, conflict, gateway) retries the same event
+//!   with a capped backoff; a permanent one (an undecodable payload) is never skipped
+//!   silently: the event is parked in `workflow_dead_letters` (`dead_letters`) and counted as
+//!   `workflow_parked_total` before the cursor moves past it.
 //! - **Gateways** ([`gateway`]): [`PaymentGateway`] and [`Carrier`] traits with the sandbox
 //!   implementations of the API contract's test payment methods.
 //!
@@ -37,6 +42,7 @@
 mod campaign;
 mod checkout;
 mod compensation;
+mod dead_letters;
 mod deadlines;
 mod engine;
 mod error;
@@ -206,7 +212,7 @@ impl Workflows {
             let batch = intake::next_batch(&log, cursor, engine.config.batch_size).await?;
             let drained = batch.len() < engine.config.batch_size as usize;
             for event in &batch {
-                self.handle(event).await;
+                self.handle(event).await?;
                 cursor = LogCursor::after(event);
                 intake::save_cursor(&engine.pool, cursor).await?;
             }
@@ -218,20 +224,24 @@ impl Workflows {
         }
     }
 
-    /// Reacts to one event, retrying transient failures until they pass.
-    async fn handle(&self, event: &commerce_eventstore::LogEvent) {
+    /// Reacts to one event, retrying transient failures until they pass and parking the event
+    /// as a dead letter when its reaction can never succeed.
+    ///
+    /// # Errors
+    /// A permanently failing event could not be parked: the caller must not move past it.
+    async fn handle(&self, event: &commerce_eventstore::LogEvent) -> Result<(), WorkflowError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match react::react(&self.engine, event).await {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(error) if error.is_transient() => {
                     tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, attempt, %error, "workflows: retrying");
                     tokio::time::sleep(intake::retry_delay(attempt)).await;
                 }
                 Err(error) => {
-                    tracing::error!(event_id = %event.event_id, event_type = %event.event_type, %error, "workflows: reaction skipped");
-                    return;
+                    tracing::error!(event_id = %event.event_id, event_type = %event.event_type, %error, "workflows: reaction parked as a dead letter");
+                    return dead_letters::park(&self.engine.pool, event, &error).await;
                 }
             }
         }

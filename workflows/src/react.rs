@@ -197,6 +197,9 @@ async fn on_campaign(
         CampaignEvent::Joined(joined) => {
             campaign::on_joined(engine, cause, campaign_id, &joined).await
         }
+        CampaignEvent::ParticipantPaid(_) => {
+            campaign::on_participant_paid(engine, cause, campaign_id).await
+        }
         CampaignEvent::ParticipantDropped(dropped) => {
             campaign::on_participant_gone(engine, cause, dropped.participant_id, &dropped.reason)
                 .await

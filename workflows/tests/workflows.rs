@@ -13,8 +13,12 @@ use commerce_aggregates::payment::{
 use commerce_aggregates::shipment::ShipmentStatus;
 use commerce_contracts::events::CancelReason;
 use commerce_domain::OrderId;
-use commerce_eventstore::{CommandContext, EventMetadata, StreamId};
+use commerce_eventstore::{
+    CommandContext, EventBackend, EventMetadata, ExpectedVersion, NewStreamEvent, PgBackend,
+    StreamId, StreamRef,
+};
 use common::{Harness, PRICE, TENANT};
+use uuid::Uuid;
 
 fn final_status(status: Option<OrderStatus>) -> bool {
     matches!(status, Some(OrderStatus::Confirmed | OrderStatus::Canceled))
@@ -426,16 +430,17 @@ async fn successful_campaign_closes_captures_and_orders_every_participant() {
     h.product("LAMP", PRICE);
     h.stock("LAMP", 10).await;
     let engine = h.spawn();
+    // Two of three places paid: successful, but open until the end time.
     let campaign_id = h
         .create_campaign("LAMP", 2, 3, chrono::Duration::hours(1))
         .await;
-    for customer in ["a", "b", "c"] {
+    for customer in ["a", "b"] {
         h.join(campaign_id, customer, "pm_card_ok")
             .await
             .expect("joined");
     }
     h.eventually(20, "the campaign successful", || async {
-        h.campaign(campaign_id).await.paid_count() == 3
+        h.campaign(campaign_id).await.paid_count() == 2
     })
     .await;
     assert_eq!(
@@ -443,8 +448,8 @@ async fn successful_campaign_closes_captures_and_orders_every_participant() {
         CampaignStatus::Successful
     );
     h.advance(chrono::Duration::hours(2));
-    h.eventually(30, "three labelled orders", || async {
-        h.count_events("order.label_attached").await == 3
+    h.eventually(30, "two labelled orders", || async {
+        h.count_events("order.label_attached").await == 2
     })
     .await;
     let campaign = h.campaign(campaign_id).await;
@@ -461,7 +466,97 @@ async fn successful_campaign_closes_captures_and_orders_every_participant() {
         );
     }
     let lamp = h.stock_of("LAMP").await;
-    assert_eq!((lamp.on_hand(), lamp.reserved()), (7, 0));
+    assert_eq!((lamp.on_hand(), lamp.reserved()), (8, 0));
+    engine.abort();
+}
+
+#[tokio::test]
+async fn a_successful_campaign_closes_as_soon_as_every_place_is_paid() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 10).await;
+    let engine = h.spawn();
+    let campaign_id = h
+        .create_campaign("LAMP", 2, 2, chrono::Duration::hours(1))
+        .await;
+    for customer in ["a", "b"] {
+        h.join(campaign_id, customer, "pm_card_ok")
+            .await
+            .expect("joined");
+    }
+    // The clock never reaches the end time: the last payment closes the campaign.
+    h.eventually(30, "two labelled orders before the end time", || async {
+        h.count_events("order.label_attached").await == 2
+    })
+    .await;
+    let campaign = h.campaign(campaign_id).await;
+    assert_eq!(campaign.status(), CampaignStatus::Closed);
+    assert_eq!(h.count_events("campaign.closed").await, 1);
+    for participant in campaign.participants() {
+        assert_eq!(participant.state(), ParticipantState::Ordered);
+        let payment = h.payment(participant.payment_id().expect("paid")).await;
+        assert_eq!(payment.status(), Some(PaymentStatus::Captured));
+    }
+    let lamp = h.stock_of("LAMP").await;
+    assert_eq!((lamp.on_hand(), lamp.reserved()), (8, 0));
+    engine.abort();
+}
+
+#[tokio::test]
+async fn an_undecodable_event_is_parked_as_a_dead_letter_and_the_flow_goes_on() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 10).await;
+    // given: an `order.created` whose payload no reaction can read, ahead of a good order
+    let bad_id = Uuid::new_v4();
+    let bad_order = Uuid::new_v4();
+    PgBackend::new(h.store.clone())
+        .append(
+            &StreamRef::new(
+                "order",
+                StreamId::new(TENANT, bad_order.to_string()).expect("stream"),
+            ),
+            ExpectedVersion::Exact(0),
+            vec![NewStreamEvent {
+                event_id: bad_id,
+                event_type: "order.created".to_owned(),
+                event_version: "1".to_owned(),
+                payload: serde_json::json!({ "not": "an order" }),
+                metadata: EventMetadata::new(TENANT, "test"),
+            }],
+        )
+        .await
+        .expect("raw append");
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+
+    // when
+    let engine = h.spawn();
+
+    // then: the good order is processed, the bad event is parked with its place and reason
+    h.eventually(20, "the good order labelled", || async {
+        h.count_events("order.label_attached").await == 1
+    })
+    .await;
+    assert_eq!(
+        h.order(order_id).await.status(),
+        Some(OrderStatus::Confirmed)
+    );
+    let parked: Vec<(Uuid, i64, String, String, String)> = sqlx::query_as(
+        "SELECT d.event_id, d.position, d.event_type, d.tenant_id, d.reason          FROM workflow_dead_letters d JOIN events e ON e.event_id = d.event_id          WHERE d.position = e.position",
+    )
+    .fetch_all(h.db.pool())
+    .await
+    .expect("dead letters");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let (event_id, _, event_type, tenant, reason) = &parked[0];
+    assert_eq!(
+        (event_id, event_type.as_str(), tenant.as_str()),
+        (&bad_id, "order.created", TENANT)
+    );
+    assert!(
+        reason.starts_with("cannot decode order.created"),
+        "{reason}"
+    );
     engine.abort();
 }
 
