@@ -28,9 +28,9 @@
 //!
 //! # Throughput and latency
 //! The relay publishes as fast as the broker acknowledges: on Tansu 0.6.0 (SQLite) its
-//! backlog drain matches a bare producer sending the same messages (about 2,500-3,300 events/s,
-//! two messages each, with `examples/relay_bench.rs`), and at 200 events/s a consumer sees
-//! commit-to-Kafka p50 34 ms / p99 62 ms. Tansu 0.6.0 stores message headers without an index
+//! backlog drain matches a bare producer sending the same messages (2,200-3,300 events/s, two
+//! messages each, with `examples/relay_bench.rs` on this 2-core machine), and at 200 events/s
+//! a consumer sees commit-to-Kafka p50 34 ms / p99 62-71 ms. Tansu 0.6.0 stores message headers without an index
 //! and serialises all storage work, so without the index `commerce_devstack` adds
 //! (`index_tansu_headers`) consumers' fetches slow down as headers accumulate and produce
 //! requests queue behind them: stalls of 10-20 s with no error anywhere (p50 9.4 s measured).
