@@ -70,11 +70,11 @@ pub struct CaseConfig {
 }
 
 impl CaseConfig {
-    /// A CI-sized case: up to 2,000 commands in at most 15 s of load.
+    /// A CI-sized case: up to 800 commands in at most 15 s of load.
     pub fn quick(fault: Fault) -> Self {
         Self {
             fault,
-            operations: 2_000,
+            operations: 800,
             duration: Duration::from_secs(15),
             clients: 4,
             skus: 6,
