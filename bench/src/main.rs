@@ -74,13 +74,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         args.quick,
         args.profile,
         args.only,
         !args.no_build,
         args.out,
     );
+    if let Some(requests) = args.hot_requests {
+        plan.hot_requests = requests;
+    }
     match run::run(plan).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
