@@ -1,7 +1,7 @@
 //! The idempotent producer and batch publication.
 //!
-//! `enable.idempotence=true` (which implies `acks=all` and bounded in-flight requests) keeps
-//! each partition's messages in send order without duplicates from the producer's own retries.
+//! `enable.idempotence=true` with `acks=all` and a single request in flight keeps each
+//! partition's messages in send order without duplicates from the producer's own retries.
 //! A batch counts as published only when every message of it was acknowledged; anything else
 //! is a [`PublishError`] and the caller retries the whole batch (duplicates on Kafka are
 //! acceptable, loss is not).
@@ -44,6 +44,13 @@ impl Publisher {
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // One request in flight per connection: a retried request can never be overtaken
+            // by a later one, so per-key order holds even on brokers (Tansu) that do not
+            // enforce idempotent-producer sequence numbers.
+            .set("max.in.flight.requests.per.connection", "1")
+            // A message that finally fails poisons the producer instead of letting later
+            // messages of its partition through: the relay then republishes from its cursor.
+            .set("enable.gapless.guarantee", "true")
             .set("compression.type", "none")
             .set("linger.ms", config.linger.as_millis().to_string())
             .set(

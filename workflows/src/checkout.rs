@@ -176,10 +176,32 @@ pub(crate) async fn on_stock_reserved(
     order_id: Uuid,
 ) -> Result<(), WorkflowError> {
     let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
-    if order.status() != Some(OrderStatus::Placed) || order.campaign().is_some() {
+    if order.campaign().is_some() {
         return Ok(());
     }
-    start_payment(engine, cause, order_id, &order, order.failed_attempts() + 1).await
+    let attempt = order.failed_attempts() + 1;
+    let resumable = match order.status() {
+        Some(OrderStatus::Placed) => true,
+        // This reaction already requested the payment and was interrupted before the outcome
+        // was recorded: its steps replay (the provider echoes the first charge).
+        Some(OrderStatus::AwaitingPayment) => {
+            order.payment_in_flight() == Some(attempt_payment_id(order_id, attempt))
+        }
+        _ => false,
+    };
+    if !resumable {
+        return Ok(());
+    }
+    start_payment(engine, cause, order_id, &order, attempt).await
+}
+
+/// The payment of attempt `attempt` (1-based) of an order.
+fn attempt_payment_id(order_id: Uuid, attempt: u32) -> PaymentId {
+    PaymentId::from_uuid(derived(&[
+        "payment",
+        &order_id.to_string(),
+        &attempt.to_string(),
+    ]))
 }
 
 /// Opens payment attempt `attempt` for the order, requests it on the order and charges it.
@@ -194,11 +216,7 @@ async fn start_payment(
         // No method chosen: the order waits for its expiry.
         return Ok(());
     };
-    let payment_id = PaymentId::from_uuid(derived(&[
-        "payment",
-        &order_id.to_string(),
-        &attempt.to_string(),
-    ]));
+    let payment_id = attempt_payment_id(order_id, attempt);
     let owner = Owner::Order(order_id);
     let link = PaymentLink {
         payment_id: payment_id.as_uuid(),

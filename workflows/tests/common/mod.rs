@@ -177,6 +177,14 @@ impl Harness {
             .expect("order command");
     }
 
+    /// Issues an order command that the order may refuse (it moved on); whether it applied.
+    pub async fn try_order_command(&self, order_id: OrderId, command: OrderCommand) -> bool {
+        self.orders
+            .execute(Self::stream(order_id.to_string()), command, self.context())
+            .await
+            .is_ok()
+    }
+
     pub async fn create_campaign(
         &self,
         sku: &str,
@@ -295,6 +303,45 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        eprintln!("{}", self.trail().await);
         panic!("timed out waiting for {what}");
+    }
+
+    /// The whole log, the cursor, parked events and deadlines, for a failure message.
+    pub async fn trail(&self) -> String {
+        let events: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, \
+             transaction_id::text, position FROM events ORDER BY transaction_id, position",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .expect("events");
+        let cursor: Option<(i64, i64)> =
+            sqlx::query_as("SELECT transaction_id, position FROM workflow_cursor")
+                .fetch_optional(self.db.pool())
+                .await
+                .expect("cursor");
+        let parked: Vec<(String, String)> =
+            sqlx::query_as("SELECT event_type, reason FROM workflow_dead_letters")
+                .fetch_all(self.db.pool())
+                .await
+                .expect("dead letters");
+        let sessions: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT state, backend_xid::text, left(query, 120) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .expect("sessions");
+        let mut trail = format!("workflow cursor {cursor:?}, parked {parked:?}\n");
+        for session in sessions {
+            trail.push_str(&format!("session {session:?}\n"));
+        }
+        for (kind, id, sequence, event_type, txid, position) in events {
+            trail.push_str(&format!(
+                "{txid}/{position} {kind}:{id}#{sequence} {event_type}\n"
+            ));
+        }
+        trail
     }
 }
