@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use futures::TryStreamExt;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::chain::{AuditKey, Hash, hash_from_bytes};
@@ -202,41 +203,53 @@ impl PgEventStore {
         .bind(upper)
         .fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
-            let sequence = sequence_from_db(row.try_get("sequence")?)?;
-            let expected = loaded.version.saturating_add(1);
-            if sequence != expected {
-                return Err(DecodeError::Gap {
-                    stream: aggregate_id.clone(),
-                    expected,
-                    found: sequence,
-                }
-                .into());
-            }
-            let serialized = SerializedEvent::new(
-                aggregate_id.clone(),
-                usize::try_from(sequence).map_err(|_| DecodeError::OutOfRange {
-                    what: "sequence",
-                    value: sequence.to_string(),
-                })?,
-                A::TYPE.to_owned(),
-                row.try_get("event_type")?,
-                row.try_get("event_version")?,
-                row.try_get("payload")?,
-                serde_json::Value::Null,
-            );
-            let event = self.upcasters.upcast(serialized);
-            let payload: A::Event = serde_json::from_value(event.payload).map_err(|source| {
-                DecodeError::json(
-                    format!(
-                        "{} {} v{} at sequence {sequence}",
-                        aggregate_id, event.event_type, event.event_version
-                    ),
-                    source,
-                )
-            })?;
-            loaded.aggregate.apply(payload);
-            loaded.version = sequence;
+            self.apply_row(&aggregate_id, loaded, &row)?;
         }
+        Ok(())
+    }
+
+    /// Upcasts and applies one event row (`sequence`, `event_type`, `event_version`,
+    /// `payload`) to `loaded`, which must be at the previous sequence.
+    pub(crate) fn apply_row<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        loaded: &mut LoadedAggregate<A>,
+        row: &PgRow,
+    ) -> Result<(), StoreError> {
+        let sequence = sequence_from_db(row.try_get("sequence")?)?;
+        let expected = loaded.version.saturating_add(1);
+        if sequence != expected {
+            return Err(DecodeError::Gap {
+                stream: aggregate_id.to_owned(),
+                expected,
+                found: sequence,
+            }
+            .into());
+        }
+        let serialized = SerializedEvent::new(
+            aggregate_id.to_owned(),
+            usize::try_from(sequence).map_err(|_| DecodeError::OutOfRange {
+                what: "sequence",
+                value: sequence.to_string(),
+            })?,
+            A::TYPE.to_owned(),
+            row.try_get("event_type")?,
+            row.try_get("event_version")?,
+            row.try_get("payload")?,
+            serde_json::Value::Null,
+        );
+        let event = self.upcasters.upcast(serialized);
+        let payload: A::Event = serde_json::from_value(event.payload).map_err(|source| {
+            DecodeError::json(
+                format!(
+                    "{} {} v{} at sequence {sequence}",
+                    aggregate_id, event.event_type, event.event_version
+                ),
+                source,
+            )
+        })?;
+        loaded.aggregate.apply(payload);
+        loaded.version = sequence;
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! The transactional append: a command's events and its idempotency record commit together.
+//! The atomic append: a command's events and its idempotency record commit together, in one
+//! statement (one round trip, no explicit transaction).
 //!
 //! postgres-es' own `persist` opens its own transaction, so it cannot also write the
 //! idempotency row; this module inserts into the same `events` table with the same seven
@@ -11,7 +12,8 @@
 //! column defaults (see `crate::chain`).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use crate::chain::{AuditKey, ChainFields, Hash};
@@ -51,8 +53,11 @@ pub(crate) struct PriorExecution {
 }
 
 /// Appends `events` after `expected_version` and, when the command has an idempotency key,
-/// records the outcome under it, in one transaction. `head` is the stream at
-/// `expected_version`: its chain hash starts the new events' chain.
+/// records the outcome under it, atomically and in one round trip: one `INSERT` (the events),
+/// or one statement whose data-modifying CTE inserts the events and whose outer `INSERT`
+/// records the outcome built from their `RETURNING` rows, or one `INSERT` of the record alone
+/// for a keyed command that appended nothing. `head` is the stream at `expected_version`: its
+/// chain hash starts the new events' chain.
 pub(crate) async fn append(
     pool: &PgPool,
     key: &AuditKey,
@@ -63,7 +68,6 @@ pub(crate) async fn append(
     context: &CommandContext,
 ) -> Result<Appended, StoreError> {
     let (expected_version, head_hash) = head;
-    let mut tx = pool.begin().await?;
     let chain = Chain {
         key,
         aggregate_type,
@@ -71,46 +75,116 @@ pub(crate) async fn append(
         expected_version,
         head_hash,
     };
-    let (stored, new_head) = match insert_events(&mut tx, &chain, events, context).await {
-        Ok(stored) => stored,
-        Err(error) if violates(&error, EVENTS_PKEY) => return Ok(Appended::Conflict),
-        Err(error) => return Err(error.into()),
-    };
-    let outcome = CommandOutcome {
+    let rows = Rows::chain(&chain, events, context)?;
+    let idempotency_key = context.metadata.idempotency_key.as_deref();
+    // What the record stores; the outer statement fills in the events and last position.
+    let template = CommandOutcome {
         aggregate_type: aggregate_type.to_owned(),
         aggregate_id: stream.clone(),
+        last_sequence: expected_version,
+        last_position: None,
+        events: Vec::new(),
+        replayed: false,
+        metadata: context.metadata.clone(),
+    };
+    let inserted = match (rows.is_empty(), idempotency_key) {
+        (true, None) => Ok(Vec::new()),
+        (true, Some(idempotency_key)) => {
+            record_alone(pool, &template, idempotency_key, context).await
+        }
+        (false, None) => rows.bind(sqlx::query(INSERT_EVENTS)).fetch_all(pool).await,
+        (false, Some(idempotency_key)) => {
+            let template = serde_json::to_value(&template)
+                .map_err(|source| DecodeError::json("command outcome", source))?;
+            rows.bind(sqlx::query(INSERT_EVENTS_AND_RECORD))
+                .bind(&context.metadata.tenant_id)
+                .bind(idempotency_key)
+                .bind(&context.request_hash)
+                .bind(template)
+                .bind(rows.recorded_at_json())
+                .fetch_all(pool)
+                .await
+        }
+    };
+    let inserted = match inserted {
+        Ok(inserted) => inserted,
+        Err(error) if violates(&error, EVENTS_PKEY) => return Ok(Appended::Conflict),
+        Err(error) if violates(&error, IDEMPOTENCY_PKEY) => return Ok(Appended::KeyTaken),
+        Err(error) => return Err(error.into()),
+    };
+    let stored = stored_events(&inserted)?;
+    let outcome = CommandOutcome {
         last_sequence: stored
             .last()
             .map_or(expected_version, |event| event.sequence),
         last_position: stored.last().map(|event| event.position),
         events: stored,
-        replayed: false,
-        metadata: context.metadata.clone(),
+        ..template
     };
-    if let Some(key) = &context.metadata.idempotency_key {
-        let result = serde_json::to_value(&outcome)
-            .map_err(|source| DecodeError::json("command outcome", source))?;
-        let recorded = sqlx::query(
-            "INSERT INTO command_idempotency \
-                 (tenant_id, idempotency_key, request_hash, aggregate_type, aggregate_id, result) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&context.metadata.tenant_id)
-        .bind(key)
-        .bind(&context.request_hash)
-        .bind(aggregate_type)
-        .bind(stream.aggregate_id())
-        .bind(result)
-        .execute(&mut *tx)
-        .await;
-        match recorded {
-            Ok(_) => {}
-            Err(error) if violates(&error, IDEMPOTENCY_PKEY) => return Ok(Appended::KeyTaken),
-            Err(error) => return Err(error.into()),
-        }
-    }
-    tx.commit().await?;
-    Ok(Appended::Committed(Box::new(outcome), new_head))
+    Ok(Appended::Committed(Box::new(outcome), rows.head_hash))
+}
+
+/// The events' columns, bound as arrays: `$1` aggregate type, `$2` aggregate id, `$6`
+/// metadata and `$8` recorded time are shared by every row.
+const INSERT_EVENTS: &str = "INSERT INTO events \
+         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+          event_id, recorded_at, prev_hash, chain_hash) \
+     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6, \
+            e.event_id, $8, e.prev_hash, e.chain_hash \
+       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
+                   $10::bytea[], $11::bytea[]) \
+            AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
+     RETURNING sequence, event_type, event_version, position, event_id, recorded_at";
+
+/// [`INSERT_EVENTS`] and the idempotency record (`$12` tenant, `$13` key, `$14` request
+/// hash) of the outcome `$15` completed with the inserted events (`$16` is their recorded
+/// time as the outcome serialises it). The record's `INSERT` reads the events'
+/// `RETURNING` rows, so both commit or fail together.
+const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
+         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+          event_id, recorded_at, prev_hash, chain_hash) \
+     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6, \
+            e.event_id, $8, e.prev_hash, e.chain_hash \
+       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
+                   $10::bytea[], $11::bytea[]) \
+            AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
+     RETURNING sequence, event_type, event_version, position, event_id, recorded_at), \
+     rec AS (INSERT INTO command_idempotency \
+         (tenant_id, idempotency_key, request_hash, aggregate_type, aggregate_id, result) \
+     SELECT $12, $13, $14, $1, $2, $15::jsonb || jsonb_build_object( \
+         'events', jsonb_agg(jsonb_build_object( \
+             'sequence', sequence, 'position', position, 'event_id', event_id, \
+             'event_type', event_type, 'event_version', event_version, 'recorded_at', $16::jsonb) \
+             ORDER BY sequence), \
+         'last_sequence', max(sequence), \
+         'last_position', (array_agg(position ORDER BY sequence DESC))[1]) \
+       FROM ins) \
+     SELECT sequence, event_type, event_version, position, event_id, recorded_at FROM ins";
+
+/// The record of a keyed command that appended nothing.
+async fn record_alone(
+    pool: &PgPool,
+    outcome: &CommandOutcome,
+    idempotency_key: &str,
+    context: &CommandContext,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let encode = |error: DecodeError| sqlx::Error::Encode(Box::new(error));
+    let result = serde_json::to_value(outcome)
+        .map_err(|source| encode(DecodeError::json("command outcome", source)))?;
+    sqlx::query(
+        "INSERT INTO command_idempotency \
+             (tenant_id, idempotency_key, request_hash, aggregate_type, aggregate_id, result) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&context.metadata.tenant_id)
+    .bind(idempotency_key)
+    .bind(&context.request_hash)
+    .bind(&outcome.aggregate_type)
+    .bind(outcome.aggregate_id.aggregate_id())
+    .bind(result)
+    .execute(pool)
+    .await?;
+    Ok(Vec::new())
 }
 
 /// Where the appended events' chain starts.
@@ -122,104 +196,129 @@ struct Chain<'a> {
     head_hash: Option<Hash>,
 }
 
-async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    chain: &Chain<'_>,
-    events: Vec<NewEvent>,
-    context: &CommandContext,
-) -> Result<(Vec<StoredEvent>, Option<Hash>), sqlx::Error> {
-    if events.is_empty() {
-        return Ok((Vec::new(), chain.head_hash));
-    }
-    let encode = |error: DecodeError| sqlx::Error::Encode(Box::new(error));
-    let aggregate_id = chain.stream.aggregate_id();
-    let metadata = serde_json::to_value(context.metadata.to_map())
-        .map_err(|source| encode(DecodeError::json("event metadata", source)))?;
-    // Microseconds: what `timestamptz` stores, so the hashed value is the stored value.
-    let now = Utc::now();
-    let recorded_at = DateTime::<Utc>::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let mut sequences = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut event_ids = Vec::with_capacity(events.len());
-    let mut prev_hashes: Vec<Option<Vec<u8>>> = Vec::with_capacity(events.len());
-    let mut chain_hashes: Vec<Vec<u8>> = Vec::with_capacity(events.len());
-    let mut prev = chain.head_hash;
-    let mut next = chain.expected_version;
-    for event in events {
-        next = next.checked_add(1).ok_or_else(|| {
-            encode(DecodeError::OutOfRange {
+/// The new events as the statement's parameters, chained, and the chain hash of the last.
+struct Rows {
+    aggregate_type: String,
+    aggregate_id: String,
+    metadata: serde_json::Value,
+    recorded_at: DateTime<Utc>,
+    sequences: Vec<i64>,
+    types: Vec<String>,
+    versions: Vec<String>,
+    payloads: Vec<serde_json::Value>,
+    event_ids: Vec<Uuid>,
+    prev_hashes: Vec<Option<Vec<u8>>>,
+    chain_hashes: Vec<Vec<u8>>,
+    head_hash: Option<Hash>,
+}
+
+impl Rows {
+    fn chain(
+        chain: &Chain<'_>,
+        events: Vec<NewEvent>,
+        context: &CommandContext,
+    ) -> Result<Self, DecodeError> {
+        let aggregate_id = chain.stream.aggregate_id();
+        let metadata = serde_json::to_value(context.metadata.to_map())
+            .map_err(|source| DecodeError::json("event metadata", source))?;
+        // Microseconds: what `timestamptz` stores, so the hashed value is the stored value.
+        let now = Utc::now();
+        let recorded_at =
+            DateTime::<Utc>::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        let mut rows = Self {
+            aggregate_type: chain.aggregate_type.to_owned(),
+            aggregate_id,
+            metadata,
+            recorded_at,
+            sequences: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            event_ids: Vec::with_capacity(events.len()),
+            prev_hashes: Vec::with_capacity(events.len()),
+            chain_hashes: Vec::with_capacity(events.len()),
+            head_hash: chain.head_hash,
+        };
+        let mut next = chain.expected_version;
+        for event in events {
+            next = next.checked_add(1).ok_or_else(|| DecodeError::OutOfRange {
                 what: "sequence",
                 value: "u64::MAX + 1".to_owned(),
-            })
-        })?;
-        let event_id = Uuid::new_v4();
-        let hash = ChainFields {
-            aggregate_type: chain.aggregate_type,
-            aggregate_id: &aggregate_id,
-            sequence: next,
-            event_type: &event.event_type,
-            event_version: &event.event_version,
-            payload: &event.payload,
-            metadata: &metadata,
-            event_id,
-            recorded_at,
-            prev_hash: prev.as_ref(),
+            })?;
+            let event_id = Uuid::new_v4();
+            let prev = rows.head_hash;
+            let hash = ChainFields {
+                aggregate_type: chain.aggregate_type,
+                aggregate_id: &rows.aggregate_id,
+                sequence: next,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                payload: &event.payload,
+                metadata: &rows.metadata,
+                event_id,
+                recorded_at,
+                prev_hash: prev.as_ref(),
+            }
+            .hash(chain.key);
+            rows.sequences.push(sequence_to_db(next)?);
+            rows.types.push(event.event_type);
+            rows.versions.push(event.event_version);
+            rows.payloads.push(event.payload);
+            rows.event_ids.push(event_id);
+            rows.prev_hashes.push(prev.map(Vec::from));
+            rows.chain_hashes.push(hash.to_vec());
+            rows.head_hash = Some(hash);
         }
-        .hash(chain.key);
-        sequences.push(sequence_to_db(next).map_err(encode)?);
-        types.push(event.event_type);
-        versions.push(event.event_version);
-        payloads.push(event.payload);
-        event_ids.push(event_id);
-        prev_hashes.push(prev.map(Vec::from));
-        chain_hashes.push(hash.to_vec());
-        prev = Some(hash);
+        Ok(rows)
     }
-    let rows = sqlx::query(
-        "INSERT INTO events \
-             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
-              event_id, recorded_at, prev_hash, chain_hash) \
-         SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6, \
-                e.event_id, $8, e.prev_hash, e.chain_hash \
-           FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
-                       $10::bytea[], $11::bytea[]) \
-                AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
-         RETURNING sequence, event_type, event_version, position, event_id, recorded_at",
-    )
-    .bind(chain.aggregate_type)
-    .bind(&aggregate_id)
-    .bind(&sequences)
-    .bind(&types)
-    .bind(&versions)
-    .bind(metadata)
-    .bind(&payloads)
-    .bind(recorded_at)
-    .bind(&event_ids)
-    .bind(&prev_hashes)
-    .bind(&chain_hashes)
-    .fetch_all(&mut **tx)
-    .await?;
+
+    fn is_empty(&self) -> bool {
+        self.sequences.is_empty()
+    }
+
+    /// The recorded time as the outcome serialises it (so a replayed outcome is identical).
+    fn recorded_at_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.recorded_at).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Binds `$1` to `$11` of [`INSERT_EVENTS`].
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.aggregate_type)
+            .bind(&self.aggregate_id)
+            .bind(&self.sequences)
+            .bind(&self.types)
+            .bind(&self.versions)
+            .bind(&self.metadata)
+            .bind(&self.payloads)
+            .bind(self.recorded_at)
+            .bind(&self.event_ids)
+            .bind(&self.prev_hashes)
+            .bind(&self.chain_hashes)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// The inserted events, in sequence order (`RETURNING` order is not guaranteed to follow
+/// the input order).
+fn stored_events(rows: &[PgRow]) -> Result<Vec<StoredEvent>, StoreError> {
     let mut stored = rows
         .iter()
         .map(|row| {
             let sequence: i64 = row.try_get("sequence")?;
-            let event_id: Uuid = row.try_get("event_id")?;
-            let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
             Ok(StoredEvent {
-                sequence: sequence_from_db(sequence).map_err(encode)?,
+                sequence: sequence_from_db(sequence)?,
                 position: row.try_get("position")?,
-                event_id,
+                event_id: row.try_get("event_id")?,
                 event_type: row.try_get("event_type")?,
                 event_version: row.try_get("event_version")?,
-                recorded_at,
+                recorded_at: row.try_get("recorded_at")?,
             })
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    // RETURNING order is not guaranteed to follow the input order.
+        .collect::<Result<Vec<_>, StoreError>>()?;
     stored.sort_unstable_by_key(|event| event.sequence);
-    Ok((stored, prev))
+    Ok(stored)
 }
 
 /// The earlier execution recorded under (tenant, key), if any.

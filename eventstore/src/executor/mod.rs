@@ -1,8 +1,9 @@
 //! Command execution: load (or reuse) the aggregate, handle the command, append its events
 //! with optimistic concurrency, retry conflicts, and make keyed commands idempotent.
 //!
-//! Layout: `cache` (per-stream slots and the bounded LRU of folded aggregates), `append`
-//! (the one-transaction append and idempotency record), `backoff` (retry delays),
+//! Layout: `cache` (per-stream slots and the bounded LRU of folded aggregates), `load` (a
+//! cold slot's snapshot, events and head hash in one statement), `append` (the one-statement
+//! append and idempotency record), `backoff` (retry delays),
 //! `metrics` (retry counters), `outcome` (context and results), `error`.
 //!
 //! How a command runs (design decision 8, "hot aggregates"):
@@ -28,6 +29,7 @@ mod append;
 mod backoff;
 mod cache;
 mod error;
+mod load;
 mod metrics;
 mod outcome;
 
@@ -229,10 +231,8 @@ where
         let cached = match slot {
             Some(cached) => cached,
             None => {
-                let loaded = store
-                    .load_latest::<A>(stream, &self.inner.config.state_version)
-                    .await?;
-                let head_hash = store.chain_hash_at(A::TYPE, stream, loaded.version).await?;
+                let (loaded, head_hash) =
+                    load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
                 slot.insert(Cached {
                     aggregate: loaded.aggregate,
                     version: loaded.version,
@@ -348,22 +348,20 @@ where
         slot: &mut Option<Cached<A>>,
         touched: bool,
     ) -> Result<(), StoreError> {
-        let current = slot.take().filter(|_| !touched);
-        let mut loaded = match current {
-            Some(cached) => LoadedAggregate {
-                aggregate: cached.aggregate,
-                version: cached.version,
-            },
-            None => {
-                self.inner
-                    .store
-                    .load_latest::<A>(stream, &self.inner.config.state_version)
-                    .await?
-            }
-        };
         let store = &self.inner.store;
-        store.fold_after(stream, &mut loaded, None).await?;
-        let head_hash = store.chain_hash_at(A::TYPE, stream, loaded.version).await?;
+        let current = slot.take().filter(|_| !touched);
+        let (loaded, head_hash) = match current {
+            Some(cached) => {
+                let mut loaded = LoadedAggregate {
+                    aggregate: cached.aggregate,
+                    version: cached.version,
+                };
+                store.fold_after(stream, &mut loaded, None).await?;
+                let head_hash = store.chain_hash_at(A::TYPE, stream, loaded.version).await?;
+                (loaded, head_hash)
+            }
+            None => load::load_head::<A>(store, stream, &self.inner.config.state_version).await?,
+        };
         *slot = Some(Cached {
             aggregate: loaded.aggregate,
             version: loaded.version,
