@@ -283,10 +283,11 @@ async fn serve(
         brokers: Some(settings.kafka_brokers.clone()),
     });
     let server = Server::bind(settings.http_addr).await?;
-    let engine = Engine::start(
-        backends.pool.clone(),
+    let engine = Engine::start_sharing(
+        backends.background.clone(),
         &EngineConfig::from_args(engine_args, settings.kafka_brokers.as_str()),
         components,
+        Some(state.commands().workflow_executors()),
     )
     .await?;
     if let Some(relay) = engine.relay_status() {

@@ -16,11 +16,13 @@ use commerce_aggregates::inventory::Inventory;
 use commerce_aggregates::order::Order;
 use commerce_aggregates::payment::Payment;
 use commerce_aggregates::product::{self, Product};
+use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{
     CommandContext, CommandExecutor, CommandOutcome, EventMetadata, ExecuteError, ExecutorConfig,
     PgEventStore, StreamId, request_hash,
 };
+use commerce_workflows::Executors;
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,6 +41,10 @@ pub const CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("consistency-t
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The write model's executors, one per aggregate type, sharing one event store.
+///
+/// They are the only executors of the process: the in-process workflows command through
+/// clones of them ([`Commands::workflow_executors`]), so a stream has one cached aggregate and
+/// one command queue whichever side writes to it.
 #[derive(Debug)]
 pub struct Commands {
     store: PgEventStore,
@@ -47,6 +53,8 @@ pub struct Commands {
     pub orders: CommandExecutor<Order>,
     pub payments: CommandExecutor<Payment>,
     pub products: CommandExecutor<Product>,
+    /// No route commands shipments; the process managers do.
+    shipments: CommandExecutor<Shipment>,
 }
 
 impl Commands {
@@ -64,7 +72,20 @@ impl Commands {
             orders: CommandExecutor::new(store.clone(), catalog),
             payments: CommandExecutor::new(store.clone(), ()),
             products: CommandExecutor::new(store.clone(), ()),
+            shipments: CommandExecutor::new(store.clone(), ()),
             store,
+        }
+    }
+
+    /// Clones of these executors (same caches and per-stream queues) for the process managers
+    /// running in this process.
+    pub fn workflow_executors(&self) -> Executors {
+        Executors {
+            orders: self.orders.clone(),
+            payments: self.payments.clone(),
+            inventory: self.inventory.clone(),
+            shipments: self.shipments.clone(),
+            campaigns: self.campaigns.clone(),
         }
     }
 

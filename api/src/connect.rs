@@ -14,6 +14,8 @@ use crate::config::{KafkaBrokers, Settings};
 const REACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections the HTTP API keeps to PostgreSQL.
 const POOL_SIZE: u32 = 16;
+/// Connections of the background components (relay, sealer, projections, workflows' intake).
+const BACKGROUND_POOL_SIZE: u32 = 8;
 
 /// A backing service cannot be reached with the configured address.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +39,12 @@ pub enum ConnectError {
 /// The connections a component needs, opened and checked.
 #[derive(Debug, Clone)]
 pub struct Backends {
-    /// PostgreSQL connections.
+    /// PostgreSQL connections of the HTTP API (commands and queries).
     pub pool: PgPool,
+    /// PostgreSQL connections of the background components, apart from the API's: under load
+    /// the API's pool has a queue of waiting requests, and a projection worker waiting in that
+    /// queue for each transaction makes every read-your-writes query wait longer still.
+    pub background: PgPool,
 }
 
 impl Backends {
@@ -55,12 +61,15 @@ impl Backends {
         .map_err(ConnectError::Database)?;
         // The probe proved the settings; how it closes does not matter.
         let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(REACH_TIMEOUT)
-            .connect_lazy_with(settings.database.clone());
+        let pool_of = |size| {
+            PgPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(REACH_TIMEOUT)
+                .connect_lazy_with(settings.database.clone())
+        };
+        let (pool, background) = (pool_of(POOL_SIZE), pool_of(BACKGROUND_POOL_SIZE));
         check_broker(&settings.kafka_brokers).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, background })
     }
 }
 

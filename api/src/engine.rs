@@ -19,7 +19,7 @@ use commerce_eventstore::PgEventStore;
 use commerce_projections::worker::{self, WorkerConfig};
 use commerce_projections::{AGGREGATE_TYPES, ProjectionError};
 use commerce_relay::{Relay, RelayConfig, RelayError, RelayStatus};
-use commerce_workflows::{WorkflowError, Workflows};
+use commerce_workflows::{Executors, SandboxCarrier, SandboxGateway, WorkflowError, Workflows};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -250,6 +250,19 @@ impl Engine {
         config: &EngineConfig,
         components: Components,
     ) -> Result<Self, EngineError> {
+        Self::start_sharing(pool, config, components, None).await
+    }
+
+    /// Like [`Engine::start`], with the workflows commanding through `executors` when given:
+    /// the HTTP API's executors when it runs in this process, so that a stream written by both
+    /// has one cached aggregate and one command queue (two executors would make each other's
+    /// cache stale on every write and reload hot aggregates over and over).
+    pub async fn start_sharing(
+        pool: PgPool,
+        config: &EngineConfig,
+        components: Components,
+        executors: Option<Executors>,
+    ) -> Result<Self, EngineError> {
         // Before any component records a metric: the facade drops what comes before.
         Metrics::global();
         let (stop, _) = watch::channel(false);
@@ -291,9 +304,20 @@ impl Engine {
             });
         }
         if components.workflows {
-            let store = PgEventStore::new(pool.clone()).with_upcasters(product::upcasters());
-            let catalog: Arc<dyn Catalog> = Arc::new(StoreCatalog::new(store));
-            let workflows = Workflows::sandbox(pool, catalog);
+            let workflows = match executors {
+                Some(executors) => Workflows::with_executors(
+                    pool,
+                    executors,
+                    Arc::new(SandboxGateway),
+                    Arc::new(SandboxCarrier),
+                ),
+                None => {
+                    let store =
+                        PgEventStore::new(pool.clone()).with_upcasters(product::upcasters());
+                    let catalog: Arc<dyn Catalog> = Arc::new(StoreCatalog::new(store));
+                    Workflows::sandbox(pool, catalog)
+                }
+            };
             let stopped = engine.stopped();
             engine.spawn("workflows", async move {
                 workflows.run(stopped).await.map_err(EngineError::from)

@@ -55,6 +55,11 @@ mod react;
 use std::sync::Arc;
 use std::time::Duration;
 
+use commerce_aggregates::campaign::Campaign;
+use commerce_aggregates::inventory::Inventory;
+use commerce_aggregates::order::Order;
+use commerce_aggregates::payment::Payment;
+use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{CommandExecutor, LogCursor, PgEventStore};
 use sqlx::PgPool;
@@ -100,6 +105,35 @@ pub async fn migrate(pool: &PgPool) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// The command executors the process managers issue their commands through, one per
+/// aggregate type.
+///
+/// An executor caches aggregates and queues the commands of each stream: a process that also
+/// serves the HTTP API should pass the API's executors here (see
+/// [`Workflows::with_executors`]), so both write through one cache and one queue per stream
+/// instead of invalidating each other's cached aggregates on every write.
+#[derive(Debug, Clone)]
+pub struct Executors {
+    pub orders: CommandExecutor<Order>,
+    pub payments: CommandExecutor<Payment>,
+    pub inventory: CommandExecutor<Inventory>,
+    pub shipments: CommandExecutor<Shipment>,
+    pub campaigns: CommandExecutor<Campaign>,
+}
+
+impl Executors {
+    /// Fresh executors on `store`, with `catalog` for the Order and Campaign aggregates.
+    pub fn new(store: &PgEventStore, catalog: Arc<dyn Catalog>) -> Self {
+        Self {
+            orders: CommandExecutor::new(store.clone(), Arc::clone(&catalog)),
+            payments: CommandExecutor::new(store.clone(), ()),
+            inventory: CommandExecutor::new(store.clone(), ()),
+            shipments: CommandExecutor::new(store.clone(), ()),
+            campaigns: CommandExecutor::new(store.clone(), catalog),
+        }
+    }
+}
+
 /// The process managers and the deadline runner of one engine process.
 #[derive(Debug, Clone)]
 pub struct Workflows {
@@ -115,14 +149,33 @@ impl Workflows {
         gateway: Arc<dyn PaymentGateway>,
         carrier: Arc<dyn Carrier>,
     ) -> Self {
+        let executors = Executors::new(&PgEventStore::new(pool.clone()), catalog);
+        Self::with_executors(pool, executors, gateway, carrier)
+    }
+
+    /// Process managers on `pool` that issue their commands through `executors` (share the
+    /// HTTP API's executors when both run in one process).
+    pub fn with_executors(
+        pool: PgPool,
+        executors: Executors,
+        gateway: Arc<dyn PaymentGateway>,
+        carrier: Arc<dyn Carrier>,
+    ) -> Self {
         let store = PgEventStore::new(pool.clone());
+        let Executors {
+            orders,
+            payments,
+            inventory,
+            shipments,
+            campaigns,
+        } = executors;
         Self {
             engine: Engine {
-                orders: CommandExecutor::new(store.clone(), Arc::clone(&catalog)),
-                payments: CommandExecutor::new(store.clone(), ()),
-                inventory: CommandExecutor::new(store.clone(), ()),
-                shipments: CommandExecutor::new(store.clone(), ()),
-                campaigns: CommandExecutor::new(store.clone(), catalog),
+                orders,
+                payments,
+                inventory,
+                shipments,
+                campaigns,
                 pool,
                 store,
                 gateway,
