@@ -61,6 +61,12 @@ impl EventBackend for KurrentBackend {
         BACKEND
     }
 
+    /// The commit position in `$all` (a byte offset in the server's log, far below
+    /// `i64::MAX`; events of one append may share it, their stream sequences tell them apart).
+    fn envelope_position(cursor: &KurrentPosition) -> i64 {
+        i64::try_from(cursor.commit).unwrap_or(i64::MAX)
+    }
+
     async fn append(
         &self,
         stream: &StreamRef,

@@ -181,6 +181,10 @@ pub trait EventBackend: Send + Sync {
     /// A short name for logs ("postgres", "kurrentdb").
     fn name(&self) -> &'static str;
 
+    /// The global log `position` a published envelope carries for the event at `cursor`
+    /// (the contract's single number; the cursor itself may be finer).
+    fn envelope_position(cursor: &Self::Cursor) -> i64;
+
     /// Appends `events` atomically to `stream` if it is at `expected`; re-sending a batch
     /// that is already stored there (same event ids, same place) succeeds and writes nothing.
     fn append(
@@ -385,6 +389,10 @@ impl EventBackend for PgBackend {
 
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn envelope_position(cursor: &LogCursor) -> i64 {
+        cursor.position
     }
 
     async fn append(

@@ -1,7 +1,7 @@
 //! The relay's errors. Most failures (broker down, database blip, lost lock) are handled
 //! inside the run loop by retrying; only those that retrying cannot fix end `Relay::run`.
 
-use commerce_eventstore::StoreError;
+use commerce_eventstore::{BackendError, StoreError};
 use rdkafka::error::KafkaError;
 
 /// Why the relay stopped (or, inside the loop, why a step failed and is retried).
@@ -13,6 +13,9 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
     Store(#[from] StoreError),
+    /// The configured event store backend (KurrentDB) failed a read.
+    #[error("event store: {0}")]
+    Backend(#[from] BackendError),
     /// The producer or admin client could not be created (bad configuration).
     #[error("kafka client: {0}")]
     Client(KafkaError),

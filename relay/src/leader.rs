@@ -8,11 +8,11 @@
 //! any more: a stale leader can at worst publish duplicates, never advance past unpublished
 //! events.
 
-use commerce_eventstore::LogCursor;
 use sqlx::postgres::PgConnection;
-use sqlx::{Connection, PgPool, Row};
+use sqlx::{Connection, PgPool};
 
 use crate::error::RelayError;
+use crate::source::LogSource;
 
 /// The lock holder's connection.
 #[derive(Debug)]
@@ -47,34 +47,13 @@ impl Leadership {
     }
 
     /// The persisted cursor: where publishing resumes.
-    pub(crate) async fn cursor(&mut self) -> Result<LogCursor, RelayError> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text AS transaction_id, position FROM relay_cursor WHERE name = $1",
-        )
-        .bind(&self.name)
-        .fetch_one(&mut self.connection)
-        .await?;
-        let transaction_id: String = row.try_get("transaction_id")?;
-        Ok(LogCursor {
-            transaction_id: transaction_id.parse().map_err(|_| {
-                sqlx::Error::Decode(format!("relay cursor xid8 {transaction_id:?}").into())
-            })?,
-            position: row.try_get("position")?,
-        })
+    pub(crate) async fn cursor<S: LogSource>(&mut self) -> Result<S::Cursor, RelayError> {
+        S::load_cursor(&mut self.connection, &self.name).await
     }
 
     /// Persists `cursor` (only after the broker acknowledged everything up to it).
-    pub(crate) async fn save(&mut self, cursor: LogCursor) -> Result<(), RelayError> {
-        sqlx::query(
-            "UPDATE relay_cursor SET transaction_id = $2::text::xid8, position = $3, \
-             updated_at = now() WHERE name = $1",
-        )
-        .bind(&self.name)
-        .bind(cursor.transaction_id.to_string())
-        .bind(cursor.position)
-        .execute(&mut self.connection)
-        .await?;
-        Ok(())
+    pub(crate) async fn save<S: LogSource>(&mut self, cursor: S::Cursor) -> Result<(), RelayError> {
+        S::save_cursor(&mut self.connection, &self.name, cursor).await
     }
 
     /// Checks that the lock connection (and so the lock) is still alive.
@@ -95,23 +74,4 @@ impl Leadership {
         }
         let _ = self.connection.close().await;
     }
-}
-
-/// Committed events after the persisted cursor of relay `name`, and the age in seconds of
-/// the oldest of them (measured from any instance, active or standby).
-pub(crate) async fn lag(pool: &PgPool, name: &str) -> Result<(u64, f64), RelayError> {
-    let row = sqlx::query(
-        "WITH cursor AS ( \
-             SELECT COALESCE((SELECT transaction_id FROM relay_cursor WHERE name = $1), '0'::xid8) AS tx, \
-                    COALESCE((SELECT position FROM relay_cursor WHERE name = $1), 0) AS pos) \
-         SELECT count(*) AS events, \
-                COALESCE(EXTRACT(EPOCH FROM now() - min(e.recorded_at))::float8, 0) AS seconds \
-         FROM events e, cursor c WHERE (e.transaction_id, e.position) > (c.tx, c.pos)",
-    )
-    .bind(name)
-    .fetch_one(pool)
-    .await?;
-    let events: i64 = row.try_get("events")?;
-    let seconds: f64 = row.try_get("seconds")?;
-    Ok((u64::try_from(events).unwrap_or(0), seconds.max(0.0)))
 }

@@ -37,7 +37,11 @@
 //!
 //! # Layout
 //! - `config` ([`RelayConfig`]), `error` ([`RelayError`]);
-//! - `relay` ([`Relay`]): the run loop; `leader`: lock, cursor and lag queries;
+//! - `source` ([`LogSource`]): where events come from: PostgreSQL's global log
+//!   ([`PgLogSource`], the default) or any `commerce_eventstore::EventBackend`'s global order
+//!   ([`BackendLogSource`]: KurrentDB's `$all`, cursor kept as text in
+//!   `relay_cursor.source_cursor`), and the lag each can measure;
+//! - `relay` ([`Relay`]): the run loop; `leader`: lock and persisted cursor;
 //! - `producer`: the idempotent producer; `message`: envelopes; `topics`: names and creation;
 //! - `status` ([`RelayStatus`]): live state and the `relay_*` metrics; `backoff`, `shutdown`.
 //!
@@ -58,12 +62,14 @@ mod message;
 mod producer;
 mod relay;
 mod shutdown;
+mod source;
 mod status;
 mod topics;
 
 pub use config::{BackoffConfig, RelayConfig, TopicConfig};
 pub use error::{PublishError, RelayError};
 pub use relay::Relay;
+pub use source::{BackendLogSource, BackendWakeups, LogSource, PgLogSource, RelayedEvent};
 pub use status::{RelayRole, RelaySnapshot, RelayStatus};
 
 /// Creates or updates the relay's table (`relay_cursor`); idempotent. Other crates'

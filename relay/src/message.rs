@@ -10,14 +10,17 @@
 //!   on; `timestamp` (epoch ms) and `occurred_at` (RFC 3339, the same millisecond) are the
 //!   commit-time clock of the writer (`recorded_at`). The same value is the Kafka message
 //!   timestamp.
+//! - **Source**: events of every log source ([`crate::LogSource`]) arrive as a
+//!   [`RelayedEvent`], so PostgreSQL's log and KurrentDB's `$all` publish identical envelopes
+//!   (KurrentDB's `position` is its commit position in `$all`).
 //! - **Headers**: the contract's [`commerce_contracts::envelope::headers`]: `event_id`, `event_type`, `tenant_id`,
 //!   `content-type: application/json`.
 
 use chrono::{DateTime, Utc};
 use commerce_contracts::envelope::EventEnvelope;
-use commerce_eventstore::LogEvent;
 
 use crate::error::RelayError;
+use crate::source::RelayedEvent;
 use crate::topics::TopicNames;
 
 /// One message ready for the producer.
@@ -34,18 +37,18 @@ pub(crate) struct OutgoingMessage {
 
 /// The messages of one event: its aggregate topic first, then its seed topic if enabled.
 pub(crate) fn messages_for(
-    event: &LogEvent,
+    event: &RelayedEvent<'_>,
     names: &TopicNames,
 ) -> Result<Vec<OutgoingMessage>, RelayError> {
-    let mut topics = vec![names.aggregate(&event.aggregate_type)];
-    topics.extend(names.seed(&event.event_type));
+    let mut topics = vec![names.aggregate(event.aggregate_type)];
+    topics.extend(names.seed(event.event_type));
     topics
         .into_iter()
         .map(|topic| message(event, topic))
         .collect()
 }
 
-fn message(event: &LogEvent, topic: String) -> Result<OutgoingMessage, RelayError> {
+fn message(event: &RelayedEvent<'_>, topic: String) -> Result<OutgoingMessage, RelayError> {
     let timestamp_ms = event.recorded_at.timestamp_millis();
     // `occurred_at` is the same instant as `timestamp`: the commit clock cut to milliseconds.
     let occurred_at =
@@ -53,9 +56,9 @@ fn message(event: &LogEvent, topic: String) -> Result<OutgoingMessage, RelayErro
     let envelope = EventEnvelope {
         event_id: event.event_id,
         topic,
-        event_type: event.event_type.clone(),
-        event_version: major_version(&event.event_version),
-        aggregate_type: event.aggregate_type.clone(),
+        event_type: event.event_type.to_owned(),
+        event_version: major_version(event.event_version),
+        aggregate_type: event.aggregate_type.to_owned(),
         aggregate_id: event.stream.key().to_owned(),
         sequence: event.sequence,
         position: event.position,
@@ -64,7 +67,7 @@ fn message(event: &LogEvent, topic: String) -> Result<OutgoingMessage, RelayErro
         causation_id: event.metadata.causation_id,
         timestamp: timestamp_ms,
         occurred_at,
-        payload: &event.payload,
+        payload: event.payload,
     };
     let payload = serde_json::to_vec(&envelope).map_err(|source| RelayError::Encode {
         event_id: event.event_id,
@@ -95,8 +98,11 @@ fn major_version(stored: &str) -> u32 {
 mod tests {
     use super::*;
     use crate::config::TopicConfig;
+    use crate::source::{BackendLogSource, LogSource};
     use chrono::{TimeZone, Utc};
-    use commerce_eventstore::{EventMetadata, StreamId};
+    use commerce_eventstore::{
+        BackendEvent, EventMetadata, LogCursor, LogEvent, PgBackend, StreamId,
+    };
     use uuid::Uuid;
 
     fn event() -> LogEvent {
@@ -121,7 +127,7 @@ mod tests {
     #[test]
     fn given_an_event_when_mapped_then_it_goes_to_its_aggregate_and_seed_topics() {
         let names = TopicNames::new(&TopicConfig::default());
-        let messages = messages_for(&event(), &names).expect("encodes");
+        let messages = messages_for(&RelayedEvent::from(&event()), &names).expect("encodes");
         let topics: Vec<_> = messages.iter().map(|m| m.topic.as_str()).collect();
         assert_eq!(topics, ["commerce.order", "order.created"]);
         assert!(messages.iter().all(|m| m.key == "acme/o-1"));
@@ -131,7 +137,7 @@ mod tests {
     fn given_an_event_when_mapped_then_the_envelope_matches_the_contract() {
         let names = TopicNames::new(&TopicConfig::default());
         let source = event();
-        let message = &messages_for(&source, &names).expect("encodes")[0];
+        let message = &messages_for(&RelayedEvent::from(&source), &names).expect("encodes")[0];
         let envelope: serde_json::Value =
             serde_json::from_slice(&message.payload).expect("valid json");
         assert_eq!(
@@ -162,7 +168,7 @@ mod tests {
     fn given_an_event_when_mapped_then_the_payload_decodes_as_the_contract_envelope() {
         let names = TopicNames::new(&TopicConfig::default());
         let source = event();
-        for message in messages_for(&source, &names).expect("encodes") {
+        for message in messages_for(&RelayedEvent::from(&source), &names).expect("encodes") {
             let envelope: EventEnvelope =
                 serde_json::from_slice(&message.payload).expect("a contract envelope");
             assert_eq!(envelope.topic, message.topic);
@@ -170,6 +176,24 @@ mod tests {
             assert_eq!(envelope.timestamp, envelope.occurred_at.timestamp_millis());
             assert_eq!(envelope.payload, source.payload);
         }
+    }
+
+    #[test]
+    fn given_a_backend_event_when_mapped_then_the_envelope_equals_the_global_log_one() {
+        let names = TopicNames::new(&TopicConfig::default());
+        let source = event();
+        let from_log = messages_for(&RelayedEvent::from(&source), &names).expect("encodes");
+        let backend_event = BackendEvent::from(source);
+        let relayed = BackendLogSource::<PgBackend>::relayed(&backend_event);
+        let from_backend = messages_for(&relayed, &names).expect("encodes");
+        assert_eq!(from_backend, from_log);
+        assert_eq!(
+            backend_event.cursor,
+            LogCursor {
+                transaction_id: 900,
+                position: 42
+            }
+        );
     }
 
     #[test]

@@ -9,20 +9,24 @@
 //! drained the loop sleeps until a wake-up ([`LogWakeups`]: an append committed by this
 //! process, or a `NOTIFY commerce_events` from another) or the polling interval, whichever
 //! comes first.
+//!
+//! The loop is generic over its [`LogSource`]: PostgreSQL's global log by default
+//! ([`Relay::new`]), or another event store's global order ([`Relay::on_backend`]).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use commerce_eventstore::{GlobalLog, LogCursor, LogEvent, LogWakeups, PgEventStore};
+use commerce_eventstore::{EventBackend, GlobalLog, PgEventStore};
 use sqlx::PgPool;
 
 use crate::backoff::Backoff;
 use crate::config::RelayConfig;
 use crate::error::RelayError;
-use crate::leader::{Leadership, lag};
+use crate::leader::Leadership;
 use crate::message::{OutgoingMessage, messages_for};
 use crate::producer::Publisher;
 use crate::shutdown::Shutdown;
+use crate::source::{BackendLogSource, LogSource, PgLogSource};
 use crate::status::{RelayRole, RelayStatus};
 use crate::topics::{TopicAdmin, TopicNames};
 
@@ -31,13 +35,15 @@ const IDLE_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// How long a producer being replaced may still hand over queued messages.
 const RETIRE_FLUSH: Duration = Duration::from_millis(500);
 
-/// The store → Kafka relay. Build it with [`Relay::new`], keep [`Relay::status`] for health
-/// and metrics, then [`Relay::run`] it until shutdown.
+/// The store → Kafka relay. Build it with [`Relay::new`] (or [`Relay::on_backend`]), keep
+/// [`Relay::status`] for health and metrics, then [`Relay::run`] it until shutdown.
+///
+/// Whatever the source, `pool` holds the relay's cursor and its leadership lock.
 #[derive(Debug)]
-pub struct Relay {
+pub struct Relay<S = PgLogSource> {
     config: RelayConfig,
     pool: PgPool,
-    log: GlobalLog,
+    source: S,
     status: RelayStatus,
 }
 
@@ -49,10 +55,10 @@ enum Ended {
 }
 
 /// What a batch attempt loop decided.
-enum Published {
+enum Published<C> {
     Done,
     /// The producer was recreated: re-read from the persisted cursor.
-    Resume(LogCursor),
+    Resume(C),
     Shutdown,
 }
 
@@ -64,17 +70,36 @@ impl Relay {
         Self {
             config,
             pool,
-            log,
+            source: PgLogSource::new(log),
             status: RelayStatus::default(),
         }
     }
 
     /// Reads from `log` instead (an event store configured with the engine's upcasters).
     pub fn with_global_log(mut self, log: GlobalLog) -> Self {
-        self.log = log;
+        self.source = PgLogSource::new(log);
         self
     }
+}
 
+impl<B> Relay<BackendLogSource<B>>
+where
+    BackendLogSource<B>: LogSource,
+    B: EventBackend,
+{
+    /// A relay publishing the global order of `backend` (KurrentDB's `$all`); its cursor
+    /// (the backend cursor's text form) and its lock stay in `pool`'s PostgreSQL.
+    pub fn on_backend(config: RelayConfig, pool: PgPool, backend: B) -> Self {
+        Self {
+            config,
+            pool,
+            source: BackendLogSource::new(backend),
+            status: RelayStatus::default(),
+        }
+    }
+}
+
+impl<S: LogSource> Relay<S> {
     /// A handle on the relay's live state.
     pub fn status(&self) -> RelayStatus {
         self.status.clone()
@@ -90,6 +115,7 @@ impl Relay {
         crate::migrate(&self.pool).await?;
         let mut shutdown = Shutdown::new(shutdown);
         let measurer = tokio::spawn(measure(
+            self.source.clone(),
             self.pool.clone(),
             self.config.name.clone(),
             self.status.clone(),
@@ -98,7 +124,7 @@ impl Relay {
         let mut backoff = Backoff::new(self.config.backoff);
         while let Some(leader) = shutdown.guard(self.acquire()).await {
             self.status.set_role(RelayRole::Active);
-            tracing::info!(relay = %self.config.name, "relay active");
+            tracing::info!(relay = %self.config.name, source = self.source.name(), "relay active");
             match self.lead(leader, &mut shutdown).await {
                 Ended::Shutdown => break,
                 Ended::Lost(error) => {
@@ -162,19 +188,19 @@ impl Relay {
             }
         }
         let mut publisher = Publisher::new(&self.config)?;
-        let mut cursor = leader.cursor().await?;
-        self.status.set_cursor(cursor);
-        let mut idle = Idle::new(self.log.wakeups().await.ok());
+        let mut cursor = leader.cursor::<S>().await?;
+        self.status.set_cursor::<S>(cursor);
+        let mut idle = Idle::new(self.source.wakeups(cursor).await);
         let mut backoff = Backoff::new(self.config.backoff);
         loop {
             let batch = match shutdown
-                .guard(self.log.read_after(cursor, self.config.batch_size))
+                .guard(self.source.read_after(cursor, self.config.batch_size))
                 .await
             {
                 None => return Ok(()),
                 Some(Ok(batch)) => batch,
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "reading the global log");
+                    tracing::warn!(%error, source = self.source.name(), "reading the global log");
                     self.status.error(&error.to_string());
                     if !shutdown.sleep(backoff.next_delay()).await {
                         return Ok(());
@@ -183,14 +209,17 @@ impl Relay {
                     continue;
                 }
             };
-            let Some(last) = batch.last().map(LogCursor::after) else {
-                if !self.wait_for_events(&mut idle, &publisher, shutdown).await {
+            let Some(last) = batch.last().map(S::cursor_after) else {
+                if !self
+                    .wait_for_events(&mut idle, cursor, &publisher, shutdown)
+                    .await
+                {
                     return Ok(());
                 }
                 leader.check().await?;
                 continue;
             };
-            let messages = encode(&batch, &names)?;
+            let messages = encode::<S>(&batch, &names)?;
             match self
                 .publish_batch(
                     batch.len(),
@@ -209,10 +238,10 @@ impl Relay {
                 }
                 Published::Done => {}
             }
-            leader.save(last).await?;
+            leader.save::<S>(last).await?;
             cursor = last;
             backoff.reset();
-            self.status.set_cursor(cursor);
+            self.status.set_cursor::<S>(cursor);
             self.status.published(batch.len());
         }
     }
@@ -229,7 +258,7 @@ impl Relay {
         admin: &mut TopicAdmin,
         leader: &mut Leadership,
         (backoff, shutdown): (&mut Backoff, &mut Shutdown),
-    ) -> Result<Published, RelayError> {
+    ) -> Result<Published<S::Cursor>, RelayError> {
         let attempt = async {
             admin
                 .ensure(messages.iter().map(|message| message.topic.as_str()))
@@ -255,14 +284,15 @@ impl Relay {
         self.status.producer_recreated();
         // The batch goes out again: messages acknowledged before the failure duplicate.
         self.status.batch_retried(batch_events);
-        Ok(Published::Resume(leader.cursor().await?))
+        Ok(Published::Resume(leader.cursor::<S>().await?))
     }
 
     /// Waits for a notification, the polling interval or shutdown (`false`); probes the
     /// broker now and then so readiness reflects it while nothing is published.
     async fn wait_for_events(
         &self,
-        idle: &mut Idle,
+        idle: &mut Idle<S::Wakeups>,
+        cursor: S::Cursor,
         publisher: &Publisher,
         shutdown: &mut Shutdown,
     ) -> bool {
@@ -274,13 +304,13 @@ impl Relay {
             }
         }
         if idle.wakeups.is_none() {
-            idle.wakeups = self.log.wakeups().await.ok();
+            idle.wakeups = self.source.wakeups(cursor).await;
         }
         let poll = self.config.poll_interval;
         let wake = async {
             let lost = match idle.wakeups.as_mut() {
                 Some(wakeups) => tokio::select! {
-                    woke = wakeups.next() => woke.is_err(),
+                    woke = S::wait(wakeups, cursor) => !woke,
                     () = tokio::time::sleep(poll) => false,
                 },
                 None => {
@@ -298,13 +328,13 @@ impl Relay {
 }
 
 /// Idle-wait state: the notification subscription and the last broker probe.
-struct Idle {
-    wakeups: Option<LogWakeups>,
+struct Idle<W> {
+    wakeups: Option<W>,
     last_probe: Instant,
 }
 
-impl Idle {
-    fn new(wakeups: Option<LogWakeups>) -> Self {
+impl<W> Idle<W> {
+    fn new(wakeups: Option<W>) -> Self {
         Self {
             wakeups,
             last_probe: Instant::now(),
@@ -312,22 +342,31 @@ impl Idle {
     }
 }
 
-fn encode(batch: &[LogEvent], names: &TopicNames) -> Result<Vec<OutgoingMessage>, RelayError> {
+fn encode<S: LogSource>(
+    batch: &[S::Event],
+    names: &TopicNames,
+) -> Result<Vec<OutgoingMessage>, RelayError> {
     let mut messages = Vec::with_capacity(batch.len().saturating_mul(2));
     for event in batch {
-        messages.extend(messages_for(event, names)?);
+        messages.extend(messages_for(&S::relayed(event), names)?);
     }
     Ok(messages)
 }
 
 /// Measures lag and throughput every `interval` for as long as the relay runs.
-async fn measure(pool: PgPool, name: String, status: RelayStatus, interval: Duration) {
+async fn measure<S: LogSource>(
+    source: S,
+    pool: PgPool,
+    name: String,
+    status: RelayStatus,
+    interval: Duration,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut previous = (Instant::now(), status.snapshot().events_published);
     loop {
         ticker.tick().await;
-        match lag(&pool, &name).await {
+        match source.lag(&pool, &name).await {
             Ok((events, seconds)) => status.set_lag(events, seconds),
             Err(error) => tracing::debug!(%error, "measuring relay lag"),
         }

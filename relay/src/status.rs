@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use commerce_eventstore::LogCursor;
 
+use crate::source::LogSource;
+
 /// The relay's role in a group of instances sharing one name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RelayRole {
@@ -41,8 +43,12 @@ pub struct RelaySnapshot {
     pub role: RelayRole,
     /// `None` until the relay has talked to the broker.
     pub broker_reachable: Option<bool>,
-    /// The last acknowledged (and persisted) cursor of this instance.
+    /// The last acknowledged (and persisted) cursor of this instance, when it reads
+    /// PostgreSQL's global log.
     pub cursor: LogCursor,
+    /// The same cursor in its source's text form (whatever the source: KurrentDB's
+    /// `"commit:prepare"`); empty until the relay became active.
+    pub source_cursor: String,
     pub last_publish: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub lag_events: u64,
@@ -90,8 +96,13 @@ impl RelayStatus {
         metrics::gauge!("relay_broker_reachable").set(if reachable { 1 } else { 0 });
     }
 
-    pub(crate) fn set_cursor(&self, cursor: LogCursor) {
-        self.lock().cursor = cursor;
+    pub(crate) fn set_cursor<S: LogSource>(&self, cursor: S::Cursor) {
+        let text = cursor.to_string();
+        let mut state = self.lock();
+        if let Some(log_cursor) = S::log_cursor(cursor) {
+            state.cursor = log_cursor;
+        }
+        state.source_cursor = text;
     }
 
     pub(crate) fn published(&self, events: usize) {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use commerce_devstack::testkit::{TestDatabase, kafka_brokers, unique_topic};
-use commerce_relay::{Relay, RelayConfig, RelayStatus, TopicConfig};
+use commerce_relay::{LogSource, Relay, RelayConfig, RelayStatus, TopicConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -171,20 +171,24 @@ pub struct Running {
 }
 
 pub fn start(config: RelayConfig, pool: &PgPool) -> Running {
-    let relay = Relay::new(config, pool.clone());
-    let status = relay.status();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(relay.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        status,
-        stop: Some(stop),
-        task,
-    }
+    Running::spawn(Relay::new(config, pool.clone()))
 }
 
 impl Running {
+    /// Runs `relay` (on any log source) in a task.
+    pub fn spawn<S: LogSource>(relay: Relay<S>) -> Self {
+        let status = relay.status();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(relay.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            status,
+            stop: Some(stop),
+            task,
+        }
+    }
+
     /// Graceful shutdown.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
