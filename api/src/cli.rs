@@ -16,6 +16,7 @@ use crate::auth::{Role, TokenVerifier};
 use crate::config::{ConfigArgs, ConfigError, JwtSecret, KafkaBrokers, Settings, throwaway_secret};
 use crate::connect::{Backends, ConnectError, check_broker};
 use crate::engine::{self, Components, Engine, EngineArgs, EngineConfig, EngineError};
+use crate::event_store::{self, StoreUse};
 use crate::replay_cli::{ReplayCliError, ReplayCommand};
 use crate::server::{Server, ServerError, shutdown_signal};
 use crate::state::{AppState, StateParts};
@@ -93,6 +94,25 @@ enum Command {
     },
 }
 
+impl Command {
+    /// How the command uses the event store: the command path, the workflows and replay
+    /// need PostgreSQL (see [`crate::event_store`]).
+    fn store_use(&self) -> StoreUse {
+        match self {
+            Self::Serve => StoreUse::PostgresOnly("serve"),
+            Self::All => StoreUse::PostgresOnly("all"),
+            Self::Dev => StoreUse::PostgresOnly("dev"),
+            Self::Workflows => StoreUse::PostgresOnly("workflows"),
+            Self::Replay { .. } => StoreUse::PostgresOnly("replay"),
+            Self::Relay
+            | Self::Project
+            | Self::Migrate
+            | Self::Token { .. }
+            | Self::Tenant { .. } => StoreUse::AnyStore,
+        }
+    }
+}
+
 /// What to do with tenants.
 #[derive(Debug, Clone, Subcommand)]
 enum TenantAction {
@@ -140,6 +160,9 @@ impl Cli {
 
     /// Runs the chosen command to completion.
     pub async fn run(self) -> Result<(), CommandError> {
+        // Before anything else: an unusable event store ends the command with one line.
+        event_store::select(&self.config.event_store, self.command.store_use())
+            .map_err(ConfigError::from)?;
         match self.command {
             Command::Serve => {
                 let settings = Settings::from_args(&self.config)?;
@@ -250,12 +273,11 @@ async fn run_components(
     } else {
         String::new()
     };
-    let engine = Engine::start(
-        pool,
-        &EngineConfig::from_args(engine_args, brokers),
-        components,
-    )
-    .await?;
+    let mut engine_config = EngineConfig::from_args(engine_args, brokers);
+    // Checked for this command in `Cli::run`: here only the relay reads it.
+    engine_config.event_store =
+        event_store::select(&config.event_store, StoreUse::AnyStore).map_err(ConfigError::from)?;
+    let engine = Engine::start(pool, &engine_config, components).await?;
     engine.run_until(shutdown_signal()).await?;
     Ok(())
 }

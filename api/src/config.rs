@@ -43,6 +43,19 @@ pub struct ConfigArgs {
     )]
     pub jwt_secret: Option<String>,
 
+    /// Event store: `postgres` (the default, `DATABASE_URL`) or a KurrentDB connection string
+    /// `kurrentdb://host:2113?tls=false`, which only `relay` (publishes KurrentDB's `$all`),
+    /// `project`, `migrate`, `token` and `tenant` support, in a binary built with the
+    /// `kurrentdb` feature; the command path runs on PostgreSQL only.
+    #[arg(
+        long,
+        env = "COMMERCE_EVENT_STORE",
+        default_value = "postgres",
+        global = true,
+        hide_env_values = true
+    )]
+    pub event_store: String,
+
     /// Log filter (`tracing` syntax), e.g. `info` or `info,commerce_api=debug`.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info", global = true)]
     pub log_filter: String,
@@ -62,6 +75,9 @@ pub enum ConfigError {
         /// What is wrong with it (never its value when it may be secret).
         reason: String,
     },
+    /// `COMMERCE_EVENT_STORE` is malformed or not usable by this binary or command.
+    #[error(transparent)]
+    EventStore(#[from] crate::event_store::EventStoreError),
 }
 
 /// Validated configuration of a running engine.
@@ -207,6 +223,7 @@ mod tests {
             kafka_brokers: Some("127.0.0.1:9092".into()),
             http_addr: "127.0.0.1:8080".into(),
             jwt_secret: Some("x".repeat(32)),
+            event_store: "postgres".into(),
             log_filter: "info".into(),
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use commerce_aggregates::{Catalog, StoreCatalog, product};
 use commerce_contracts::topics::AGGREGATE_TOPIC_PREFIX;
-use commerce_eventstore::PgEventStore;
+use commerce_eventstore::{EventStoreSelection, PgEventStore};
 use commerce_projections::worker::{self, WorkerConfig};
 use commerce_projections::{AGGREGATE_TYPES, ProjectionError};
 use commerce_relay::{Relay, RelayConfig, RelayError, RelayStatus};
@@ -115,6 +115,9 @@ pub struct EngineConfig {
     pub projection_group: String,
     /// Time between checkpoint seals, with the relay (`None`: no sealing).
     pub seal_interval: Option<Duration>,
+    /// The event store the relay publishes (`COMMERCE_EVENT_STORE`; checked by
+    /// [`crate::event_store::select`] before the engine starts).
+    pub event_store: EventStoreSelection,
 }
 
 impl EngineConfig {
@@ -128,6 +131,7 @@ impl EngineConfig {
             projection_group: args.projection_group.clone(),
             seal_interval: (args.seal_interval_secs > 0)
                 .then(|| Duration::from_secs(args.seal_interval_secs)),
+            event_store: EventStoreSelection::Postgres,
         }
     }
 
@@ -140,6 +144,7 @@ impl EngineConfig {
             replication: 1,
             projection_group: "commerce-projections".to_owned(),
             seal_interval: Some(Duration::from_secs(10)),
+            event_store: EventStoreSelection::Postgres,
         }
     }
 
@@ -177,6 +182,9 @@ pub enum EngineError {
     Workflows(#[from] WorkflowError),
     #[error("the {0} task panicked or was cancelled")]
     Task(&'static str),
+    /// The selected event store cannot be used (see [`crate::event_store`]).
+    #[error(transparent)]
+    EventStore(#[from] crate::event_store::EventStoreError),
 }
 
 /// Creates or updates the schemas of the relay, the read models and the workflows (idempotent).
@@ -278,7 +286,20 @@ impl Engine {
         if components.relay || components.projections {
             create_topics(config).await?;
         }
-        if components.relay {
+        // A relay on another event store (KurrentDB's `$all`); PostgreSQL's is below.
+        let backend_relay = if components.relay {
+            crate::event_store::relay_on(&config.event_store, config.relay(), pool.clone()).await?
+        } else {
+            None
+        };
+        if let Some(relay) = backend_relay {
+            engine.relay = Some(relay.status());
+            let stopped = engine.stopped();
+            engine.spawn("relay", async move {
+                relay.run(stopped).await.map_err(EngineError::from)
+            });
+        }
+        if components.relay && config.event_store == EventStoreSelection::Postgres {
             let store = PgEventStore::new(pool.clone()).with_upcasters(product::upcasters());
             let relay =
                 Relay::new(config.relay(), pool.clone()).with_global_log(store.global_log());

@@ -5,6 +5,8 @@
 //! - [`config`]: configuration from flags and environment, validated into [`config::Settings`];
 //! - [`connect`]: connections to PostgreSQL and the broker, checked at startup;
 //! - [`engine`]: the relay, projection worker and workflows run in-process, stopped together;
+//!   [`event_store`]: `COMMERCE_EVENT_STORE`, which commands run on which store, the relay on
+//!   KurrentDB's `$all` (feature `kurrentdb`);
 //! - [`server`]: the axum router and its graceful shutdown;
 //! - [`telemetry`]: `tracing` logs;
 //! - [`replay_cli`]: `commerce replay …`, the auditor tooling of `commerce_replay`;
@@ -30,6 +32,7 @@ pub mod config;
 pub mod connect;
 pub mod consistency;
 pub mod engine;
+pub mod event_store;
 pub mod extract;
 pub mod limits;
 pub mod metrics;
