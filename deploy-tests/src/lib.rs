@@ -54,6 +54,9 @@ pub struct Service {
     pub ports: Vec<String>,
     pub container_name: Option<String>,
     pub restart: Option<String>,
+    /// Profiles that enable the service (none: always started).
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 /// A `build:` section (the long form).

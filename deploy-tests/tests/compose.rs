@@ -42,6 +42,7 @@ fn the_stack_has_the_infrastructure_and_every_engine_component() {
         "migrate",
         "api",
         "relay",
+        "relay-kurrentdb",
         "projections",
         "workflows",
     ] {
@@ -160,6 +161,51 @@ fn every_component_runs_the_engine_image_with_its_subcommand_and_settings() {
         "the API must listen on all interfaces inside its container"
     );
     assert!(api.healthcheck.is_some(), "the API has no health check");
+}
+
+#[test]
+fn the_command_path_stays_on_postgres_and_an_opt_in_relay_publishes_kurrentdb() {
+    let compose = compose();
+    for (component, _) in COMPONENTS.into_iter().chain([("migrate", "migrate")]) {
+        assert_eq!(
+            compose.services[component]
+                .env("COMMERCE_EVENT_STORE")
+                .as_deref(),
+            Some("postgres"),
+            "{component} runs on PostgreSQL (the command path refuses KurrentDB at start)"
+        );
+    }
+    let relay = &compose.services["relay-kurrentdb"];
+    assert_eq!(relay.command_line(), "relay");
+    assert_eq!(relay.image, compose.services["relay"].image);
+    assert_eq!(
+        relay.profiles,
+        ["kurrentdb"],
+        "opt-in: needs a kurrentdb build"
+    );
+    let store = relay.env("COMMERCE_EVENT_STORE").unwrap_or_default();
+    assert!(
+        store.starts_with("${COMMERCE_KURRENTDB_URL:-kurrentdb://kurrentdb:2113"),
+        "relay-kurrentdb reads the kurrentdb service: {store}"
+    );
+    for setting in ENGINE_SETTINGS {
+        assert!(
+            relay.env(setting).is_some(),
+            "relay-kurrentdb does not receive {setting}"
+        );
+    }
+    for (on, condition) in [
+        ("kurrentdb", "service_healthy"),
+        ("migrate", "service_completed_successfully"),
+        ("redpanda-init", "service_completed_successfully"),
+    ] {
+        assert_eq!(
+            relay.depends_on.get(on).map(|d| d.condition.as_str()),
+            Some(condition),
+            "relay-kurrentdb waits for {on}"
+        );
+    }
+    assert!(relay.ports.is_empty() && relay.container_name.is_none());
 }
 
 #[test]
