@@ -6,11 +6,18 @@
 //! `rm_meta.analytics_outbox` inside the read-model transaction, and [`publish_outbox`] produces
 //! and then deletes them. A crash between produce and delete republishes; consumers key on the
 //! record key (the orders topic is compactable, so the latest summary wins).
+//!
+//! Brokers that do not create topics on first use (Tansu) would refuse every record: the
+//! worker creates the analytics topics ([`create_topics`]) before it publishes.
 
 use chrono::{DateTime, Utc};
 use commerce_contracts::events::OrderCreated;
 use commerce_contracts::{AnalyticsOrder, AnalyticsOrderLine, Money};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -237,4 +244,44 @@ pub async fn publish_outbox(
             .await?;
     }
     Ok(published.len())
+}
+
+/// How long topic creation may take.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Creates the topics `names` that are missing (an existing topic is left as it is).
+pub async fn create_topics(
+    brokers: &str,
+    names: &[String],
+    partitions: i32,
+    replication: i32,
+) -> Result<(), ProjectionError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                partitions.max(1),
+                TopicReplication::Fixed(replication.max(1)),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+        .request_timeout(Some(ADMIN_TIMEOUT));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(ProjectionError::Topic {
+                    topic,
+                    reason: code.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }

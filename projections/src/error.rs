@@ -11,6 +11,9 @@ pub enum ProjectionError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A topic the worker needs could not be created.
+    #[error("kafka topic {topic} not created: {reason}")]
+    Topic { topic: String, reason: String },
     #[error("undecodable event: {0}")]
     Decode(#[from] DecodeError),
     #[error("json: {0}")]

@@ -28,7 +28,7 @@ mod schema;
 mod testing;
 pub mod worker;
 
-pub use analytics::publish_outbox;
+pub use analytics::{create_topics, publish_outbox};
 pub use dead_letters::{DeadLetter, open_dead_letters, resolve_dead_letter};
 pub use error::ProjectionError;
 pub use event::{AGGREGATE_TYPES, AggregateEvent, DecodeError, DecodedEvent, EventRecord};

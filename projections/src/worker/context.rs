@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -13,6 +14,7 @@ use rdkafka::types::RDKafkaRespErr;
 use sqlx::PgPool;
 
 use super::offsets;
+use crate::error::ProjectionError;
 
 /// What this worker knows of a partition it owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +57,8 @@ impl WorkerContext {
         }
     }
 
-    /// Set when an assignment could not be honoured (the database was unreachable): the worker
-    /// must stop rather than read from an unknown position.
+    /// Set when an assignment could not be honoured (the database stayed unreachable for
+    /// [`ASSIGN_PATIENCE`]): the worker must stop rather than read from an unknown position.
     pub(super) fn failure(&self) -> Option<String> {
         self.failure
             .lock()
@@ -81,7 +83,7 @@ impl WorkerContext {
         // context to wait for PostgreSQL (the worker needs a multi-threaded runtime).
         let stored = tokio::task::block_in_place(|| {
             self.runtime
-                .block_on(offsets::load(&self.pool, &self.group, &partitions))
+                .block_on(load_patiently(&self.pool, &self.group, &partitions))
         });
         let stored = match stored {
             Ok(stored) => stored,
@@ -116,6 +118,32 @@ impl WorkerContext {
             partitions = tpl.count(),
             "partitions assigned at their stored offsets"
         );
+    }
+}
+
+/// How long an assignment waits for PostgreSQL (a restart, a failover) before the worker gives up.
+const ASSIGN_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Reads the stored offsets, retrying with a growing pause while the database is unreachable:
+/// a partition is never started from an unknown position, and a short outage must not end the
+/// worker either.
+async fn load_patiently(
+    pool: &PgPool,
+    group: &str,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, ProjectionError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match offsets::load(pool, group, partitions).await {
+            Ok(stored) => return Ok(stored),
+            Err(error) if started.elapsed() < ASSIGN_PATIENCE => {
+                tracing::warn!(%error, "stored offsets not readable yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

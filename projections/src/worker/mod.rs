@@ -21,16 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commerce_contracts::envelope::headers;
-use commerce_contracts::topics::AGGREGATE_TOPIC_PREFIX;
+use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use sqlx::PgPool;
+use sqlx::{Acquire, PgConnection, PgPool};
 
 use self::context::{Owned, WorkerContext};
-use crate::analytics::publish_outbox;
+use crate::analytics::{create_topics, publish_outbox};
 use crate::error::ProjectionError;
 use crate::event::{AGGREGATE_TYPES, EventRecord};
 use crate::projector::{Outcome, Projector, StreamKey};
@@ -47,6 +47,10 @@ pub struct WorkerConfig {
     pub topic_prefix: String,
     /// Publish the analyst streams from the outbox after each commit.
     pub publish_analytics: bool,
+    /// Partitions of the analytics topics when this worker has to create them.
+    pub topic_partitions: i32,
+    /// Replication factor of the analytics topics when this worker has to create them.
+    pub topic_replication: i32,
 }
 
 impl WorkerConfig {
@@ -57,6 +61,8 @@ impl WorkerConfig {
             group_id: "commerce-projections".into(),
             topic_prefix: String::new(),
             publish_analytics: true,
+            topic_partitions: 6,
+            topic_replication: 1,
         }
     }
 
@@ -76,13 +82,22 @@ impl WorkerConfig {
     }
 }
 
-/// Pause before retrying a record after a database error (the record is retried, never skipped).
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// First pause before retrying a batch after a database error (the batch is retried, never
+/// skipped); it doubles up to [`RETRY_PAUSE_MAX`] while the database stays unreachable.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// How often offsets are committed to Kafka and the analytics outbox is drained.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Records applied together in one transaction, at most: those already fetched when the first
+/// one arrives (a batch never waits for more).
+const MAX_BATCH: usize = 256;
 
 /// Runs one worker until `shutdown` completes. Needs a multi-threaded Tokio runtime (the
 /// assignment callback waits for PostgreSQL).
+///
+/// Database errors never end the loop: the batch is retried with a growing pause (the pool
+/// reconnects), and offsets are re-read from PostgreSQL when a compare-and-set shows they moved.
+/// It ends with an error only when an assignment could not be honoured for a long time.
 pub async fn run(
     pool: PgPool,
     config: WorkerConfig,
@@ -107,13 +122,14 @@ pub async fn run(
     let topics = config.topics();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
-    let producer: Option<FutureProducer> = if config.publish_analytics {
-        Some(
-            ClientConfig::new()
+    let mut analytics = if config.publish_analytics {
+        Some(Analytics {
+            producer: ClientConfig::new()
                 .set("bootstrap.servers", &config.brokers)
                 .set("enable.idempotence", "true")
                 .create()?,
-        )
+            topics_ready: false,
+        })
     } else {
         None
     };
@@ -124,7 +140,9 @@ pub async fn run(
     loop {
         let message = tokio::select! {
             () = &mut shutdown => break,
-            message = consumer.recv() => message,
+            message = consumer.recv() => Some(message),
+            // Wake up now and then even without records: housekeeping and failures.
+            () = tokio::time::sleep(HOUSEKEEPING) => None,
         };
         if let Some(failure) = consumer.context().failure() {
             return Err(ProjectionError::Rebuild(format!(
@@ -132,36 +150,54 @@ pub async fn run(
             )));
         }
         match message {
-            Ok(message) => {
-                let processed = process(
+            Some(Ok(first)) => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    // Only what is already fetched: a zero timeout polls the queue once.
+                    match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                        Ok(Ok(message)) => batch.push(message),
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "kafka consumer error");
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let done = process(
                     &pool,
                     &consumer,
                     &config,
                     &projector,
-                    &message,
+                    &batch,
                     &mut shutdown,
                 )
-                .await?;
-                if let Some(next) = processed {
-                    progress.insert((message.topic().to_owned(), message.partition()), next);
-                }
+                .await;
+                progress.extend(done);
             }
-            Err(error) => tracing::warn!(%error, "kafka consumer error"),
+            Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
+            None => {}
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
-            housekeeping(&pool, &consumer, producer.as_ref(), &config, &mut progress).await;
+            housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
         }
     }
-    housekeeping(&pool, &consumer, producer.as_ref(), &config, &mut progress).await;
+    housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
     Ok(())
+}
+
+/// The analyst-stream publisher of a worker.
+struct Analytics {
+    producer: FutureProducer,
+    /// The analytics topics were created (or found): Tansu does not create them on first use.
+    topics_ready: bool,
 }
 
 /// Commits processed offsets to Kafka (for lag tools) and publishes queued analyst records.
 async fn housekeeping(
     pool: &PgPool,
     consumer: &StreamConsumer<WorkerContext>,
-    producer: Option<&FutureProducer>,
+    analytics: Option<&mut Analytics>,
     config: &WorkerConfig,
     progress: &mut HashMap<(String, i32), i64>,
 ) {
@@ -179,75 +215,178 @@ async fn housekeeping(
             tracing::debug!(%error, "kafka offset commit (best effort) failed");
         }
     }
-    if let Some(producer) = producer {
-        loop {
-            match publish_outbox(pool, producer, &config.topic_prefix, 500).await {
-                Ok(500) => continue,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "analytics outbox not drained");
-                    break;
-                }
+    let Some(analytics) = analytics else {
+        return;
+    };
+    if !analytics.topics_ready {
+        match ensure_analytics_topics(config).await {
+            Ok(()) => analytics.topics_ready = true,
+            Err(error) => {
+                tracing::warn!(%error, "analytics topics not created yet; will retry");
+                return;
+            }
+        }
+    }
+    loop {
+        match publish_outbox(pool, &analytics.producer, &config.topic_prefix, 500).await {
+            Ok(500) => continue,
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(%error, "analytics outbox not drained");
+                break;
             }
         }
     }
 }
 
-/// Handles one record, retrying database errors until it is done or the worker shuts down.
-/// Returns the partition's next offset when the record was accounted for.
+/// Creates the analyst topics (`<prefix>analytics.*`) that are missing.
+async fn ensure_analytics_topics(config: &WorkerConfig) -> Result<(), ProjectionError> {
+    let names: Vec<String> = ANALYTICS_TOPICS
+        .iter()
+        .map(|topic| format!("{}{topic}", config.topic_prefix))
+        .collect();
+    create_topics(
+        &config.brokers,
+        &names,
+        config.topic_partitions,
+        config.topic_replication,
+    )
+    .await
+}
+
+/// One record of a batch, with where it sits.
+struct Polled<'a, 'm> {
+    message: &'a BorrowedMessage<'m>,
+    /// `(topic, partition)`.
+    partition_key: (String, i32),
+}
+
+/// Applies a batch of records in one transaction (retrying database errors until it is done or
+/// the worker shuts down). Returns the next offset of every partition the batch accounted for.
 async fn process(
     pool: &PgPool,
     consumer: &StreamConsumer<WorkerContext>,
     config: &WorkerConfig,
     projector: &Projector,
-    message: &BorrowedMessage<'_>,
+    batch: &[BorrowedMessage<'_>],
     shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Result<Option<i64>, ProjectionError> {
-    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+) -> HashMap<(String, i32), i64> {
+    let mut pause = RETRY_PAUSE;
     loop {
-        let Some(owned) = consumer.context().owned(topic, partition) else {
-            return Ok(None);
-        };
-        if owned.fenced {
-            return Ok(None);
-        }
-        match handle(pool, config, projector, message, owned.expected).await {
-            Ok(()) => {
-                consumer.context().update(
-                    topic,
-                    partition,
-                    Owned {
-                        expected: Some(offset + 1),
-                        fenced: false,
-                    },
-                );
-                return Ok(Some(offset + 1));
-            }
-            Err(ProjectionError::Fenced { .. }) => {
-                tracing::warn!(
-                    topic,
-                    partition,
-                    "fenced: another worker owns this partition now"
-                );
-                consumer.context().update(
-                    topic,
-                    partition,
-                    Owned {
-                        expected: owned.expected,
-                        fenced: true,
-                    },
-                );
-                return Ok(None);
-            }
-            Err(error) => {
-                tracing::warn!(%error, topic, partition, offset, "projection failed; retrying the record");
-                tokio::select! {
-                    () = &mut *shutdown => return Ok(None),
-                    () = tokio::time::sleep(RETRY_PAUSE) => {}
+        // Only partitions this worker still owns and is not fenced from, at the offsets it expects.
+        let mut expected: HashMap<(String, i32), Option<i64>> = HashMap::new();
+        let records: Vec<Polled<'_, '_>> = batch
+            .iter()
+            .filter_map(|message| {
+                let key = (message.topic().to_owned(), message.partition());
+                let owned = consumer.context().owned(&key.0, key.1)?;
+                if owned.fenced {
+                    return None;
                 }
+                expected.entry(key.clone()).or_insert(owned.expected);
+                Some(Polled {
+                    message,
+                    partition_key: key,
+                })
+            })
+            .collect();
+        if records.is_empty() {
+            return HashMap::new();
+        }
+        let error = match handle(pool, config, projector, &records, &expected).await {
+            Ok((next, outcomes)) => {
+                for (key, next) in &next {
+                    consumer.context().update(
+                        &key.0,
+                        key.1,
+                        Owned {
+                            expected: Some(*next),
+                            fenced: false,
+                        },
+                    );
+                }
+                for (record, outcome) in outcomes {
+                    record_metrics(&record, outcome);
+                }
+                return next;
             }
+            Err(error) => error,
+        };
+        if matches!(error, ProjectionError::Fenced { .. }) {
+            match resync(pool, consumer, config, &records, &expected).await {
+                Ok(Some(next)) => return next,
+                // Fenced partitions are left out of the next attempt.
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "stored offsets not readable"),
+            }
+        } else {
+            tracing::warn!(%error, records = records.len(), "projection failed; retrying the batch");
+        }
+        tokio::select! {
+            () = &mut *shutdown => return HashMap::new(),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RETRY_PAUSE_MAX);
+    }
+}
+
+/// After a failed compare-and-set: reads the stored offsets of the batch's partitions. If every
+/// one already is where this batch would have put it, an earlier attempt of this very batch
+/// committed although its answer was lost (the database crashed or the connection broke during
+/// `COMMIT`): the batch is done (`Some`). Otherwise the partitions whose offset moved elsewhere
+/// are fenced (another worker owns them now) and the rest is retried (`None`).
+async fn resync(
+    pool: &PgPool,
+    consumer: &StreamConsumer<WorkerContext>,
+    config: &WorkerConfig,
+    records: &[Polled<'_, '_>],
+    expected: &HashMap<(String, i32), Option<i64>>,
+) -> Result<Option<HashMap<(String, i32), i64>>, ProjectionError> {
+    let mut target: HashMap<(String, i32), i64> = HashMap::new();
+    for record in records {
+        target.insert(record.partition_key.clone(), record.message.offset() + 1);
+    }
+    let partitions: Vec<(String, i32)> = target.keys().cloned().collect();
+    let stored = offsets::load(pool, &config.group_id, &partitions).await?;
+    if target
+        .iter()
+        .all(|(key, next)| stored.get(key) == Some(next))
+    {
+        tracing::info!(
+            records = records.len(),
+            "the batch had committed although its acknowledgement was lost"
+        );
+        for (key, next) in &target {
+            consumer.context().update(
+                &key.0,
+                key.1,
+                Owned {
+                    expected: Some(*next),
+                    fenced: false,
+                },
+            );
+        }
+        return Ok(Some(target));
+    }
+    for key in partitions {
+        let now = stored.get(&key).copied();
+        if expected.get(&key).copied().flatten() != now {
+            tracing::warn!(
+                topic = key.0,
+                partition = key.1,
+                "fenced: another worker owns this partition now"
+            );
+            consumer.context().update(
+                &key.0,
+                key.1,
+                Owned {
+                    expected: now,
+                    fenced: true,
+                },
+            );
         }
     }
+    Ok(None)
 }
 
 /// What a record turned out to be.
@@ -320,48 +459,69 @@ fn is_permanent(error: &ProjectionError) -> bool {
     }
 }
 
-/// One transaction: the record's effect (or its parking) plus the offset.
+/// What one transaction did: the next offset per partition, and the applied events' outcomes
+/// (for the metrics, reported once committed).
+type Handled = (HashMap<(String, i32), i64>, Vec<(EventRecord, Outcome)>);
+
+/// One transaction for the whole batch: each record's effect (or its parking, when it cannot
+/// be projected) under a savepoint of its own, then one compare-and-set per partition.
 async fn handle(
     pool: &PgPool,
     config: &WorkerConfig,
     projector: &Projector,
-    message: &BorrowedMessage<'_>,
-    expected: Option<i64>,
-) -> Result<(), ProjectionError> {
-    let decoded = decode(config, message);
-    let (reason, stream) = match decoded {
-        Decoded::Event(event) => {
-            let mut tx = begin(pool, projector).await?;
-            match projector.project(&mut tx, &event).await {
-                Ok(outcome) => {
-                    offsets::advance(
-                        &mut tx,
-                        &config.group_id,
-                        message.topic(),
-                        message.partition(),
-                        expected,
-                        message.offset() + 1,
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    record_metrics(&event.record, outcome);
-                    return Ok(());
-                }
-                Err(error) if is_permanent(&error) => {
-                    tx.rollback().await?;
-                    let stream = StreamKey {
-                        tenant_id: event.record.tenant_id.clone(),
-                        aggregate_type: event.record.aggregate_type.clone(),
-                        aggregate_id: event.record.aggregate_id.clone(),
-                    };
-                    (error.to_string(), Some(stream))
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Decoded::Poison { reason, stream } => (reason, stream),
-    };
+    records: &[Polled<'_, '_>],
+    expected: &HashMap<(String, i32), Option<i64>>,
+) -> Result<Handled, ProjectionError> {
     let mut tx = begin(pool, projector).await?;
+    let mut outcomes = Vec::with_capacity(records.len());
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for record in records {
+        let message = record.message;
+        let parked = match decode(config, message) {
+            Decoded::Event(event) => {
+                let mut savepoint = tx.begin().await?;
+                match projector.project(&mut savepoint, &event).await {
+                    Ok(outcome) => {
+                        savepoint.commit().await?;
+                        outcomes.push((event.record, outcome));
+                        None
+                    }
+                    Err(error) if is_permanent(&error) => {
+                        savepoint.rollback().await?;
+                        let stream = StreamKey {
+                            tenant_id: event.record.tenant_id.clone(),
+                            aggregate_type: event.record.aggregate_type.clone(),
+                            aggregate_id: event.record.aggregate_id.clone(),
+                        };
+                        Some((error.to_string(), Some(stream)))
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Decoded::Poison { reason, stream } => Some((reason, stream)),
+        };
+        if let Some((reason, stream)) = parked {
+            park(&mut tx, config, projector, message, &reason, stream.as_ref()).await?;
+        }
+        next.insert(record.partition_key.clone(), message.offset() + 1);
+    }
+    for ((topic, partition), next) in &next {
+        let expected = expected.get(&(topic.clone(), *partition)).copied().flatten();
+        offsets::advance(&mut tx, &config.group_id, topic, *partition, expected, *next).await?;
+    }
+    tx.commit().await?;
+    Ok((next, outcomes))
+}
+
+/// Parks a record in `rm_meta.dead_letters` with the reason and blocks its stream.
+async fn park(
+    conn: &mut PgConnection,
+    config: &WorkerConfig,
+    projector: &Projector,
+    message: &BorrowedMessage<'_>,
+    reason: &str,
+    stream: Option<&StreamKey>,
+) -> Result<(), ProjectionError> {
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO rm_meta.dead_letters (group_id, topic, partition, \"offset\", record_key, record_value,
              tenant_id, aggregate_type, aggregate_id, reason)
@@ -375,25 +535,15 @@ async fn handle(
     .bind(message.offset())
     .bind(message.key())
     .bind(message.payload())
-    .bind(stream.as_ref().map(|s| &s.tenant_id))
-    .bind(stream.as_ref().map(|s| &s.aggregate_type))
-    .bind(stream.as_ref().map(|s| &s.aggregate_id))
-    .bind(&reason)
-    .fetch_optional(&mut *tx)
+    .bind(stream.map(|s| &s.tenant_id))
+    .bind(stream.map(|s| &s.aggregate_type))
+    .bind(stream.map(|s| &s.aggregate_id))
+    .bind(reason)
+    .fetch_optional(&mut *conn)
     .await?;
-    if let (Some(id), Some(stream)) = (id, &stream) {
-        projector.block(&mut tx, stream, id).await?;
+    if let (Some(id), Some(stream)) = (id, stream) {
+        projector.block(conn, stream, id).await?;
     }
-    offsets::advance(
-        &mut tx,
-        &config.group_id,
-        message.topic(),
-        message.partition(),
-        expected,
-        message.offset() + 1,
-    )
-    .await?;
-    tx.commit().await?;
     tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "record parked as a dead letter");
     metrics::counter!("projection_parked_total", "topic" => message.topic().to_owned())
         .increment(1);

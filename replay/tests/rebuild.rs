@@ -1,0 +1,226 @@
+//! A read-model rebuild under live load, on a real PostgreSQL and a real Kafka-protocol broker
+//! (Tansu via the devstack): writers keep appending, the relay keeps publishing and a projection
+//! worker keeps applying while the rebuild folds the store into the shadow schema and swaps it
+//! in. Afterwards the live read models, caught up, equal a fresh fold of the store, and no
+//! stream lost what the worker applied meanwhile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
+use commerce_devstack::testkit::{TestDatabase, create_topics, kafka_brokers, unique_topic};
+use commerce_domain::{LocationId, Sku};
+use commerce_eventstore::{
+    CommandContext, CommandExecutor, EventMetadata, PgEventStore, StreamId, migrate,
+};
+use commerce_projections::Rebuild;
+use commerce_projections::worker::{self, WorkerConfig};
+use commerce_relay::{Relay, RelayConfig};
+use commerce_replay::{rebuild_read_models, verify_projections};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+
+const TENANT: &str = "tenant-r";
+const SKUS: u64 = 24;
+
+struct Stack {
+    _db: TestDatabase,
+    store: PgEventStore,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stack {
+    /// A migrated database with the relay and one projection worker running on it.
+    async fn start() -> Self {
+        let db = TestDatabase::create().await.expect("test database (DATABASE_URL)");
+        let pool = PgPoolOptions::new()
+            .max_connections(12)
+            .connect(db.url())
+            .await
+            .expect("connect");
+        migrate(&pool).await.expect("event store migrations");
+        commerce_relay::migrate(&pool).await.expect("relay migrations");
+        commerce_projections::migrate(&pool).await.expect("read-model migrations");
+        let brokers = kafka_brokers().expect("KAFKA_BROKERS");
+        let prefix = format!("{}.", unique_topic("rb"));
+        let mut worker_config = WorkerConfig::new(&brokers);
+        worker_config.topic_prefix.clone_from(&prefix);
+        worker_config.group_id = unique_topic("rebuild-group");
+        worker_config.publish_analytics = false;
+        let topics = worker_config.topics();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        create_topics(&brokers, &refs, 3).await.expect("create topics");
+        let mut relay_config = RelayConfig::new(&brokers);
+        relay_config.name = unique_topic("relay");
+        relay_config.topics.prefix = prefix;
+        relay_config.topics.partitions = 3;
+        relay_config.topics.seed_topics = false;
+        relay_config.topics.create_catalog_topics = false;
+        let store = PgEventStore::new(pool.clone());
+        let (stop, _) = watch::channel(false);
+        let relay = Relay::new(relay_config, pool.clone()).with_global_log(store.global_log());
+        let relay_stop = stopped(&stop);
+        let worker_stop = stopped(&stop);
+        let tasks = vec![
+            tokio::spawn(async move {
+                relay.run(relay_stop).await.expect("relay");
+            }),
+            tokio::spawn(async move {
+                worker::run(pool, worker_config, worker_stop)
+                    .await
+                    .expect("worker");
+            }),
+        ];
+        Self {
+            _db: db,
+            store,
+            stop,
+            tasks,
+        }
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.store.pool()
+    }
+
+    /// Waits until every stream's applied sequence equals its head in the store.
+    async fn caught_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let behind: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT aggregate_id, max(sequence) AS head FROM events
+                   GROUP BY aggregate_id) h
+                 LEFT JOIN rm.stream_state s
+                   ON s.tenant_id || '/' || s.aggregate_id = h.aggregate_id
+                 WHERE s.last_sequence IS DISTINCT FROM h.head",
+            )
+            .fetch_one(self.pool())
+            .await
+            .expect("streams behind");
+            if behind == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{behind} streams stayed behind their heads"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.expect("component task");
+        }
+    }
+}
+
+fn stopped(stop: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut receiver = stop.subscribe();
+    async move {
+        let _ = receiver.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// Sets the stock of random SKUs, one command at a time, until `done`.
+async fn write(store: PgEventStore, seed: u64, done: Arc<AtomicBool>) -> u64 {
+    let executor = CommandExecutor::<Inventory>::new(store, ());
+    let mut state = seed;
+    let mut written = 0;
+    while !done.load(Ordering::Relaxed) {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let sku = Sku::new(format!("SKU-{}", (state >> 33) % SKUS)).expect("sku");
+        let item = StockItem::new(sku, LocationId::default_location());
+        let stream = StreamId::new(TENANT, item.stream_key()).expect("stream id");
+        executor
+            .execute(
+                stream,
+                InventoryCommand::SetStock {
+                    item,
+                    on_hand: (state >> 40) % 500,
+                    reason: "count".to_owned(),
+                    at: Utc::now(),
+                },
+                CommandContext::new(EventMetadata::new(TENANT, "writer")),
+            )
+            .await
+            .expect("append");
+        written += 1;
+        // A steady load, not a flood: the worker must be able to keep up between rebuilds.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    written
+}
+
+/// Every row of every live read-model table (worker clocks left out), sorted.
+async fn snapshot(pool: &PgPool) -> Vec<String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = 'rm' AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("tables");
+    let mut rows = Vec::new();
+    for table in tables {
+        let values: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT '{table}: ' || (to_jsonb(t) - 'updated_at' - 'received_at')::text FROM rm.{table} t"
+        ))
+        .fetch_all(pool)
+        .await
+        .expect("rows");
+        rows.extend(values);
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_under_live_load_swaps_in_the_fold_of_the_store_and_loses_nothing() {
+    // Given the relay and a worker running, and writers appending
+    let stack = Stack::start().await;
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (1..=3)
+        .map(|seed| tokio::spawn(write(stack.store.clone(), seed, Arc::clone(&done))))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // When the read models are rebuilt twice while the load goes on
+    for _ in 0..2 {
+        let summary = rebuild_read_models(&stack.store, Rebuild::All, |_| {})
+            .await
+            .expect("a rebuild under load");
+        assert!(summary.events > 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.expect("writer");
+    }
+    assert!(written > 50, "the writers made progress ({written})");
+    // Then the worker, going on over the swapped models, reaches every head: nothing was lost
+    stack.caught_up().await;
+    assert_eq!(
+        verify_projections(&stack.store).await.expect("verify"),
+        Vec::new()
+    );
+    let live = snapshot(stack.pool()).await;
+    let store = stack.store.clone();
+    stack.stop().await;
+    // And the live models equal a fresh fold of the store
+    rebuild_read_models(&store, Rebuild::All, |_| {})
+        .await
+        .expect("a rebuild at rest");
+    let rebuilt = snapshot(store.pool()).await;
+    let live_only: Vec<&String> = live.iter().filter(|row| !rebuilt.contains(row)).collect();
+    let rebuilt_only: Vec<&String> = rebuilt.iter().filter(|row| !live.contains(row)).collect();
+    assert!(
+        live_only.is_empty() && rebuilt_only.is_empty(),
+        "live only: {live_only:?}\nrebuilt only: {rebuilt_only:?}"
+    );
+}
