@@ -28,6 +28,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The KurrentDB backend (feature `kurrentdb` of the binary) is a workspace member, so the line
 # above lints it; named here so it stays linted even if it leaves the default members.
 cargo clippy -p commerce-eventstore-kurrentdb --all-targets -- -D warnings
+# The binary with the feature: COMMERCE_EVENT_STORE=kurrentdb://… wiring (relay on $all).
+cargo clippy -p commerce-api --features kurrentdb --all-targets -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast

@@ -10,6 +10,11 @@
 //! chain in one PostgreSQL transaction (`commerce_eventstore` executor, `append` module), the
 //! workflows command through that executor, and replay reads PostgreSQL's log and chain.
 //! Those commands refuse a KurrentDB selection at start with one line saying so.
+//!
+//! A deployment that keeps its commands on PostgreSQL and also has events written to KurrentDB
+//! (by other services through `commerce-eventstore-kurrentdb`) runs two relays: `commerce
+//! relay` on PostgreSQL and `commerce relay` with `COMMERCE_EVENT_STORE=kurrentdb://…`; they
+//! hold different locks and cursors and publish to the same topics.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -114,6 +119,9 @@ impl BackendRelay {
 
 /// The relay for `selection` when it is not PostgreSQL (`None`: the engine's own
 /// PostgreSQL relay applies). Checks that the server answers before the relay starts.
+///
+/// Its name (cursor row and lock) is the configured one plus `-kurrentdb`, so it runs next to
+/// a relay on PostgreSQL's log without taking its lock: both publish to the same topics.
 pub async fn relay_on(
     selection: &EventStoreSelection,
     config: RelayConfig,
@@ -133,7 +141,7 @@ pub async fn relay_on(
 async fn kurrentdb_relay(
     selection: &EventStoreSelection,
     connection_string: &str,
-    config: RelayConfig,
+    mut config: RelayConfig,
     pool: PgPool,
 ) -> Result<BackendRelay, EventStoreError> {
     use commerce_eventstore::EventBackend;
@@ -163,6 +171,7 @@ async fn kurrentdb_relay(
             )));
         }
     }
+    config.name = format!("{}-{}", config.name, backend.name());
     let relay = Relay::on_backend(config, pool, backend);
     Ok(BackendRelay {
         status: relay.status(),
