@@ -90,6 +90,17 @@ pub(crate) async fn on_joined(
         return Ok(());
     };
     let participant_id = joined.participant_id;
+    engine
+        .links()
+        .add_campaign(&cause.tenant, participant_id, campaign_id)
+        .await?;
+    // A participant who left or was dropped, or a campaign that ended, before this reaction
+    // ran takes no stock and no money. The only thing an earlier, interrupted run of this
+    // reaction can have done to the campaign is drop the participant, and then the drop's
+    // compensation gives back what that run took (found through the links).
+    if !keeps_stock(&campaign, participant_id) {
+        return Ok(());
+    }
     let owner = Owner::Participant(participant_id);
     let now = engine.now();
     let link = ReservationLink {
@@ -187,6 +198,45 @@ pub(crate) async fn on_joined(
         })
         .await?;
     record_decision(engine, cause, owner, payment_id, decision, Some(amount)).await
+}
+
+/// Whether a participant's stock and money are still wanted: they hold a place in a campaign
+/// that has not failed, and once it closed, only if they paid.
+fn keeps_stock(campaign: &Campaign, participant_id: Uuid) -> bool {
+    let Some(participant) = campaign.participant(ParticipantId::from_uuid(participant_id)) else {
+        return false;
+    };
+    match campaign.status() {
+        CampaignStatus::Failed | CampaignStatus::Cancelled => false,
+        CampaignStatus::Closed => participant.state().is_paid(),
+        CampaignStatus::Scheduled | CampaignStatus::Active | CampaignStatus::Successful => {
+            participant.state().occupies_place()
+        }
+    }
+}
+
+/// `inventory.reserved` for a participant: stock that lands after the participant left, was
+/// dropped, or the campaign failed or closed without them (a previous leader finishing the
+/// join's reaction late, after their compensation ran) is given back with their money.
+pub(crate) async fn on_reserved_for_participant(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    participant_id: Uuid,
+    reservation: &ReservationLink,
+) -> Result<(), WorkflowError> {
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    if keeps_stock(&campaign, participant_id) {
+        return Ok(());
+    }
+    release_all(
+        engine,
+        cause,
+        std::slice::from_ref(reservation),
+        "participant_gone",
+    )
+    .await?;
+    compensate_participant(engine, cause, participant_id, "participant_gone").await
 }
 
 async fn drop_participant(

@@ -9,8 +9,16 @@
 //! Timing choices: stock is held until the order's own expiry plus [`RESERVATION_GRACE`], so
 //! the order expiry (which releases it through compensation) normally comes first; the
 //! reservation's own deadline is the safety net. A confirmed order's stock is committed at
-//! fulfilment, so it can no longer lapse (ORD-5). A payment that succeeds after its order's stock
-//! lapsed is refunded and the order canceled rather than left short (the gap Vendure leaves).
+//! fulfilment, so it can no longer lapse (ORD-5); a reservation deadline that comes between the
+//! confirmation and the fulfilment commits a confirmed order's due stock instead of expiring it.
+//! A payment that succeeds after its order's stock lapsed is refunded and the order canceled
+//! rather than left short (the gap Vendure leaves).
+//!
+//! Re-runs: a reaction runs again from its first step after a crash or a transient failure
+//! (and a previous leader may finish one late), on whatever state came since, its commands
+//! replaying their stored outcomes. So a guard on the current state accepts the states its own
+//! earlier run (and the events after it) can have produced, and attempt numbers are derived
+//! from the event, never from counters that move.
 
 use std::collections::BTreeMap;
 
@@ -66,6 +74,15 @@ pub(crate) async fn on_order_created(
         .await?;
     if created.campaign_id.is_some() {
         return crate::campaign::on_campaign_order_created(engine, cause, created).await;
+    }
+    // A cancel that overtook this reaction: holding stock for a closed order would only make
+    // other orders fail short until compensation gives it back. An earlier, interrupted run of
+    // this reaction may have reserved already: the cancel's compensation finds that through the
+    // links. (A reservation that still lands after the cancel, from a previous leader finishing
+    // this reaction late, is released by the reaction to `inventory.reserved`.)
+    let order: Order = engine.load(&cause.tenant, order_key.clone()).await?;
+    if order.status().is_some_and(OrderStatus::is_terminal) {
+        return Ok(());
     }
     let owner = Owner::Order(created.order_id);
     let now = engine.now();
@@ -179,20 +196,20 @@ pub(crate) async fn on_stock_reserved(
     if order.campaign().is_some() {
         return Ok(());
     }
-    let attempt = order.failed_attempts() + 1;
-    let resumable = match order.status() {
-        Some(OrderStatus::Placed) => true,
-        // This reaction already requested the payment and was interrupted before the outcome
-        // was recorded: its steps replay (the provider echoes the first charge).
-        Some(OrderStatus::AwaitingPayment) => {
-            order.payment_in_flight() == Some(attempt_payment_id(order_id, attempt))
-        }
-        _ => false,
-    };
-    if !resumable {
+    // This reaction only ever opens the first attempt (retries are `on_payment_failed`'s). A
+    // first run starts on a placed order. A re-run (after a crash, a transient failure, or a
+    // previous leader's late finish) finds whatever state came since: once its
+    // `RequestPayment` was applied, the order may be awaiting payment, canceled by a customer
+    // who overtook the charge, or further on, and every step must go on, replaying, so a
+    // charge the provider may already have taken is recorded, and then confirmed or refunded
+    // by the reaction to its outcome.
+    let requested = order
+        .payment_ids()
+        .contains(&attempt_payment_id(order_id, 1));
+    if order.status() != Some(OrderStatus::Placed) && !requested {
         return Ok(());
     }
-    start_payment(engine, cause, order_id, &order, attempt).await
+    start_payment(engine, cause, order_id, &order, 1).await
 }
 
 /// The payment of attempt `attempt` (1-based) of an order.
@@ -202,6 +219,12 @@ fn attempt_payment_id(order_id: Uuid, attempt: u32) -> PaymentId {
         &order_id.to_string(),
         &attempt.to_string(),
     ]))
+}
+
+/// Which attempt of the order `payment_id` is (1-based), if it is one of the order's own.
+fn attempt_of(order_id: Uuid, payment_id: Uuid) -> Option<u32> {
+    (1..=commerce_aggregates::order::MAX_PAYMENT_ATTEMPTS)
+        .find(|attempt| attempt_payment_id(order_id, *attempt).as_uuid() == payment_id)
 }
 
 /// Opens payment attempt `attempt` for the order, requests it on the order and charges it.
@@ -354,6 +377,11 @@ pub(crate) async fn on_payment_succeeded(
         return Ok(());
     };
     let now = engine.now();
+    if order.confirmed_by() == Some(PaymentId::from_uuid(payment_id)) {
+        // An earlier run confirmed on this payment: whatever the order did since (completed,
+        // or canceled, which its compensation settles) is no reason to give the money back.
+        return Ok(());
+    }
     if order.status().is_some_and(OrderStatus::is_terminal) {
         return compensation::settle_payment(engine, cause, payment_id, None).await;
     }
@@ -410,6 +438,56 @@ async fn stock_held(engine: &Engine, cause: &Cause, order: &Order) -> Result<boo
     Ok(true)
 }
 
+/// Before a reservation deadline expires what is due on an inventory stream: the due stock
+/// of a confirmed order is committed instead ("if paid, commit instead", §3.3). The order's
+/// own commit comes with its fulfilment (the reaction to `order.confirmed`), which may run
+/// after this deadline, and a lapsed reservation there would leave a paid order without stock
+/// (ORD-5).
+pub(crate) async fn commit_paid_due(
+    engine: &Engine,
+    cause: &Cause,
+    stream_key: &str,
+) -> Result<(), WorkflowError> {
+    let now = engine.now();
+    let inventory: commerce_aggregates::inventory::Inventory =
+        engine.load(&cause.tenant, stream_key).await?;
+    let due = inventory
+        .reservations()
+        .filter(|r| r.is_active() && r.expires_at() <= now)
+        .filter_map(|r| match r.holder() {
+            ReservationHolder::Order(order_id) => Some((r.id(), r.quantity(), order_id)),
+            ReservationHolder::CampaignParticipant(_) => None,
+        })
+        .collect::<Vec<_>>();
+    for (reservation_id, quantity, order_id) in due {
+        let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+        let paid = order.confirmed_by().is_some()
+            && order.status() != Some(OrderStatus::Canceled)
+            && order
+                .reservations()
+                .iter()
+                .any(|r| r.reservation_id == reservation_id.as_uuid());
+        if !paid {
+            continue;
+        }
+        let quantity = Quantity::new(quantity).map_err(|e| invalid("reservation", e))?;
+        engine
+            .issue(
+                &engine.inventory,
+                cause,
+                &format!("commit_paid:{reservation_id}"),
+                stream_key.to_owned(),
+                InventoryCommand::Commit {
+                    reservation_id,
+                    quantity,
+                    at: now,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// `payment.failed` of an order's payment: record it, then retry by policy or cancel.
 pub(crate) async fn on_payment_failed(
     engine: &Engine,
@@ -433,12 +511,30 @@ pub(crate) async fn on_payment_failed(
         )
         .await?;
     let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
-    if order.status().is_some_and(OrderStatus::is_terminal) {
+    // The attempt that failed is read from the payment, not from the order's counter: a re-run
+    // of this reaction may find the order further on (its own retry requested, failed in turn,
+    // or confirmed, or canceled), and must then replay that retry, never open another one.
+    let Some(failed) = attempt_of(order_id, payment_id) else {
         return Ok(());
+    };
+    // Only this reaction requests the next attempt: if the order knows it, an earlier run got
+    // that far, and the retry goes on replaying whatever the order's state now.
+    let requested = order
+        .payment_ids()
+        .contains(&attempt_payment_id(order_id, failed + 1));
+    // Otherwise act only on an order that took this failure and waits for a decision.
+    let undecided = order.status() == Some(OrderStatus::AwaitingPayment)
+        && order.payment_in_flight().is_none()
+        && order.failed_attempts() == failed;
+    let max_attempts = engine
+        .config
+        .max_payment_attempts
+        .min(commerce_aggregates::order::MAX_PAYMENT_ATTEMPTS);
+    if requested || (undecided && failed < max_attempts) {
+        return start_payment(engine, cause, order_id, &order, failed + 1).await;
     }
-    let attempts = order.failed_attempts();
-    if attempts < engine.config.max_payment_attempts {
-        return start_payment(engine, cause, order_id, &order, attempts + 1).await;
+    if !undecided {
+        return Ok(());
     }
     engine
         .issue(
@@ -464,11 +560,61 @@ pub(crate) async fn on_order_confirmed(
     order_id: Uuid,
 ) -> Result<(), WorkflowError> {
     let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
-    if order.status() != Some(OrderStatus::Confirmed) {
+    // Not only `confirmed`: a re-run after a crash may find the fulfilment this reaction
+    // created already shipped (or delivered, completed) by the warehouse, and must still
+    // commit the stock and buy the label (each step replays or is a no-op). A canceled order
+    // is compensation's.
+    let paid = matches!(
+        order.status(),
+        Some(
+            OrderStatus::Confirmed
+                | OrderStatus::Shipped
+                | OrderStatus::Delivered
+                | OrderStatus::Completed
+        )
+    );
+    if !paid {
         return Ok(());
     }
     let order_key = order_id.to_string();
     let now = engine.now();
+    // The stock first: a reservation that lapsed or was released before this reaction ran
+    // cannot be fulfilled, and the paid order is canceled and refunded rather than shipped
+    // short (ORD-5; the same rule as a payment that succeeds after the stock lapsed).
+    for reservation in order.reservations() {
+        let quantity =
+            Quantity::new(reservation.quantity).map_err(|e| invalid("reservation", e))?;
+        let committed = engine
+            .issue(
+                &engine.inventory,
+                cause,
+                &format!("commit:{}", reservation.reservation_id),
+                format!("{}:{}", reservation.sku, reservation.location),
+                InventoryCommand::Commit {
+                    reservation_id: ReservationId::from_uuid(reservation.reservation_id),
+                    quantity,
+                    at: now,
+                },
+            )
+            .await?;
+        if committed.is_refused() {
+            engine
+                .issue(
+                    &engine.orders,
+                    cause,
+                    "cancel_lapsed",
+                    order_key,
+                    OrderCommand::Cancel {
+                        reason: CancelReason::InsufficientStock,
+                        note: Some("stock reservation lapsed before fulfilment".to_owned()),
+                        by: SYSTEM.to_owned(),
+                        at: now,
+                    },
+                )
+                .await?;
+            return Ok(());
+        }
+    }
     let fulfillment_id = derived(&["fulfillment", &order_key]);
     let lines = order
         .lines()
@@ -494,23 +640,6 @@ pub(crate) async fn on_order_confirmed(
                     fulfillment_id,
                     lines,
                     location: LocationId::default_location(),
-                    at: now,
-                },
-            )
-            .await?;
-    }
-    for reservation in order.reservations() {
-        let quantity =
-            Quantity::new(reservation.quantity).map_err(|e| invalid("reservation", e))?;
-        engine
-            .issue(
-                &engine.inventory,
-                cause,
-                &format!("commit:{}", reservation.reservation_id),
-                format!("{}:{}", reservation.sku, reservation.location),
-                InventoryCommand::Commit {
-                    reservation_id: ReservationId::from_uuid(reservation.reservation_id),
-                    quantity,
                     at: now,
                 },
             )

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use commerce_aggregates::inventory::InventoryCommand;
-use commerce_aggregates::order::Order;
+use commerce_aggregates::order::{Order, OrderStatus};
 use commerce_aggregates::payment::{Payment, PaymentCommand};
 use commerce_domain::{Money, ReservationId};
 use uuid::Uuid;
@@ -60,6 +60,30 @@ pub(crate) async fn on_order_closed(
         settle_payment(engine, cause, payment_id, provider_ref).await?;
     }
     Ok(())
+}
+
+/// `inventory.reserved` for an order: a reservation that lands after its order was canceled
+/// (a previous leader still finishing the order's checkout after losing its lock, once the
+/// cancel's compensation has run) is released at once, so no stock stays held for a closed
+/// order. In the usual order of things the compensation releases it too; the second release
+/// is a no-op.
+pub(crate) async fn on_reserved_for_order(
+    engine: &Engine,
+    cause: &Cause,
+    order_id: Uuid,
+    reservation: &ReservationLink,
+) -> Result<(), WorkflowError> {
+    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    if order.status() != Some(OrderStatus::Canceled) {
+        return Ok(());
+    }
+    release_all(
+        engine,
+        cause,
+        std::slice::from_ref(reservation),
+        "order_closed",
+    )
+    .await
 }
 
 /// Releases every listed reservation that is still active (others are no-ops or unknown).

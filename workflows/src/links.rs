@@ -50,8 +50,16 @@ pub(crate) struct PaymentLink {
     pub provider_ref: Option<String>,
 }
 
+/// The campaign a participant joined (written before the participant's stock is reserved, so
+/// a reservation is always traced back to its campaign, even before a payment exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CampaignLink {
+    pub campaign_id: Uuid,
+}
+
 const RESERVATION: &str = "reservation";
 const PAYMENT: &str = "payment";
+const CAMPAIGN: &str = "campaign";
 
 /// The `workflow_links` table.
 #[derive(Debug, Clone)]
@@ -82,6 +90,29 @@ impl Links {
     ) -> Result<(), WorkflowError> {
         self.upsert(tenant, owner, PAYMENT, link.payment_id, link)
             .await
+    }
+
+    pub async fn add_campaign(
+        &self,
+        tenant: &str,
+        participant_id: Uuid,
+        campaign_id: Uuid,
+    ) -> Result<(), WorkflowError> {
+        let link = CampaignLink { campaign_id };
+        let owner = Owner::Participant(participant_id);
+        self.upsert(tenant, owner, CAMPAIGN, campaign_id, &link)
+            .await
+    }
+
+    /// The campaign of a participant, when its join was handled by this version.
+    pub async fn campaign(
+        &self,
+        tenant: &str,
+        participant_id: Uuid,
+    ) -> Result<Option<Uuid>, WorkflowError> {
+        let owner = Owner::Participant(participant_id);
+        let links: Vec<CampaignLink> = self.list(tenant, owner, CAMPAIGN).await?;
+        Ok(links.first().map(|link| link.campaign_id))
     }
 
     pub async fn reservations(

@@ -133,7 +133,35 @@ async fn on_inventory(
                     event.stream.key(),
                     reserved.expires_at,
                 )
-                .await
+                .await?;
+            // Stock taken for a flow that has ended meanwhile (a previous leader finishing a
+            // reaction after the compensation ran) is given back here.
+            let link = crate::links::ReservationLink {
+                reservation_id: reserved.reservation_id,
+                sku: reserved.sku.clone(),
+                location: reserved.location.clone(),
+                quantity: reserved.quantity,
+            };
+            match reserved.holder {
+                ReservationHolder::Order(order_id) => {
+                    compensation::on_reserved_for_order(engine, cause, order_id, &link).await
+                }
+                ReservationHolder::CampaignParticipant(participant_id) => {
+                    match participant_campaign(engine, cause, participant_id).await? {
+                        Some(campaign_id) => {
+                            campaign::on_reserved_for_participant(
+                                engine,
+                                cause,
+                                campaign_id,
+                                participant_id,
+                                &link,
+                            )
+                            .await
+                        }
+                        None => Ok(()),
+                    }
+                }
+            }
         }
         InventoryEvent::ReservationExpired(expired) => {
             let inventory: Inventory = engine.load(&cause.tenant, event.stream.key()).await?;
@@ -168,12 +196,20 @@ async fn on_inventory(
     }
 }
 
-/// The campaign of a participant, through its payment's purpose.
+/// The campaign of a participant: its campaign link, else its payment's purpose (joins handled
+/// before the link existed).
 async fn participant_campaign(
     engine: &Engine,
     cause: &Cause,
     participant_id: Uuid,
 ) -> Result<Option<Uuid>, WorkflowError> {
+    if let Some(campaign_id) = engine
+        .links()
+        .campaign(&cause.tenant, participant_id)
+        .await?
+    {
+        return Ok(Some(campaign_id));
+    }
     let owner = crate::links::Owner::Participant(participant_id);
     for link in engine.links().payments(&cause.tenant, owner).await? {
         let payment: Payment = engine
@@ -234,6 +270,7 @@ pub(crate) async fn fire(engine: &Engine, due: DueDeadline) -> Result<String, Wo
                 .await?
         }
         DeadlineKind::ReservationExpiry(_) => {
+            checkout::commit_paid_due(engine, cause, &key).await?;
             engine
                 .issue(
                     &engine.inventory,

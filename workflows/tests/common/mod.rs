@@ -23,7 +23,10 @@ use commerce_domain::{
 use commerce_eventstore::{
     CommandContext, CommandExecutor, EventMetadata, ExecutorConfig, PgEventStore, StreamId,
 };
-use commerce_workflows::{Clock, WorkflowConfig, Workflows};
+use commerce_workflows::gateway::{GatewayDecision, GatewayError, PaymentRequest};
+use commerce_workflows::{
+    Clock, PaymentGateway, SandboxCarrier, SandboxGateway, WorkflowConfig, Workflows,
+};
 use tokio::task::JoinHandle;
 
 pub const TENANT: &str = "acme";
@@ -84,16 +87,80 @@ impl Harness {
     }
 
     pub fn workflows(&self) -> Workflows {
+        self.workflows_with(Arc::new(SandboxGateway), 1)
+    }
+
+    /// Process managers paying through `gateway`, with `max_payment_attempts` per order.
+    pub fn workflows_with(
+        &self,
+        gateway: Arc<dyn PaymentGateway>,
+        max_payment_attempts: u32,
+    ) -> Workflows {
         let offset = Arc::clone(&self.offset_secs);
-        Workflows::sandbox(self.db.pool().clone(), Arc::new(self.catalog.clone()))
-            .with_config(WorkflowConfig {
-                poll_interval: Duration::from_millis(50),
-                standby_interval: Duration::from_millis(100),
-                ..WorkflowConfig::default()
-            })
-            .with_clock(Clock::from_fn(move || {
-                Utc::now() + chrono::Duration::seconds(offset.load(Ordering::SeqCst))
-            }))
+        Workflows::new(
+            self.db.pool().clone(),
+            Arc::new(self.catalog.clone()),
+            gateway,
+            Arc::new(SandboxCarrier),
+        )
+        .with_config(WorkflowConfig {
+            max_payment_attempts,
+            poll_interval: Duration::from_millis(50),
+            standby_interval: Duration::from_millis(100),
+            ..WorkflowConfig::default()
+        })
+        .with_clock(Clock::from_fn(move || {
+            Utc::now() + chrono::Duration::seconds(offset.load(Ordering::SeqCst))
+        }))
+    }
+
+    /// Starts an engine process paying through `gateway`.
+    pub fn spawn_with(
+        &self,
+        gateway: Arc<dyn PaymentGateway>,
+        max_payment_attempts: u32,
+    ) -> JoinHandle<()> {
+        let workflows = self.workflows_with(gateway, max_payment_attempts);
+        tokio::spawn(async move {
+            workflows.run(pending()).await.expect("workflows run");
+        })
+    }
+
+    /// Whether the process managers handled every stored event and no deadline is due.
+    pub async fn settled(&self) -> bool {
+        let behind: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events e WHERE NOT EXISTS ( \
+               SELECT 1 FROM workflow_cursor c \
+               WHERE (e.transaction_id::text::bigint, e.position) <= (c.transaction_id, c.position)))",
+        )
+        .fetch_one(self.db.pool())
+        .await
+        .expect("cursor query");
+        let due: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND due_at <= $1",
+        )
+        .bind(self.now())
+        .fetch_one(self.db.pool())
+        .await
+        .expect("deadline query");
+        !behind && due == 0
+    }
+
+    /// Moves the process managers' cursor back to the start of the log: the next engine
+    /// re-runs every reaction on today's state (what a crash, or a previous leader finishing
+    /// late, does to one reaction).
+    pub async fn rewind_cursor(&self) {
+        sqlx::query("UPDATE workflow_cursor SET transaction_id = 0, position = 0")
+            .execute(self.db.pool())
+            .await
+            .expect("rewind");
+    }
+
+    pub async fn count_all_events(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(self.db.pool())
+            .await
+            .expect("count")
     }
 
     /// Starts an engine process (a task that a test may abort: a crash).
@@ -243,6 +310,73 @@ impl Harness {
             .map_err(|error| error.to_string())
     }
 
+    /// Joins as `customer`; the participant's id when admitted.
+    pub async fn join_as(
+        &self,
+        campaign_id: CampaignId,
+        customer: &str,
+        method: &str,
+    ) -> Option<commerce_domain::ParticipantId> {
+        let participant_id = commerce_domain::ParticipantId::new();
+        self.campaigns
+            .execute(
+                Self::stream(campaign_id.to_string()),
+                CampaignCommand::Join {
+                    participant_id,
+                    customer: CustomerId::new(customer).expect("customer"),
+                    quantity: Quantity::new(1).expect("quantity"),
+                    payment_method: Some(method.to_owned()),
+                    at: self.now(),
+                },
+                self.context(),
+            )
+            .await
+            .ok()
+            .map(|_| participant_id)
+    }
+
+    /// Issues a campaign command that the campaign may refuse; whether it applied.
+    pub async fn try_campaign_command(
+        &self,
+        campaign_id: CampaignId,
+        command: CampaignCommand,
+    ) -> bool {
+        self.campaigns
+            .execute(
+                Self::stream(campaign_id.to_string()),
+                command,
+                self.context(),
+            )
+            .await
+            .is_ok()
+    }
+
+    /// Reserves stock directly, as a process manager would (for stock that lands late).
+    pub async fn reserve(
+        &self,
+        sku: &str,
+        holder: commerce_contracts::ReservationHolder,
+    ) -> commerce_domain::ReservationId {
+        let item = StockItem::new(Sku::new(sku).expect("sku"), LocationId::default_location());
+        let reservation_id = commerce_domain::ReservationId::new();
+        self.inventory
+            .execute(
+                Self::stream(item.stream_key()),
+                InventoryCommand::Reserve {
+                    item,
+                    reservation_id,
+                    holder,
+                    lines: vec![Quantity::new(1).expect("quantity")],
+                    expires_at: self.now() + chrono::Duration::hours(1),
+                    at: self.now(),
+                },
+                self.context(),
+            )
+            .await
+            .expect("reserved");
+        reservation_id
+    }
+
     pub async fn load<A: cqrs_es::Aggregate>(&self, key: impl Into<String>) -> A {
         self.store
             .load_aggregate::<A>(&Self::stream(key), None)
@@ -343,5 +477,102 @@ impl Harness {
             ));
         }
         trail
+    }
+}
+
+/// What the payment provider did, by provider reference: the sandbox's decisions, plus a
+/// ledger of the money it moved (each idempotency key once, as a real provider dedupes), so
+/// tests can check the provider's side of PAY-4 and ORD-6, not only the Payment aggregates.
+///
+/// With `fail_after_charge` set, a charge is taken and then answered with an error, like a
+/// provider timing out after it charged: the engine must retry and record that same charge.
+#[derive(Debug, Default)]
+pub struct RecordingGateway {
+    ledger: std::sync::Mutex<Ledger>,
+    pub fail_after_charge: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    keys: std::collections::BTreeSet<String>,
+    /// Captured − refunded, per provider reference.
+    net: std::collections::BTreeMap<String, i64>,
+}
+
+impl RecordingGateway {
+    fn book(&self, key: &str, provider_ref: &str, amount: i64) {
+        let mut ledger = self.ledger.lock().expect("ledger");
+        if ledger.keys.insert(key.to_owned()) {
+            *ledger.net.entry(provider_ref.to_owned()).or_default() += amount;
+        }
+    }
+
+    /// Money the provider holds for the merchant: Σ captured − Σ refunded.
+    pub fn net_total(&self) -> i64 {
+        self.ledger.lock().expect("ledger").net.values().sum()
+    }
+
+    /// Provider references with a negative balance or more than `max` captured.
+    pub fn out_of_bounds(&self, max: i64) -> Vec<(String, i64)> {
+        let ledger = self.ledger.lock().expect("ledger");
+        ledger
+            .net
+            .iter()
+            .filter(|(_, net)| **net < 0 || **net > max)
+            .map(|(r, net)| (r.clone(), *net))
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for RecordingGateway {
+    fn name(&self) -> &str {
+        SandboxGateway.name()
+    }
+
+    async fn authorize(&self, request: &PaymentRequest) -> Result<GatewayDecision, GatewayError> {
+        SandboxGateway.authorize(request).await
+    }
+
+    async fn charge(&self, request: &PaymentRequest) -> Result<GatewayDecision, GatewayError> {
+        let decision = SandboxGateway.charge(request).await?;
+        if let GatewayDecision::Approved { provider_ref, .. } = &decision {
+            self.book(
+                &request.idempotency_key,
+                provider_ref,
+                request.amount.amount_minor(),
+            );
+        }
+        if self.fail_after_charge.load(Ordering::SeqCst) {
+            return Err(GatewayError {
+                provider: "sandbox".to_owned(),
+                message: "timed out after charging".to_owned(),
+            });
+        }
+        Ok(decision)
+    }
+
+    async fn capture(
+        &self,
+        provider_ref: &str,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        self.book(idempotency_key, provider_ref, amount.amount_minor());
+        Ok(())
+    }
+
+    async fn void(&self, _: &str, _: &str) -> Result<(), GatewayError> {
+        Ok(())
+    }
+
+    async fn refund(
+        &self,
+        provider_ref: &str,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        self.book(idempotency_key, provider_ref, -amount.amount_minor());
+        Ok(())
     }
 }
