@@ -189,33 +189,3 @@ pub fn produce_raw(
     producer.flush(Duration::from_secs(30))?;
     Ok(())
 }
-
-/// Creates the analyst-stream topics of an engine whose topics start with `prefix` (Tansu
-/// creates no topic on first use; existing ones are left as they are).
-pub async fn create_analytics_topics(brokers: &str, prefix: &str) -> Result<(), FaultError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::types::RDKafkaErrorCode;
-
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let names: Vec<String> = ["analytics.orders", "analytics.order_lines"]
-        .iter()
-        .map(|topic| format!("{prefix}{topic}"))
-        .collect();
-    let topics: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|name| NewTopic::new(name, 6, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    for result in admin.create_topics(&topics, &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(FaultError::Unexpected(format!("creating {topic}: {code}")));
-            }
-        }
-    }
-    Ok(())
-}

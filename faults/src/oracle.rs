@@ -44,12 +44,21 @@ pub struct Findings {
     pub stuck_orders: Vec<String>,
     pub orders_by_status: BTreeMap<String, i64>,
     pub open_dead_letters: i64,
+    /// Reactions the workflows parked (`workflow_dead_letters`): evidence for stuck sagas.
+    pub workflow_dead_letters: Vec<String>,
+    /// Set when the engine did not settle after the load (what was left behind).
+    pub unsettled: Option<String>,
+    /// Read-model streams behind their head: applied, head, pending sequences (evidence).
+    pub behind_streams: Vec<String>,
+    /// Partitions whose projection offset is short of the partition's end on Kafka (evidence).
+    pub projection_offsets: Vec<String>,
 }
 
 impl Findings {
     /// Whether nothing was lost or duplicated in effect.
     pub fn clean(&self) -> bool {
-        self.lost_acks.is_empty()
+        self.unsettled.is_none()
+            && self.lost_acks.is_empty()
             && self.unpublished.is_empty()
             && self.kafka_misordered.is_empty()
             && self.read_model_differences.is_empty()
@@ -69,7 +78,43 @@ pub async fn check(
 ) -> Result<Findings, FaultError> {
     let mut findings = Findings::default();
     check_acks(pool, acks, &mut findings).await?;
-    check_kafka(pool, brokers, topics, &mut findings).await?;
+    let kafka_ends = check_kafka(pool, brokers, topics, &mut findings).await?;
+    // Evidence for a case that did not settle, taken before the rebuild swaps the read models.
+    findings.behind_streams = sqlx::query_scalar(
+        "WITH heads AS (SELECT aggregate_type, aggregate_id, max(sequence) AS head \
+                        FROM events GROUP BY aggregate_type, aggregate_id) \
+         SELECT format('%s %s: applied %s of %s, pending %s', h.aggregate_type, h.aggregate_id, \
+                       coalesce(s.last_sequence, 0), h.head, \
+                       (SELECT array_agg(p.sequence ORDER BY p.sequence) FROM rm.pending_events p \
+                         WHERE p.aggregate_type = h.aggregate_type \
+                           AND p.tenant_id || '/' || p.aggregate_id = h.aggregate_id)) \
+         FROM heads h LEFT JOIN rm.stream_state s \
+           ON s.aggregate_type = h.aggregate_type \
+          AND s.tenant_id || '/' || s.aggregate_id = h.aggregate_id \
+         WHERE s.last_sequence IS DISTINCT FROM h.head ORDER BY 1 LIMIT 10",
+    )
+    .fetch_all(pool)
+    .await?;
+    let offsets: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM rm_meta.projection_offsets \
+         ORDER BY topic, partition",
+    )
+    .fetch_all(pool)
+    .await?;
+    let stored: BTreeMap<(String, i32), i64> = offsets
+        .into_iter()
+        .map(|(topic, partition, next)| ((topic, partition), next))
+        .collect();
+    findings.projection_offsets = kafka_ends
+        .iter()
+        .filter_map(
+            |((topic, partition), end)| match stored.get(&(topic.clone(), *partition)) {
+                Some(next) if next >= end => None,
+                Some(next) => Some(format!("{topic}/{partition}: next {next} of end {end}")),
+                None => Some(format!("{topic}/{partition}: never consumed, end {end}")),
+            },
+        )
+        .collect();
     let store =
         PgEventStore::new(pool.clone()).with_upcasters(commerce_aggregates::product::upcasters());
     check_read_models(&store, &mut findings).await?;
@@ -78,6 +123,12 @@ pub async fn check(
         sqlx::query_scalar("SELECT count(*) FROM rm_meta.dead_letters WHERE resolved_at IS NULL")
             .fetch_one(pool)
             .await?;
+    findings.workflow_dead_letters = sqlx::query_scalar(
+        "SELECT format('%s %s@%s: %s', event_type, aggregate_id, position, reason) \
+         FROM workflow_dead_letters ORDER BY position LIMIT 50",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(findings)
 }
 
@@ -131,7 +182,7 @@ async fn check_kafka(
     brokers: &str,
     topics: &[String],
     findings: &mut Findings,
-) -> Result<(), FaultError> {
+) -> Result<BTreeMap<(String, i32), i64>, FaultError> {
     let stored: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
         .fetch_all(pool)
         .await?;
@@ -143,35 +194,70 @@ async fn check_kafka(
             .await
             .map_err(|error| FaultError::Unexpected(error.to_string()))??;
     findings.kafka_records = records.len() as u64;
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for record in &records {
+        let end = ends
+            .entry((record.topic.clone(), record.partition))
+            .or_default();
+        *end = (*end).max(record.offset + 1);
+    }
     let mut seen: HashMap<Uuid, u64> = HashMap::new();
     let mut last_sequence: HashMap<String, i64> = HashMap::new();
-    // Partition order is the publication order of one aggregate (same key, same partition).
+    let mut misordered: BTreeSet<String> = BTreeSet::new();
+    // Every copy of a stream, in reading order (partition order: same key, same partition):
+    // the evidence attached to a misordered stream.
+    let mut copies_of: HashMap<String, Vec<String>> = HashMap::new();
     for record in &records {
         let Some(event_id) = record.event_id else {
             continue;
         };
         let copies = seen.entry(event_id).or_default();
         *copies += 1;
-        if *copies > 1 {
+        let first = *copies == 1;
+        if !first {
             findings.kafka_duplicates += 1;
+        }
+        let Some((aggregate, sequence)) = &record.stream else {
+            continue;
+        };
+        copies_of
+            .entry(aggregate.clone())
+            .or_default()
+            .push(format!(
+                "{}{sequence}@{}/{}",
+                if first { "" } else { "dup " },
+                record.partition,
+                record.offset
+            ));
+        if !first {
             continue;
         }
-        if let Some((aggregate, sequence)) = &record.stream {
-            let last = last_sequence.entry(aggregate.clone()).or_default();
-            if *sequence <= *last {
-                findings.kafka_misordered.push(format!(
-                    "{aggregate}: first copy of {sequence} after {last} ({} partition {} offset {})",
-                    record.topic, record.partition, record.offset
-                ));
-            }
-            *last = (*last).max(*sequence);
+        let last = last_sequence.entry(aggregate.clone()).or_default();
+        if *sequence <= *last {
+            misordered.insert(aggregate.clone());
         }
+        *last = (*last).max(*sequence);
+    }
+    for aggregate in misordered {
+        let trail = copies_of
+            .get(&aggregate)
+            .map_or_else(String::new, |copies| {
+                copies
+                    .iter()
+                    .take(40)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        findings
+            .kafka_misordered
+            .push(format!("{aggregate}: sequence@partition/offset [{trail}]"));
     }
     findings.unpublished = stored
         .into_iter()
         .filter(|id| !seen.contains_key(id))
         .collect();
-    Ok(())
+    Ok(ends)
 }
 
 /// Columns a rebuild legitimately writes differently: bookkeeping clocks of the worker.

@@ -4,6 +4,7 @@
 //! - every stream's applied sequence in the read models equals its head, and nothing is
 //!   pending behind a gap (projections caught up);
 //! - every workflow cursor is past every event, and no deadline is due and unfired;
+//! - the analyst streams' outbox is empty (everything queued reached its topic);
 //! - and the log's head did not move between two polls.
 
 use sqlx::{PgPool, Row};
@@ -20,6 +21,7 @@ pub struct Backlog {
     pub pending: i64,
     pub workflows_behind: i64,
     pub deadlines_due: i64,
+    pub analytics_queued: i64,
 }
 
 impl Backlog {
@@ -30,6 +32,7 @@ impl Backlog {
             && self.pending == 0
             && self.workflows_behind == 0
             && self.deadlines_due == 0
+            && self.analytics_queued == 0
     }
 }
 
@@ -71,6 +74,9 @@ pub async fn backlog(pool: &PgPool) -> Result<Backlog, FaultError> {
     )
     .fetch_one(pool)
     .await?;
+    let analytics_queued: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_meta.analytics_outbox")
+        .fetch_one(pool)
+        .await?;
     Ok(Backlog {
         events: head.try_get("events")?,
         head: head.try_get("head")?,
@@ -79,5 +85,6 @@ pub async fn backlog(pool: &PgPool) -> Result<Backlog, FaultError> {
         pending,
         workflows_behind,
         deadlines_due,
+        analytics_queued,
     })
 }
