@@ -13,6 +13,9 @@
 //!   of an aggregate's events are always in sequence order.
 //! - **One publisher**: instances sharing a [`RelayConfig::name`] elect one through a
 //!   PostgreSQL advisory lock; standbys take over when its session ends.
+//! - **Any source**: the same holds on another event store's global order
+//!   ([`Relay::on_backend`], KurrentDB's `$all`, whose order is final when read): the cursor,
+//!   kept in the same PostgreSQL table as text, moves only after the broker acknowledged.
 //!
 //! # Kafka surface
 //! - Topics: `commerce.<aggregate_type>` for every event, plus the seed's per-event topic
