@@ -340,9 +340,8 @@ impl Campaign {
         }
         // CMP-4: one in-progress participation and a quantity limit per customer.
         let mine: Vec<&Participant> = self
-            .participants
-            .iter()
-            .filter(|p| p.customer_id == customer.as_str() && p.state.occupies_place())
+            .participations_of(customer.as_str())
+            .filter(|p| p.state.occupies_place())
             .collect();
         if mine.iter().any(|p| p.state == ParticipantState::Joined) {
             return Err(CommandError::LimitReached(

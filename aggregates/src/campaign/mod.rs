@@ -18,6 +18,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -223,7 +224,10 @@ impl Participant {
 }
 
 /// A group-buying campaign.
+///
+/// Serialised (engine snapshots) without its participant index, which deserialising rebuilds.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredCampaign")]
 pub struct Campaign {
     /// `None` until `campaign.created`.
     config: Option<CampaignConfig>,
@@ -235,6 +239,96 @@ pub struct Campaign {
     /// `campaign.successful` was appended (it is appended at most once, CMP-5).
     succeeded: bool,
     succeeded_virtually: bool,
+    #[serde(skip)]
+    index: ParticipantIndex,
+}
+
+/// The stored shape of a [`Campaign`]: every field but the index.
+#[derive(Deserialize)]
+struct StoredCampaign {
+    config: Option<CampaignConfig>,
+    status: CampaignStatus,
+    participants: Vec<Participant>,
+    leader: Option<ParticipantId>,
+    payments_recorded: u32,
+    succeeded: bool,
+    succeeded_virtually: bool,
+}
+
+impl From<StoredCampaign> for Campaign {
+    fn from(stored: StoredCampaign) -> Self {
+        let index = ParticipantIndex::of(&stored.participants);
+        Self {
+            config: stored.config,
+            status: stored.status,
+            participants: stored.participants,
+            leader: stored.leader,
+            payments_recorded: stored.payments_recorded,
+            succeeded: stored.succeeded,
+            succeeded_virtually: stored.succeeded_virtually,
+            index,
+        }
+    }
+}
+
+/// Lookups and counts over `Campaign::participants`, derived from them and kept up to date by
+/// `apply`, so a join or a payment costs the same with ten participants or a hundred thousand
+/// (a flash sale's campaign is one hot stream; scanning every participant per command made
+/// the stream slower the longer it grew).
+#[derive(Debug, Default, Clone)]
+struct ParticipantIndex {
+    /// Position in `participants` of each participant.
+    by_id: HashMap<ParticipantId, usize>,
+    /// Positions in `participants` of each customer's participations.
+    by_customer: HashMap<String, Vec<usize>>,
+    /// Participations holding a place.
+    occupied: u32,
+    /// Participations paid (and not refunded or left).
+    paid: u32,
+}
+
+/// The index is a function of the participants, which the derived equality already compares.
+impl PartialEq for ParticipantIndex {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl ParticipantIndex {
+    fn of(participants: &[Participant]) -> Self {
+        let mut index = Self::default();
+        for (position, participant) in participants.iter().enumerate() {
+            index.add(position, participant);
+        }
+        index
+    }
+
+    fn add(&mut self, position: usize, participant: &Participant) {
+        // The first participation with an id wins, as a search in join order would find it.
+        self.by_id.entry(participant.id).or_insert(position);
+        self.by_customer
+            .entry(participant.customer_id.clone())
+            .or_default()
+            .push(position);
+        self.count(participant.state, true);
+    }
+
+    /// Counts a participation in `state` in (`added`) or out.
+    fn count(&mut self, state: ParticipantState, added: bool) {
+        let step = |counter: &mut u32| {
+            *counter = if added {
+                counter.saturating_add(1)
+            } else {
+                counter.saturating_sub(1)
+            };
+        };
+        if state.occupies_place() {
+            step(&mut self.occupied);
+        }
+        if state.is_paid() {
+            step(&mut self.paid);
+        }
+    }
 }
 
 impl Campaign {
@@ -261,23 +355,35 @@ impl Campaign {
 
     #[must_use]
     pub fn participant(&self, id: ParticipantId) -> Option<&Participant> {
-        self.participants.iter().find(|p| p.id == id)
+        self.index
+            .by_id
+            .get(&id)
+            .and_then(|&position| self.participants.get(position))
+    }
+
+    /// Every participation of `customer`, in join order, whatever its state.
+    pub fn participations_of<'a>(
+        &'a self,
+        customer: &str,
+    ) -> impl Iterator<Item = &'a Participant> + 'a {
+        self.index
+            .by_customer
+            .get(customer)
+            .into_iter()
+            .flatten()
+            .filter_map(|&position| self.participants.get(position))
     }
 
     /// Participants that paid (and were not refunded or left).
     #[must_use]
     pub fn paid_count(&self) -> u32 {
-        count(self.participants.iter().filter(|p| p.state.is_paid()))
+        self.index.paid
     }
 
     /// Participations holding a place (joined, paid or ordered).
     #[must_use]
     pub fn occupied_places(&self) -> u32 {
-        count(
-            self.participants
-                .iter()
-                .filter(|p| p.state.occupies_place()),
-        )
+        self.index.occupied
     }
 
     /// The group leader: the earliest payer still in the group.
@@ -297,14 +403,21 @@ impl Campaign {
         (self.succeeded, self.succeeded_virtually)
     }
 
-    fn participant_mut(&mut self, id: uuid::Uuid) -> Option<&mut Participant> {
-        let id = ParticipantId::from_uuid(id);
-        self.participants.iter_mut().find(|p| p.id == id)
+    /// Moves participant `id` (if any) to `state`, keeping the counts, and hands it back for
+    /// the other changes of the event.
+    fn transition(&mut self, id: uuid::Uuid, state: ParticipantState) -> Option<&mut Participant> {
+        let position = *self.index.by_id.get(&ParticipantId::from_uuid(id))?;
+        let participant = self.participants.get_mut(position)?;
+        self.index.count(participant.state, false);
+        self.index.count(state, true);
+        participant.state = state;
+        Some(participant)
     }
-}
 
-fn count<'a>(participants: impl Iterator<Item = &'a Participant>) -> u32 {
-    u32::try_from(participants.count()).unwrap_or(u32::MAX)
+    fn add_participant(&mut self, participant: Participant) {
+        self.index.add(self.participants.len(), &participant);
+        self.participants.push(participant);
+    }
 }
 
 impl cqrs_es::Aggregate for Campaign {
@@ -336,7 +449,7 @@ impl cqrs_es::Aggregate for Campaign {
         match event {
             CampaignEvent::Created(e) => self.config = CampaignConfig::from_event(&e),
             CampaignEvent::Started(_) => self.status = CampaignStatus::Active,
-            CampaignEvent::Joined(e) => self.participants.push(Participant {
+            CampaignEvent::Joined(e) => self.add_participant(Participant {
                 id: ParticipantId::from_uuid(e.participant_id),
                 customer_id: e.customer_id,
                 quantity: e.quantity,
@@ -351,8 +464,7 @@ impl cqrs_es::Aggregate for Campaign {
             CampaignEvent::ParticipantPaid(e) => {
                 self.payments_recorded = self.payments_recorded.saturating_add(1);
                 let rank = self.payments_recorded;
-                if let Some(p) = self.participant_mut(e.participant_id) {
-                    p.state = ParticipantState::Paid;
+                if let Some(p) = self.transition(e.participant_id, ParticipantState::Paid) {
                     p.payment_id = Some(PaymentId::from_uuid(e.payment_id));
                     p.paid_rank = Some(rank);
                 }
@@ -361,14 +473,10 @@ impl cqrs_es::Aggregate for Campaign {
                 }
             }
             CampaignEvent::ParticipantDropped(e) => {
-                if let Some(p) = self.participant_mut(e.participant_id) {
-                    p.state = ParticipantState::Dropped;
-                }
+                self.transition(e.participant_id, ParticipantState::Dropped);
             }
             CampaignEvent::ParticipantLeft(e) => {
-                if let Some(p) = self.participant_mut(e.participant_id) {
-                    p.state = ParticipantState::Left;
-                }
+                self.transition(e.participant_id, ParticipantState::Left);
                 let left = ParticipantId::from_uuid(e.participant_id);
                 if let Some(new_leader) = e.new_leader {
                     self.leader = Some(ParticipantId::from_uuid(new_leader));
@@ -383,17 +491,14 @@ impl cqrs_es::Aggregate for Campaign {
             }
             CampaignEvent::Closed(_) => self.status = CampaignStatus::Closed,
             CampaignEvent::ParticipantOrdered(e) => {
-                if let Some(p) = self.participant_mut(e.participant_id) {
-                    p.state = ParticipantState::Ordered;
+                if let Some(p) = self.transition(e.participant_id, ParticipantState::Ordered) {
                     p.order_id = Some(OrderId::from_uuid(e.order_id));
                 }
             }
             CampaignEvent::Failed(_) => self.status = CampaignStatus::Failed,
             CampaignEvent::Cancelled(_) => self.status = CampaignStatus::Cancelled,
             CampaignEvent::ParticipantRefunded(e) => {
-                if let Some(p) = self.participant_mut(e.participant_id) {
-                    p.state = ParticipantState::Refunded;
-                }
+                self.transition(e.participant_id, ParticipantState::Refunded);
             }
         }
     }

@@ -986,3 +986,54 @@ fn the_fold_exposes_what_the_sagas_need() {
     assert_eq!(campaign.config().map(|c| c.min_participants), Some(2));
     assert_eq!(stream_key(campaign_id()), campaign_id().to_string());
 }
+
+// --- Participant index -----------------------------------------------------------------------
+
+#[test]
+fn the_participant_index_survives_a_snapshot_round_trip_and_keeps_the_counts() {
+    // Given a campaign with paid, dropped and waiting participants, two of them one customer's
+    let history = || {
+        let dropped = CampaignEvent::ParticipantDropped(CampaignParticipantDropped {
+            participant_id: pid(2).as_uuid(),
+            reason: "payment failed".into(),
+            at: t(11),
+        });
+        with(
+            active(),
+            [
+                joined(1, 1, 1),
+                paid(1, 1, true),
+                joined(2, 2, 1),
+                dropped,
+                joined(3, 2, 1),
+            ],
+        )
+    };
+    let campaign: Campaign = fold(history());
+    // When it is stored as a snapshot and read back
+    let stored = serde_json::to_value(&campaign).expect("serialisable");
+    assert!(stored.get("index").is_none(), "the index is never stored");
+    let restored: Campaign = serde_json::from_value(stored).expect("deserialisable");
+    // Then the lookups and counts agree with the participants, before and after
+    for state in [&campaign, &restored] {
+        assert_eq!(state.occupied_places(), 2);
+        assert_eq!(state.paid_count(), 1);
+        assert_eq!(
+            state.participant(pid(3)).map(Participant::customer_id),
+            Some(customer(2).as_str())
+        );
+        let of_customer_2: Vec<ParticipantId> = state
+            .participations_of(customer(2).as_str())
+            .map(Participant::id)
+            .collect();
+        assert_eq!(of_customer_2, vec![pid(2), pid(3)]);
+        assert!(state.participant(pid(9)).is_none());
+    }
+    // And a join is decided on the index: customer 2's second participation awaits payment
+    given()
+        .given(history())
+        .when(join(5, 2, 1))
+        .then_expect_error(CommandError::LimitReached(
+            "the customer already has a participation awaiting payment".into(),
+        ));
+}

@@ -75,7 +75,9 @@ impl Default for ExecutorConfig {
             backoff_base: Duration::from_millis(2),
             backoff_max: Duration::from_millis(100),
             snapshot_every: 100,
-            cache_capacity: 10_000,
+            // Enough for the hot streams of a process; every other stream is one round trip
+            // to load, so a larger cache mostly adds memory (and keeps growing it longer).
+            cache_capacity: 2_048,
             state_version: "1".to_owned(),
         }
     }
@@ -430,6 +432,45 @@ where
         serde_json::to_value(&cached.aggregate)
             .ok()
             .map(|state| (state, cached.version))
+    }
+
+    /// The current state of `stream` (the default state and version 0 when it has no
+    /// events), for readers in this process that need the state the commands see (the
+    /// process managers): the cached aggregate when one indexed look at the stream's head
+    /// (taken before the call waits for the stream) finds nothing newer, else only the
+    /// missing events (or a cold load), which then stay cached. Much cheaper than
+    /// [`PgEventStore::load_latest`] on a long stream, which decodes a whole snapshot. Waits
+    /// for a command running on the stream to finish.
+    pub async fn current(&self, stream: &StreamId) -> Result<LoadedAggregate<A>, StoreError>
+    where
+        A: Clone,
+    {
+        let store = &self.inner.store;
+        // Read before taking the slot, so the commands queued on a hot stream do not wait
+        // for this round trip: a cache at least this far along is current for this call.
+        let head = store.stream_version(A::TYPE, stream).await?;
+        let slot = self.inner.slots.slot(stream);
+        let mut cached = slot.lock().await;
+        match cached.as_ref() {
+            Some(current) if current.version >= head => {}
+            Some(_) => self.catch_up(stream, &mut cached, false).await?,
+            None => {
+                let (loaded, head_hash) =
+                    load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
+                *cached = Some(Cached {
+                    aggregate: loaded.aggregate,
+                    version: loaded.version,
+                    head_hash,
+                });
+            }
+        }
+        Ok(cached
+            .as_ref()
+            .map(|current| LoadedAggregate {
+                aggregate: current.aggregate.clone(),
+                version: current.version,
+            })
+            .unwrap_or_default())
     }
 
     /// Forgets the cached aggregate of `stream` (the next command reloads it).
