@@ -67,6 +67,8 @@ pub struct Plan {
     pub relay_events: usize,
     /// Events/s of the relay example's steady phase in (d).
     pub relay_rate: u64,
+    /// Longest wait for the engine to become idle between phases.
+    pub settle_within: Duration,
 }
 
 impl Plan {
@@ -101,11 +103,12 @@ impl Plan {
                 clients: vec![1, 8, 64],
                 level_duration: seconds(2),
                 warmup: Duration::from_millis(500),
-                hot_requests: 2_000,
+                hot_requests: 500,
                 hot_clients: 64,
                 latency_duration: seconds(3),
                 relay_events: 2_000,
                 relay_rate: 50,
+                settle_within: seconds(15),
             }
         } else {
             Self {
@@ -122,6 +125,7 @@ impl Plan {
                 latency_duration: seconds(30),
                 relay_events: 20_000,
                 relay_rate: 200,
+                settle_within: seconds(120),
             }
         }
     }

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use commerce_aggregates::CommandError;
 use commerce_eventstore::{
-    CommandContext, CommandExecutor, EventMetadata, ExecuteError, ExecutorConfig, PgEventStore,
-    StreamId,
+    CommandContext, CommandExecutor, EventMetadata, ExecuteError, PgEventStore, StreamId,
 };
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
@@ -174,17 +173,40 @@ impl Engine {
         }
     }
 
-    /// The current state of one aggregate (empty default when the stream does not exist).
+    /// The current state of one aggregate (empty default when the stream does not exist),
+    /// read through the executor that commands it: its cached state after one look at the
+    /// stream's head, not a snapshot decoded per reaction (O(participants) on a flash sale's
+    /// campaign, for every event of it).
     pub async fn load<A>(&self, tenant: &str, key: impl Into<String>) -> Result<A, WorkflowError>
     where
-        A: Aggregate,
+        A: Commanded,
     {
         let stream = StreamId::new(tenant, key)
             .map_err(|error| WorkflowError::decode("stream id", error))?;
-        let loaded = self
-            .store
-            .load_latest::<A>(&stream, &ExecutorConfig::default().state_version)
-            .await?;
+        let loaded = A::executor(self).current(&stream).await?;
         Ok(loaded.aggregate)
     }
 }
+
+/// An aggregate the process managers command, with the executor they command it through.
+pub(crate) trait Commanded: Aggregate<Command: Clone> + Clone + 'static {
+    fn executor(engine: &Engine) -> &CommandExecutor<Self>;
+}
+
+macro_rules! commanded {
+    ($($aggregate:ty => $field:ident),* $(,)?) => {
+        $(impl Commanded for $aggregate {
+            fn executor(engine: &Engine) -> &CommandExecutor<Self> {
+                &engine.$field
+            }
+        })*
+    };
+}
+
+commanded!(
+    commerce_aggregates::order::Order => orders,
+    commerce_aggregates::payment::Payment => payments,
+    commerce_aggregates::inventory::Inventory => inventory,
+    commerce_aggregates::shipment::Shipment => shipments,
+    commerce_aggregates::campaign::Campaign => campaigns,
+);

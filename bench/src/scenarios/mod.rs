@@ -20,8 +20,6 @@ use crate::services::Services;
 
 /// The header a command answers with and a query waits for.
 pub const CONSISTENCY_TOKEN: &str = "consistency-token";
-/// How long to wait for the read models to catch up between phases.
-const SETTLE_WITHIN: Duration = Duration::from_secs(120);
 
 /// What every scenario works with.
 #[derive(Debug)]
@@ -72,15 +70,16 @@ impl Bench {
 
     /// Waits until the engine is idle: no new events for a while (the process managers are
     /// done reacting) and every recent event projected, so the next phase does not pay for
-    /// this one's backlog. Gives up with a note after [`SETTLE_WITHIN`]; a no-op without
-    /// projections.
+    /// this one's backlog. Gives up with a note after the plan's `settle_within`; a no-op
+    /// without projections.
     pub async fn settle(&self) -> anyhow::Result<Duration> {
         let started = Instant::now();
         if !self.projects() {
             return Ok(started.elapsed());
         }
         let mut last_count = -1_i64;
-        while started.elapsed() < SETTLE_WITHIN {
+        let within = self.plan.settle_within;
+        while started.elapsed() < within {
             let (count, unprojected): (i64, i64) =
                 sqlx::query_as(UNPROJECTED).fetch_one(&self.pool).await?;
             if count == last_count && unprojected == 0 {
@@ -89,7 +88,7 @@ impl Bench {
             last_count = count;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        eprintln!("the engine was still busy after {SETTLE_WITHIN:?}; going on");
+        eprintln!("the engine was still busy after {within:?}; going on");
         Ok(started.elapsed())
     }
 }
