@@ -61,10 +61,13 @@ impl Backends {
         .map_err(ConnectError::Database)?;
         // The probe proved the settings; how it closes does not matter.
         let _ = probe.close().await;
+        // No ping before each acquire: it doubles the round trips of a one-statement
+        // command; a connection that died fails its next query, which the caller retries.
         let pool_of = |size| {
             PgPoolOptions::new()
                 .max_connections(size)
                 .acquire_timeout(REACH_TIMEOUT)
+                .test_before_acquire(false)
                 .connect_lazy_with(settings.database.clone())
         };
         let (pool, background) = (pool_of(POOL_SIZE), pool_of(BACKGROUND_POOL_SIZE));

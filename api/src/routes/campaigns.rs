@@ -209,15 +209,21 @@ pub async fn join(
             &body,
         )
         .await?;
-    let joined = commands
-        .events_of::<CampaignEvent>(&outcome)
-        .await?
-        .into_iter()
-        .find_map(|event| match event {
-            CampaignEvent::Joined(joined) => Some(joined.participant_id),
-            _ => None,
-        })
-        .unwrap_or(participant_id.as_uuid());
+    // A fresh join appended this very participant; only a replay (whose id may come from
+    // an earlier request) reads the stored event back.
+    let joined = if outcome.replayed {
+        commands
+            .events_of::<CampaignEvent>(&outcome)
+            .await?
+            .into_iter()
+            .find_map(|event| match event {
+                CampaignEvent::Joined(joined) => Some(joined.participant_id),
+                _ => None,
+            })
+            .unwrap_or(participant_id.as_uuid())
+    } else {
+        participant_id.as_uuid()
+    };
     let answer = Joined {
         campaign_id: campaign_id.as_uuid(),
         participant_id: joined,
