@@ -2,11 +2,15 @@
 //!
 //! The replacement is built from an [`EventSource`] into the shadow schema `rm_shadow` by the same
 //! [`Projector`] the workers use, in batches (short transactions keep the event store's visibility
-//! horizon moving). Then, holding the swap lock exclusively (the workers hold it shared for each of
+//! horizon moving). An empty batch only means "nothing more visible yet": the build goes on until
+//! the shadow has reached, on every stream, what the live models show (waiting for the horizon
+//! without the lock, so the workers keep applying). Then, holding the swap lock exclusively (the workers hold it shared for each of
 //! their transactions, so they pause for that moment), the tail that arrived meanwhile is read,
 //! the shadow is checked to be at least as far as the live models on every stream, and it is put in
 //! place: for all read models the schemas are renamed (`rm` → dropped, `rm_shadow` → `rm`); for one
 //! read model its rows are replaced in one transaction. Readers see the old models until the commit.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
@@ -128,6 +132,9 @@ pub struct Progress {
 
 /// Events per batch (and per shadow transaction).
 const BATCH: usize = 500;
+/// How long the build phase waits (without the swap lock) for the source to show what the live
+/// models already applied, before the locked final check decides.
+const SETTLE: Duration = Duration::from_secs(120);
 /// How often the final check re-reads the source for events the live workers already applied.
 const CATCH_UP_ATTEMPTS: u32 = 50;
 
@@ -144,10 +151,23 @@ pub async fn rebuild(
     tx.commit().await?;
     let total = source.estimated_total().await;
     let mut read = 0_u64;
+    let patience = Instant::now() + SETTLE;
     loop {
         let batch = next(source).await?;
         if batch.is_empty() {
-            break;
+            // An empty batch only means "nothing more visible now": a long transaction anywhere
+            // in the cluster holds the log's horizon back. Wait for the source to show what the
+            // live models already applied here, without the swap lock, so the workers go on.
+            let behind = behind(pool, what).await?;
+            if behind == 0 || Instant::now() >= patience {
+                break;
+            }
+            tracing::info!(
+                behind,
+                "rebuild: waiting for the event store to show what the workers applied"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         }
         let mut tx = pool.begin().await?;
         read += apply_batch(&mut tx, &projector, what, batch).await?;
@@ -219,14 +239,7 @@ async fn catch_up(
             }
             read += apply_batch(conn, projector, what, batch).await?;
         }
-        let behind: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM rm.stream_state l
-             LEFT JOIN rm_shadow.stream_state s USING (tenant_id, aggregate_type, aggregate_id)
-             WHERE l.last_sequence > coalesce(s.last_sequence, 0) AND ($1::text IS NULL OR l.aggregate_type = $1)",
-        )
-        .bind(only(what))
-        .fetch_one(&mut *conn)
-        .await?;
+        let behind = behind(&mut *conn, what).await?;
         if behind == 0 {
             sqlx::query(
                 "INSERT INTO rm_shadow.pending_events
@@ -250,6 +263,21 @@ async fn catch_up(
     Err(ProjectionError::Rebuild(
         "the event store does not show events the live read models already applied".into(),
     ))
+}
+
+/// How many streams the live models have applied further than the shadow.
+async fn behind(
+    executor: impl sqlx::PgExecutor<'_>,
+    what: Rebuild,
+) -> Result<i64, ProjectionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM rm.stream_state l
+         LEFT JOIN rm_shadow.stream_state s USING (tenant_id, aggregate_type, aggregate_id)
+         WHERE l.last_sequence > coalesce(s.last_sequence, 0) AND ($1::text IS NULL OR l.aggregate_type = $1)",
+    )
+    .bind(only(what))
+    .fetch_one(executor)
+    .await?)
 }
 
 fn only(what: Rebuild) -> Option<&'static str> {

@@ -25,7 +25,14 @@ impl LogSource {
 }
 
 /// The envelope fields the read side uses, from a stored event.
+///
+/// `timestamp` and `occurred_at` are the commit clock cut to milliseconds, exactly as the relay
+/// puts them in the Kafka envelope: the read models keep these instants, so a rebuild must give
+/// the very values the live workers wrote.
 pub fn event_record(event: &LogEvent) -> EventRecord {
+    let timestamp = event.recorded_at.timestamp_millis();
+    let occurred_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(timestamp)
+        .unwrap_or(event.recorded_at);
     EventRecord {
         event_id: event.event_id,
         event_type: event.event_type.clone(),
@@ -34,8 +41,8 @@ pub fn event_record(event: &LogEvent) -> EventRecord {
         sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
         position: event.position,
         tenant_id: event.stream.tenant().to_owned(),
-        timestamp: event.recorded_at.timestamp_millis(),
-        occurred_at: event.recorded_at,
+        timestamp,
+        occurred_at,
         payload: event.payload.clone(),
     }
 }

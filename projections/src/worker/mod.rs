@@ -163,15 +163,8 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
-                let done = process(
-                    &pool,
-                    &consumer,
-                    &config,
-                    &projector,
-                    &batch,
-                    &mut shutdown,
-                )
-                .await;
+                let done =
+                    process(&pool, &consumer, &config, &projector, &batch, &mut shutdown).await;
                 progress.extend(done);
             }
             Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
@@ -262,7 +255,7 @@ struct Polled<'a, 'm> {
 }
 
 /// Applies a batch of records in one transaction (retrying database errors until it is done or
-/// the worker shuts down). Returns the next offset of every partition the batch accounted for.
+/// the worker shuts down). Returns the next offset of every partition the batch moved.
 async fn process(
     pool: &PgPool,
     consumer: &StreamConsumer<WorkerContext>,
@@ -273,14 +266,15 @@ async fn process(
 ) -> HashMap<(String, i32), i64> {
     let mut pause = RETRY_PAUSE;
     loop {
-        // Only partitions this worker still owns and is not fenced from, at the offsets it expects.
+        // Only partitions this worker still owns and is not fenced from, and only records past
+        // the stored offset it knows (those before it are accounted for).
         let mut expected: HashMap<(String, i32), Option<i64>> = HashMap::new();
         let records: Vec<Polled<'_, '_>> = batch
             .iter()
             .filter_map(|message| {
                 let key = (message.topic().to_owned(), message.partition());
                 let owned = consumer.context().owned(&key.0, key.1)?;
-                if owned.fenced {
+                if owned.fenced || owned.expected.is_some_and(|next| message.offset() < next) {
                     return None;
                 }
                 expected.entry(key.clone()).or_insert(owned.expected);
@@ -314,9 +308,9 @@ async fn process(
         };
         if matches!(error, ProjectionError::Fenced { .. }) {
             match resync(pool, consumer, config, &records, &expected).await {
-                Ok(Some(next)) => return next,
-                // Fenced partitions are left out of the next attempt.
-                Ok(None) => {}
+                // The offsets were re-read: retry what is left at once.
+                Ok(true) => continue,
+                Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "stored offsets not readable"),
             }
         } else {
@@ -330,63 +324,59 @@ async fn process(
     }
 }
 
-/// After a failed compare-and-set: reads the stored offsets of the batch's partitions. If every
-/// one already is where this batch would have put it, an earlier attempt of this very batch
-/// committed although its answer was lost (the database crashed or the connection broke during
-/// `COMMIT`): the batch is done (`Some`). Otherwise the partitions whose offset moved elsewhere
-/// are fenced (another worker owns them now) and the rest is retried (`None`).
+/// After a failed compare-and-set: re-reads the stored offsets of the batch's partitions.
+///
+/// A partition whose stored offset is just past one of this batch's records was moved by an
+/// earlier attempt of this batch that committed although its answer was lost (the database
+/// crashed or the connection broke during `COMMIT`): the records up to there are done and the
+/// partition goes on from the stored offset. A partition whose offset moved anywhere else
+/// belongs to another worker now: it is fenced until it is assigned again. Returns whether
+/// anything changed (false: the stored offsets are as expected, the failure was elsewhere).
 async fn resync(
     pool: &PgPool,
     consumer: &StreamConsumer<WorkerContext>,
     config: &WorkerConfig,
     records: &[Polled<'_, '_>],
     expected: &HashMap<(String, i32), Option<i64>>,
-) -> Result<Option<HashMap<(String, i32), i64>>, ProjectionError> {
-    let mut target: HashMap<(String, i32), i64> = HashMap::new();
-    for record in records {
-        target.insert(record.partition_key.clone(), record.message.offset() + 1);
-    }
-    let partitions: Vec<(String, i32)> = target.keys().cloned().collect();
+) -> Result<bool, ProjectionError> {
+    let partitions: Vec<(String, i32)> = expected.keys().cloned().collect();
     let stored = offsets::load(pool, &config.group_id, &partitions).await?;
-    if target
-        .iter()
-        .all(|(key, next)| stored.get(key) == Some(next))
-    {
-        tracing::info!(
-            records = records.len(),
-            "the batch had committed although its acknowledgement was lost"
-        );
-        for (key, next) in &target {
-            consumer.context().update(
-                &key.0,
-                key.1,
-                Owned {
-                    expected: Some(*next),
-                    fenced: false,
-                },
-            );
-        }
-        return Ok(Some(target));
-    }
+    let mut changed = false;
     for key in partitions {
         let now = stored.get(&key).copied();
-        if expected.get(&key).copied().flatten() != now {
+        if expected.get(&key).copied().flatten() == now {
+            continue;
+        }
+        changed = true;
+        let landed = now.is_some_and(|now| {
+            records
+                .iter()
+                .any(|r| r.partition_key == key && r.message.offset() + 1 == now)
+        });
+        if landed {
+            tracing::info!(
+                topic = key.0,
+                partition = key.1,
+                next = now,
+                "a commit whose answer was lost had landed; going on from the stored offset"
+            );
+        } else {
             tracing::warn!(
                 topic = key.0,
                 partition = key.1,
                 "fenced: another worker owns this partition now"
             );
-            consumer.context().update(
-                &key.0,
-                key.1,
-                Owned {
-                    expected: now,
-                    fenced: true,
-                },
-            );
         }
+        consumer.context().update(
+            &key.0,
+            key.1,
+            Owned {
+                expected: now,
+                fenced: !landed,
+            },
+        );
     }
-    Ok(None)
+    Ok(changed)
 }
 
 /// What a record turned out to be.
@@ -501,13 +491,32 @@ async fn handle(
             Decoded::Poison { reason, stream } => Some((reason, stream)),
         };
         if let Some((reason, stream)) = parked {
-            park(&mut tx, config, projector, message, &reason, stream.as_ref()).await?;
+            park(
+                &mut tx,
+                config,
+                projector,
+                message,
+                &reason,
+                stream.as_ref(),
+            )
+            .await?;
         }
         next.insert(record.partition_key.clone(), message.offset() + 1);
     }
     for ((topic, partition), next) in &next {
-        let expected = expected.get(&(topic.clone(), *partition)).copied().flatten();
-        offsets::advance(&mut tx, &config.group_id, topic, *partition, expected, *next).await?;
+        let expected = expected
+            .get(&(topic.clone(), *partition))
+            .copied()
+            .flatten();
+        offsets::advance(
+            &mut tx,
+            &config.group_id,
+            topic,
+            *partition,
+            expected,
+            *next,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok((next, outcomes))

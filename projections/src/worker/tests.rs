@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use commerce_devstack::testkit::{TestDatabase, create_topics, kafka_brokers, unique_topic};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::Connection;
 
 use super::*;
 use crate::rebuild::{EventSource, Rebuild, rebuild};
@@ -101,6 +102,23 @@ impl Setup {
             &value,
         )
         .await;
+    }
+
+    /// Produces `record` to one chosen partition of `topic`.
+    async fn publish_to(&mut self, topic: &str, partition: i32, record: &EventRecord) {
+        let value = serde_json::to_vec(record).expect("serialise");
+        let delivery = FutureRecord::to(topic)
+            .key(&record.aggregate_id)
+            .payload(&value)
+            .partition(partition);
+        let (partition, offset) = self
+            .producer
+            .send(delivery, Duration::from_secs(10))
+            .await
+            .map(|delivery| (delivery.partition, delivery.offset))
+            .expect("produce");
+        let end = self.ends.entry((topic.to_owned(), partition)).or_insert(0);
+        *end = (*end).max(offset + 1);
     }
 
     /// Waits until the stored offsets reach everything produced.
@@ -264,4 +282,157 @@ async fn workers_killed_at_random_points_and_a_second_worker_change_nothing() {
     last.abort();
     let (incremental, rebuilt) = setup.incremental_and_rebuilt(&log).await;
     assert_eq!(incremental, rebuilt);
+}
+
+/// Terminates every other connection to the test database, as a PostgreSQL restart would.
+async fn terminate_connections(admin: &mut sqlx::PgConnection, database: &str) -> u64 {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .execute(&mut *admin)
+    .await
+    .expect("terminate backends")
+    .rows_affected()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connections_are_all_terminated_reconnects_and_catches_up() {
+    // Given a worker applying a history that is still being published
+    let mut setup = setup().await;
+    let mut rng = Rng::new(11);
+    let log = History::random(&mut rng, 40).interleave(&mut rng);
+    let worker = setup.spawn_worker();
+    let mut admin = sqlx::PgConnection::connect(
+        &commerce_devstack::testkit::database_url().expect("DATABASE_URL"),
+    )
+    .await
+    .expect("admin connection");
+    // When every database connection is terminated again and again meanwhile (F3's effect on
+    // the worker: broken transactions, commits whose answer never arrives, a pool to refill)
+    let mut terminated = 0;
+    for (index, record) in log.iter().enumerate() {
+        setup.publish(record).await;
+        if index % 15 == 0 {
+            terminated += terminate_connections(&mut admin, setup.db.name()).await;
+            tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
+        }
+    }
+    terminated += terminate_connections(&mut admin, setup.db.name()).await;
+    assert!(terminated > 0, "connections were terminated");
+    // Then the same worker, still running, catches up, and its models equal the log's fold
+    setup.quiescent().await;
+    assert!(!worker.is_finished(), "the worker survived");
+    worker.abort();
+    let (incremental, rebuilt) = setup.incremental_and_rebuilt(&log).await;
+    assert_eq!(incremental, rebuilt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_commit_answer_was_lost_counts_as_done_and_the_partition_goes_on() {
+    // Given a worker that applied the first event of a stream on partition 0
+    let mut setup = setup().await;
+    let mut rng = Rng::new(5);
+    let log = History::random(&mut rng, 12).interleave(&mut rng);
+    let stream: Vec<EventRecord> = {
+        let order = log
+            .iter()
+            .find(|r| r.aggregate_type == "order" && r.sequence == 3)
+            .map(|r| r.aggregate_id.clone())
+            .expect("an order with three events");
+        log.iter()
+            .filter(|r| r.aggregate_id == order)
+            .take(3)
+            .cloned()
+            .collect()
+    };
+    let topic = format!("{}{AGGREGATE_TOPIC_PREFIX}order", setup.config.topic_prefix);
+    let worker = setup.spawn_worker();
+    setup.publish_to(&topic, 0, &stream[0]).await;
+    setup.quiescent().await;
+    // When its next commit reaches PostgreSQL but the answer does not reach the worker (a crash
+    // during COMMIT): the second event is applied and the offset moved, behind its back
+    let mut tx = setup.db.pool().begin().await.expect("begin");
+    let projector = Projector::new(ReadModelSchema::Live, false);
+    projector.begin(&mut tx).await.expect("search path");
+    projector
+        .project(&mut tx, &stream[1].clone().decode().expect("decodes"))
+        .await
+        .expect("apply");
+    let moved = sqlx::query(
+        "UPDATE rm_meta.projection_offsets SET next_offset = 2
+         WHERE group_id = $1 AND topic = $2 AND partition = 0 AND next_offset = 1",
+    )
+    .bind(&setup.config.group_id)
+    .bind(&topic)
+    .execute(&mut *tx)
+    .await
+    .expect("move the offset");
+    assert_eq!(moved.rows_affected(), 1);
+    tx.commit().await.expect("commit");
+    // and the worker then receives that record (its retry) and the next one
+    setup.publish_to(&topic, 0, &stream[1]).await;
+    setup.publish_to(&topic, 0, &stream[2]).await;
+    // Then it counts the record as done instead of fencing itself, and goes on
+    setup.quiescent().await;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT last_sequence FROM rm.stream_state WHERE aggregate_id = $1")
+            .bind(&stream[0].aggregate_id)
+            .fetch_one(setup.db.pool())
+            .await
+            .expect("stream state");
+    assert_eq!(applied, 3);
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishing_worker_creates_the_analytics_topics_and_drains_its_outbox() {
+    // Given a worker that publishes the analyst streams under a prefix nobody created topics for
+    let mut setup = setup().await;
+    setup.config.publish_analytics = true;
+    setup.config.topic_partitions = 2;
+    let mut rng = Rng::new(3);
+    let log = History::random(&mut rng, 12).interleave(&mut rng);
+    assert!(log.iter().any(|r| r.event_type == "order.created"));
+    // When it projects orders
+    for record in &log {
+        setup.publish(record).await;
+    }
+    let worker = setup.spawn_worker();
+    setup.quiescent().await;
+    // Then the analytics topics exist and every queued analyst record was published
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_meta.analytics_outbox")
+            .fetch_one(setup.db.pool())
+            .await
+            .expect("outbox");
+        if queued == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queued} analyst records stayed queued"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let admin: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.config.brokers)
+        .set("group.id", unique_topic("metadata"))
+        .create()
+        .expect("metadata client");
+    for stream in ANALYTICS_TOPICS {
+        let topic = format!("{}{stream}", setup.config.topic_prefix);
+        let metadata = admin
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len());
+        assert_eq!(partitions, Some(2), "{topic}");
+    }
+    worker.abort();
 }
