@@ -66,18 +66,28 @@ impl Publisher {
     }
 
     /// Sends every message and waits for all acknowledgements.
+    ///
+    /// A message the producer refuses to enqueue (e.g. its topic's metadata is not known yet
+    /// just after the topic was created) ends the enqueueing: sending the messages after it
+    /// would put later events of its stream on Kafka before it. Only a prefix of the batch is
+    /// ever in flight, so the republication after a failure keeps each stream's first copies
+    /// in sequence order.
     pub(crate) async fn publish(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
         let mut errors: Vec<KafkaError> = Vec::new();
         for message in messages {
             match self.enqueue(message).await {
                 Ok(delivery) => pending.push(delivery),
-                Err(error) => errors.push(error),
+                Err(error) => {
+                    errors.push(error);
+                    break;
+                }
             }
         }
+        let mut delivered = 0_usize;
         for outcome in join_all(pending).await {
             match outcome {
-                Ok(Ok(_delivery)) => {}
+                Ok(Ok(_delivery)) => delivered += 1,
                 Ok(Err((error, _message))) => errors.push(error),
                 // The producer dropped the delivery report: treat as not delivered.
                 Err(_canceled) => errors.push(KafkaError::Canceled),
@@ -86,7 +96,7 @@ impl Publisher {
         match errors.first() {
             None => Ok(()),
             Some(first) => Err(PublishError {
-                failed: errors.len(),
+                failed: messages.len() - delivered,
                 total: messages.len(),
                 fatal: self.is_fatal(&errors),
                 first: first.clone(),
