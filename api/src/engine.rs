@@ -2,7 +2,7 @@
 //! HTTP API: the relay (event store → Kafka, with the checkpoint sealer), a projection worker
 //! (Kafka → read models) and the workflows (process managers and deadlines).
 //!
-//! [`Engine::start`] migrates the components' schemas, creates the aggregate topics (so a
+//! [`Engine::start`] migrates the components' schemas, creates the aggregate and analytics topics (so a
 //! projection worker never subscribes to a topic that does not exist yet), installs the
 //! process's metrics recorder (so `/metrics` shows the relay's and the projections' metrics),
 //! then spawns each chosen component with a shared stop signal. Every component is stopped
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 use commerce_aggregates::{Catalog, StoreCatalog, product};
-use commerce_contracts::topics::AGGREGATE_TOPIC_PREFIX;
+use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS};
 use commerce_eventstore::{EventStoreSelection, PgEventStore};
 use commerce_projections::worker::{self, WorkerConfig};
 use commerce_projections::{AGGREGATE_TYPES, ProjectionError};
@@ -160,6 +160,8 @@ impl EngineConfig {
         let mut config = WorkerConfig::new(self.brokers.clone());
         config.group_id.clone_from(&self.projection_group);
         config.topic_prefix.clone_from(&self.topic_prefix);
+        config.topic_partitions = self.partitions;
+        config.topic_replication = self.replication;
         config
     }
 }
@@ -207,7 +209,9 @@ fn migrate_error(component: &'static str, error: impl std::fmt::Display) -> Engi
     }
 }
 
-/// Creates the aggregate topics (`<prefix>commerce.<aggregate>`) that are missing.
+/// Creates the aggregate topics (`<prefix>commerce.<aggregate>`) and the analyst streams
+/// (`<prefix>analytics.*`, which the projections publish) that are missing: brokers such as
+/// Tansu do not create a topic on first use.
 pub async fn create_topics(config: &EngineConfig) -> Result<(), EngineError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
@@ -216,6 +220,11 @@ pub async fn create_topics(config: &EngineConfig) -> Result<(), EngineError> {
     let names: Vec<String> = AGGREGATE_TYPES
         .iter()
         .map(|aggregate| format!("{}{AGGREGATE_TOPIC_PREFIX}{aggregate}", config.topic_prefix))
+        .chain(
+            ANALYTICS_TOPICS
+                .iter()
+                .map(|topic| format!("{}{topic}", config.topic_prefix)),
+        )
         .collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
