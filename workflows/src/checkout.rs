@@ -597,7 +597,19 @@ pub(crate) async fn on_order_confirmed(
                 },
             )
             .await?;
-        if committed.is_refused() {
+        let lapsed = committed.is_refused() && {
+            // Refused because the goods are back-ordered (still reserved): ship when they come.
+            let inventory: commerce_aggregates::inventory::Inventory = engine
+                .load(
+                    &cause.tenant,
+                    format!("{}:{}", reservation.sku, reservation.location),
+                )
+                .await?;
+            !inventory
+                .reservation(ReservationId::from_uuid(reservation.reservation_id))
+                .is_some_and(|r| r.is_active() || r.committed() > 0)
+        };
+        if lapsed {
             engine
                 .issue(
                     &engine.orders,

@@ -483,3 +483,63 @@ async fn killed_at_random_points_of_campaign_joins_and_settlement_every_particip
         "a declined participant keeps the doomed campaign short"
     );
 }
+
+#[tokio::test]
+async fn a_reservation_deadline_between_confirmation_and_fulfilment_commits_the_stock() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 3).await;
+    let engine = h.spawn();
+    let order_id = h
+        .place_order(&[("TEE", 1)], Some("pm_card_requires_action"))
+        .await;
+    h.eventually(30, "the payment waiting for action", || async {
+        h.order(order_id).await.payment_in_flight().is_some() && h.settled().await
+    })
+    .await;
+    engine.abort();
+    let _ = engine.await;
+    // given: the customer completes the payment while the engine is down, and the engine comes
+    // back after the reservation's deadline: it confirms the order, then fires that deadline
+    // before it reacts to the confirmation
+    let payment_id = h.order(order_id).await.payment_ids()[0];
+    h.payments
+        .execute(
+            commerce_eventstore::StreamId::new(common::TENANT, payment_id.to_string())
+                .expect("stream"),
+            commerce_aggregates::payment::PaymentCommand::ApplyProviderEvent(
+                commerce_aggregates::payment::ProviderEvent {
+                    provider_event_id: "evt_ok".to_owned(),
+                    kind: commerce_aggregates::payment::ProviderEventKind::Succeeded,
+                    amount: None,
+                    provider_ref: None,
+                    at: chrono::Utc::now(),
+                },
+            ),
+            commerce_eventstore::CommandContext::new(commerce_eventstore::EventMetadata::new(
+                common::TENANT,
+                "psp",
+            )),
+        )
+        .await
+        .expect("webhook");
+    h.advance(chrono::Duration::hours(10));
+
+    // when
+    let engine = h.spawn();
+
+    // then: the paid order ships with its stock, which was committed, not expired (ORD-5)
+    h.eventually(60, "the order labelled", || async {
+        h.count_events("order.label_attached").await == 1 && h.settled().await
+    })
+    .await;
+    engine.abort();
+    assert_eq!(
+        h.order(order_id).await.status(),
+        Some(OrderStatus::Confirmed)
+    );
+    assert_eq!(h.count_events("inventory.reservation_expired").await, 0);
+    let tee = h.stock_of("TEE").await;
+    assert_eq!((tee.on_hand(), tee.reserved()), (2, 0));
+    assert_eq!(net_paid(&h, order_id).await, PRICE);
+}
