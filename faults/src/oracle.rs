@@ -382,9 +382,10 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
         *findings.orders_by_status.entry(status.clone()).or_default() += 1;
         if matches!(status.as_str(), "placed" | "awaiting_payment" | "unknown") {
             let trail = event_trail(pool, id).await?;
+            let workflow = workflow_trail(pool, id).await?;
             findings
                 .stuck_orders
-                .push(format!("{id}: {status} [{trail}]"));
+                .push(format!("{id}: {status} [{trail}] workflow [{workflow}]"));
         }
         if let Ok(uuid) = Uuid::parse_str(id) {
             order_status.insert(uuid, status);
@@ -436,6 +437,23 @@ async fn check_invariants(store: &PgEventStore, findings: &mut Findings) -> Resu
         }
     }
     Ok(())
+}
+
+/// What the workflows recorded for order `id`: its deadlines (kind, fired or not) and its links
+/// (reservations, payments). Empty when the reaction to `order.created` never started.
+async fn workflow_trail(pool: &PgPool, id: &str) -> Result<String, FaultError> {
+    let trail: Option<String> = sqlx::query_scalar(
+        "SELECT concat_ws(' ', \
+             (SELECT string_agg(format('deadline %s %s', kind, \
+                     CASE WHEN fired_at IS NULL THEN 'pending' ELSE 'fired' END), ' ') \
+              FROM deadlines WHERE aggregate_key = $1), \
+             (SELECT string_agg(format('link %s', link_kind), ' ') \
+              FROM workflow_links WHERE owner_id::text = $1))",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(trail.unwrap_or_default())
 }
 
 /// Every event that names `id` (its own stream and the others), in log order: the evidence
