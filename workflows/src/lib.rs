@@ -62,7 +62,8 @@ use commerce_aggregates::payment::Payment;
 use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{CommandExecutor, LogCursor, PgEventStore};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, PgPool};
 
 pub use engine::Clock;
 pub use error::WorkflowError;
@@ -98,10 +99,20 @@ impl Default for WorkflowConfig {
 
 /// Creates or updates the workflow tables (idempotent; other crates' migrations may share the
 /// database).
+///
+/// Runs on a connection of its own, never a pooled one: the migrator holds a session-level
+/// advisory lock while it works, and a run cancelled half way (an engine stopped or aborted
+/// during start-up) would otherwise hand that lock back to the pool with its connection,
+/// blocking every later migration of the database for ever. Dropping a dedicated connection
+/// ends its session, which releases the lock.
 pub async fn migrate(pool: &PgPool) -> Result<(), WorkflowError> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
-    migrator.run(pool).await?;
+    let mut connection = PgConnection::connect_with(&pool.connect_options()).await?;
+    let migrated = migrator.run_direct(&mut connection).await;
+    // Closing ends the session (and any lock it still holds) either way.
+    let _closed = connection.close().await;
+    migrated?;
     Ok(())
 }
 

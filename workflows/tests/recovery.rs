@@ -543,3 +543,26 @@ async fn a_reservation_deadline_between_confirmation_and_fulfilment_commits_the_
     assert_eq!((tee.on_hand(), tee.reserved()), (2, 0));
     assert_eq!(net_paid(&h, order_id).await, PRICE);
 }
+
+#[tokio::test]
+async fn engines_aborted_during_start_up_never_block_the_next_one() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 1).await;
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    // given: engines aborted at every point of their first milliseconds (migration included)
+    for delay in 0..30 {
+        let engine = h.spawn();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        engine.abort();
+        let _ = engine.await;
+    }
+    // when
+    let engine = h.spawn();
+    // then: the next one leads and works
+    h.eventually(60, "the order confirmed", || async {
+        h.order(order_id).await.status() == Some(OrderStatus::Confirmed)
+    })
+    .await;
+    engine.abort();
+}
