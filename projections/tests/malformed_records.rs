@@ -269,7 +269,6 @@ async fn given_malformed_records_when_projected_then_each_is_parked_its_stream_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "RELIABILITY.md finding 7: PostgreSQL refuses the stream_state key (SQLSTATE 54000, index row over 2,704 bytes), the worker counts that as transient and retries the record for ever, so the partition stalls"]
 async fn given_an_oversized_stream_key_when_projected_then_it_is_parked_and_its_partition_goes_on()
 {
     // Given records on one partition, so a record that stalls would stall everything behind it

@@ -441,10 +441,11 @@ fn is_permanent(error: &ProjectionError) -> bool {
         | ProjectionError::Json(_)
         | ProjectionError::Overflow(_)
         | ProjectionError::Inconsistent { .. } => true,
-        // Data exceptions (22) and integrity violations (23) repeat on every retry.
-        ProjectionError::Database(sqlx::Error::Database(db)) => db
-            .code()
-            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        // Data exceptions (22), integrity violations (23) and exceeded program limits (54,
+        // e.g. a key over an index row's size) repeat on every retry.
+        ProjectionError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+            code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+        }),
         _ => false,
     }
 }
@@ -551,7 +552,17 @@ async fn park(
     .fetch_optional(&mut *conn)
     .await?;
     if let (Some(id), Some(stream)) = (id, stream) {
-        projector.block(conn, stream, id).await?;
+        // A stream whose key PostgreSQL cannot even store (over an index row) cannot be blocked
+        // either: its record is parked all the same, and so will be its later ones.
+        let mut savepoint = conn.begin().await?;
+        match projector.block(&mut savepoint, stream, id).await {
+            Ok(()) => savepoint.commit().await?,
+            Err(error) if is_permanent(&error) => {
+                savepoint.rollback().await?;
+                tracing::warn!(%error, "stream of a dead letter not blocked");
+            }
+            Err(error) => return Err(error),
+        }
     }
     tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "record parked as a dead letter");
     metrics::counter!("projection_parked_total", "topic" => message.topic().to_owned())
