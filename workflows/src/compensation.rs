@@ -1,7 +1,8 @@
 //! The compensation process manager: an order canceled (by its customer, an operator or a
 //! process manager) or expired gives back everything the checkout took (ORD-6): its active
 //! reservations are released, and each of its payments is voided (nothing captured) or
-//! refunded (captured).
+//! refunded (captured). Units a canceled order had committed (a fulfilment created, nothing
+//! shipped) are restocked.
 //!
 //! What to compensate is the union of the order's own record (reservations, payment ids) and
 //! the process manager's links, which are written before each creation: a reservation or a
@@ -9,10 +10,10 @@
 
 use std::collections::BTreeSet;
 
-use commerce_aggregates::inventory::InventoryCommand;
+use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
 use commerce_aggregates::order::{Order, OrderStatus};
 use commerce_aggregates::payment::{Payment, PaymentCommand};
-use commerce_domain::{Money, ReservationId};
+use commerce_domain::{LocationId, Money, Quantity, ReservationId, Sku};
 use uuid::Uuid;
 
 use crate::engine::{Cause, Engine};
@@ -44,6 +45,7 @@ pub(crate) async fn on_order_closed(
         }
     }
     release_all(engine, cause, &reservations, reason).await?;
+    restock_committed(engine, cause, &reservations).await?;
     let mut payments: BTreeSet<(Uuid, Option<String>)> = engine
         .links()
         .payments(&cause.tenant, owner)
@@ -84,6 +86,47 @@ pub(crate) async fn on_reserved_for_order(
         "order_closed",
     )
     .await
+}
+
+/// Puts back on the shelf what a canceled order had committed (its fulfilment was created but
+/// nothing shipped, ORD-7): a committed reservation cannot be released, and without this its
+/// units would be lost to the stock. Keyed per reservation under the closing event, so once.
+async fn restock_committed(
+    engine: &Engine,
+    cause: &Cause,
+    reservations: &[ReservationLink],
+) -> Result<(), WorkflowError> {
+    let now = engine.now();
+    for reservation in reservations {
+        let inventory: Inventory = engine.load(&cause.tenant, reservation.stream_key()).await?;
+        let committed = inventory
+            .reservation(ReservationId::from_uuid(reservation.reservation_id))
+            .map_or(0, |r| r.committed());
+        let Ok(quantity) = Quantity::new(committed) else {
+            continue;
+        };
+        let item = StockItem::new(
+            Sku::new(reservation.sku.as_str())
+                .map_err(|e| WorkflowError::decode("reservation sku", e))?,
+            LocationId::new(reservation.location.as_str())
+                .map_err(|e| WorkflowError::decode("reservation location", e))?,
+        );
+        engine
+            .issue(
+                &engine.inventory,
+                cause,
+                &format!("restock:{}", reservation.reservation_id),
+                reservation.stream_key(),
+                InventoryCommand::Restock {
+                    item,
+                    quantity,
+                    return_id: None,
+                    at: now,
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Releases every listed reservation that is still active (others are no-ops or unknown).
