@@ -37,3 +37,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast
 fi
+cargo run -q -p commerce-bench -- --quick

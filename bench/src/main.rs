@@ -63,7 +63,7 @@ struct Args {
     /// Where the JSON and SVG go; `bench-results` in full mode, `target/bench` in quick mode.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Join requests of (b) instead of the mode's default (quick 500, full 100,000).
+    /// Join requests of (b) instead of the mode's default (quick 300, full 100,000).
     #[arg(long)]
     hot_requests: Option<usize>,
     /// Only these scenarios (comma-separated); all when absent.

@@ -101,14 +101,14 @@ impl Plan {
                 out,
                 only,
                 clients: vec![1, 8, 64],
-                level_duration: seconds(2),
+                level_duration: seconds(1),
                 warmup: Duration::from_millis(500),
-                hot_requests: 500,
+                hot_requests: 300,
                 hot_clients: 64,
-                latency_duration: seconds(3),
-                relay_events: 2_000,
+                latency_duration: seconds(2),
+                relay_events: 1_000,
                 relay_rate: 50,
-                settle_within: seconds(15),
+                settle_within: seconds(5),
             }
         } else {
             Self {
