@@ -97,8 +97,14 @@ impl Harness {
         max_payment_attempts: u32,
     ) -> Workflows {
         let offset = Arc::clone(&self.offset_secs);
+        // An engine process has a pool of its own: a test that aborts the engine (a crash)
+        // drops its connections with it, as a killed process would, instead of handing a
+        // connection cut off mid-transaction back to a pool the test and the next engine share.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_lazy_with(self.db.pool().connect_options().as_ref().clone());
         Workflows::new(
-            self.db.pool().clone(),
+            pool,
             Arc::new(self.catalog.clone()),
             gateway,
             Arc::new(SandboxCarrier),
