@@ -499,9 +499,14 @@ async fn a_reservation_deadline_between_confirmation_and_fulfilment_commits_the_
     .await;
     engine.abort();
     let _ = engine.await;
-    // given: the customer completes the payment while the engine is down, and the engine comes
-    // back after the reservation's deadline: it confirms the order, then fires that deadline
-    // before it reacts to the confirmation
+    // given: while the engine is down the customer completes the payment and the order is
+    // confirmed; an open transaction holds the log's horizon, so the engine that comes back
+    // after the reservation's deadline sees that deadline before the confirmation's events
+    let mut horizon = h.db.pool().begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *horizon)
+        .await
+        .expect("xid");
     let payment_id = h.order(order_id).await.payment_ids()[0];
     h.payments
         .execute(
@@ -523,10 +528,24 @@ async fn a_reservation_deadline_between_confirmation_and_fulfilment_commits_the_
         )
         .await
         .expect("webhook");
+    h.order_command(
+        order_id,
+        OrderCommand::Confirm {
+            payment_id,
+            covered: commerce_domain::Money::new(PRICE, common::eur()),
+            at: h.now(),
+        },
+    )
+    .await;
     h.advance(chrono::Duration::hours(10));
 
     // when
     let engine = h.spawn();
+    h.eventually(60, "the due stock committed", || async {
+        h.stock_of("TEE").await.on_hand() == 2
+    })
+    .await;
+    horizon.rollback().await.expect("rollback");
 
     // then: the paid order ships with its stock, which was committed, not expired (ORD-5)
     h.eventually(60, "the order labelled", || async {
