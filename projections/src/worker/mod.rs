@@ -117,6 +117,10 @@ pub async fn run(
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "5000")
             .set("session.timeout.ms", "10000")
+            // Bounds a rebalance that waits for members that died without leaving (Tansu
+            // completes it at the rebalance timeout, which librdkafka sets to this, 300 s by
+            // default). The loop polls between every batch, far more often than this.
+            .set("max.poll.interval.ms", "30000")
             .create_with_context(context)?,
     );
     let topics = config.topics();
