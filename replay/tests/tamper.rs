@@ -44,9 +44,16 @@ async fn given_an_untouched_log_when_verified_then_it_is_clean() {
     add(&store, &stream("t1", "a"), &[6]).await;
     let report = verify(&store).await;
     assert!(report.is_clean(), "{:#?}", report.damage);
+    // Sealing may take more than one checkpoint: the log horizon is cluster-wide, so other
+    // databases' open transactions can hold a first seal short of the last event.
+    let sealed: i64 = sqlx::query_scalar("SELECT count(*) FROM log_checkpoints")
+        .fetch_one(store.pool())
+        .await
+        .expect("checkpoints");
+    assert!(sealed >= 1);
     assert_eq!(
         (report.events, report.streams, report.checkpoints),
-        (9, 3, 1)
+        (9, 3, u64::try_from(sealed).expect("count"))
     );
 }
 

@@ -382,12 +382,15 @@ pub fn assert_complete_and_ordered(
             .unwrap_or_else(|| panic!("nothing received for {stream}"));
         let in_order: Vec<i64> = (1..=*count).collect();
         if firsts != &in_order {
-            let partition_of: Vec<(i32, i64, i64)> = received
+            let partition_of: Vec<(i32, i64, i64, String)> = received
                 .iter()
                 .filter(|m| &m.key == stream && m.topic.ends_with("commerce.order"))
-                .map(|m| (m.partition, m.offset, m.sequence()))
+                .map(|m| {
+                    let id = m.event_id().chars().take(8).collect();
+                    (m.partition, m.offset, m.sequence(), id)
+                })
                 .collect();
-            eprintln!("{stream}: (partition, offset, sequence) = {partition_of:?}");
+            eprintln!("{stream}: (partition, offset, sequence, event id) = {partition_of:?}");
             let mut lowest: BTreeMap<(String, i32), i64> = BTreeMap::new();
             for m in received {
                 let low = lowest
