@@ -10,21 +10,15 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use commerce_api::app;
-use commerce_api::auth::{AuthConfig, Role, TokenVerifier, VerifyingKey};
+use commerce_api::auth::Role;
 use commerce_api::limits::Limits;
-use commerce_api::state::{AppState, StateParts};
-use commerce_api::tenants;
-use commerce_api::webhooks::WebhookSecrets;
-use commerce_devstack::testkit::TestDatabase;
-use commerce_domain::TenantId;
 use commerce_eventstore::PgEventStore;
 use commerce_projections::Rebuild;
 use jsonwebtoken::{EncodingKey, Header};
-use reqwest::{Client, RequestBuilder, Response};
+use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use common::{SECRET, TENANT_A, TENANT_B, customer, operator, problem};
+use common::{SECRET, TENANT_A, TENANT_B, TestApp, customer, operator, problem};
 
 /// Words that would betray internal error text in a response body.
 const LEAKS: [&str; 7] = [
@@ -39,9 +33,7 @@ const LEAKS: [&str; 7] = [
 
 /// The API over a database of its own, with the engine's schemas but no running components.
 struct QueryApp {
-    addr: std::net::SocketAddr,
-    client: Client,
-    db: TestDatabase,
+    app: TestApp,
 }
 
 /// What tenant A holds once seeded.
@@ -53,65 +45,26 @@ struct Seeded {
 
 impl QueryApp {
     async fn start() -> Self {
-        let db = TestDatabase::create()
-            .await
-            .expect("a test database (source .local/devstack.env)");
-        commerce_eventstore::migrate(db.pool())
-            .await
-            .expect("event store migrations");
-        tenants::migrate(db.pool()).await.expect("api migrations");
-        commerce_api::engine::migrate(db.pool())
-            .await
-            .expect("engine migrations");
-        for tenant in [TENANT_A, TENANT_B] {
-            tenants::add(db.pool(), &TenantId::new(tenant).expect("valid"))
-                .await
-                .expect("tenant added");
-        }
-        let verifier = TokenVerifier::new(&AuthConfig {
-            key: VerifyingKey::Hs256(SECRET.to_vec()),
-            audience: None,
-            issuer: None,
-            leeway: Duration::from_secs(5),
-        })
-        .expect("valid key");
         let limits = Limits {
             consistency_wait: Duration::from_millis(300),
             ..Limits::default()
         };
-        let state = AppState::new(StateParts {
-            verifier,
-            limits,
-            webhooks: WebhookSecrets::default(),
-            pool: db.pool().clone(),
-            brokers: None,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let app = TestApp::start_with(limits).await;
+        commerce_api::engine::migrate(app.db.pool())
             .await
-            .expect("a free port");
-        let addr = listener.local_addr().expect("bound");
-        let router = app::router(state);
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Self {
-            addr,
-            client: Client::new(),
-            db,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+            .expect("engine migrations");
+        Self { app }
     }
 
     fn get(&self, path: &str, token: &str) -> RequestBuilder {
-        self.client.get(self.url(path)).bearer_auth(token)
+        self.app.client.get(self.app.url(path)).bearer_auth(token)
     }
 
     async fn command(&self, path: &str, token: &str, body: Value, put: bool) -> Response {
         let request = if put {
-            self.client.put(self.url(path))
+            self.app.client.put(self.app.url(path))
         } else {
-            self.client.post(self.url(path))
+            self.app.client.post(self.app.url(path))
         };
         let response = request
             .bearer_auth(token)
@@ -175,7 +128,7 @@ impl QueryApp {
             .json()
             .await
             .expect("JSON");
-        let store = PgEventStore::new(self.db.pool().clone())
+        let store = PgEventStore::new(self.app.db.pool().clone())
             .with_upcasters(commerce_aggregates::product::upcasters());
         commerce_replay::rebuild_read_models(&store, Rebuild::All, |_| {})
             .await
@@ -479,23 +432,26 @@ async fn given_bad_or_expired_tokens_when_querying_then_401_with_one_body() {
             bodies.push(refused(response, 401, &format!("{what} on {path}")).await);
         }
         let none = app
+            .app
             .client
-            .get(app.url(path))
+            .get(app.app.url(path))
             .send()
             .await
             .expect("answered");
         bodies.push(refused(none, 401, "no header").await);
         let basic = app
+            .app
             .client
-            .get(app.url(path))
+            .get(app.app.url(path))
             .header("authorization", "Basic b3AtMTpwYXNzd29yZA==")
             .send()
             .await
             .expect("answered");
         bodies.push(refused(basic, 401, "basic").await);
         let in_query = app
+            .app
             .client
-            .get(app.url(&format!("{path}?access_token={valid}")))
+            .get(app.app.url(&format!("{path}?access_token={valid}")))
             .send()
             .await
             .expect("answered");
