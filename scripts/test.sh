@@ -38,3 +38,10 @@ else
     cargo test --workspace --no-fail-fast
 fi
 cargo run -q -p commerce-bench -- --quick
+
+# The fault cases that still fail on open findings (RELIABILITY.md), and the measurement of
+# synchronous_commit=off, are #[ignore]d; a CI job sets COMMERCE_FAULTS=1 to run them too (one
+# at a time, a few minutes each).
+if [ "${COMMERCE_FAULTS:-0}" = 1 ]; then
+    cargo nextest run -p commerce-faults --no-fail-fast --run-ignored only
+fi
