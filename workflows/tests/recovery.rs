@@ -26,18 +26,6 @@ fn cancel(by: &str, h: &Harness) -> OrderCommand {
     }
 }
 
-/// Σ captured − Σ refunded over an order's payments.
-async fn net_paid(h: &Harness, order_id: OrderId) -> i64 {
-    let order = h.order(order_id).await;
-    let mut net = 0;
-    for payment_id in order.payment_ids() {
-        let payment = h.payment(*payment_id).await;
-        net += payment.captured().map_or(0, |m| m.amount_minor())
-            - payment.refunded().map_or(0, |m| m.amount_minor());
-    }
-    net
-}
-
 async fn fulfillment_of(h: &Harness, order_id: OrderId) -> uuid::Uuid {
     sqlx::query_scalar(
         "SELECT (payload->>'fulfillment_id')::uuid FROM events \
@@ -174,7 +162,7 @@ async fn a_charge_taken_before_an_interruption_and_a_cancel_is_recorded_and_refu
     assert_eq!(order.status(), Some(OrderStatus::Canceled));
     let payment = h.payment(order.payment_ids()[0]).await;
     assert_eq!(payment.captured().map(|m| m.amount_minor()), Some(PRICE));
-    assert_eq!(net_paid(&h, order_id).await, 0, "ORD-6");
+    assert_eq!(h.net_paid(order_id).await, 0, "ORD-6");
     assert_eq!(h.stock_of("TEE").await.reserved(), 0);
 }
 
@@ -269,9 +257,9 @@ async fn rewinding_the_cursor_reruns_every_reaction_and_changes_nothing() {
         h.order(shipped).await.status(),
         Some(OrderStatus::Completed)
     );
-    assert_eq!(net_paid(&h, shipped).await, PRICE);
-    assert_eq!(net_paid(&h, canceled).await, 0);
-    assert_eq!(net_paid(&h, declined).await, 0);
+    assert_eq!(h.net_paid(shipped).await, PRICE);
+    assert_eq!(h.net_paid(canceled).await, 0);
+    assert_eq!(h.net_paid(declined).await, 0);
     // 1 completed + 2 campaign orders captured; the canceled order refunded.
     assert_eq!(gateway.net_total(), PRICE + 2 * (PRICE / 2));
 }
@@ -382,15 +370,8 @@ async fn killed_at_random_points_of_campaign_joins_and_settlement_every_particip
             if !ended(campaign.status()) {
                 return false;
             }
-            for p in campaign.participants() {
-                if p.state() == ParticipantState::Paid {
-                    return false;
-                }
-                if let Some(order_id) = p.order_id()
-                    && h.shipment_of(order_id).await.is_none()
-                {
-                    return false;
-                }
+            if !h.participants_settled(campaign_id).await {
+                return false;
             }
         }
         h.settled().await
@@ -560,7 +541,7 @@ async fn a_reservation_deadline_between_confirmation_and_fulfilment_commits_the_
     assert_eq!(h.count_events("inventory.reservation_expired").await, 0);
     let tee = h.stock_of("TEE").await;
     assert_eq!((tee.on_hand(), tee.reserved()), (2, 0));
-    assert_eq!(net_paid(&h, order_id).await, PRICE);
+    assert_eq!(h.net_paid(order_id).await, PRICE);
 }
 
 #[tokio::test]

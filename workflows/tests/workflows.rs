@@ -12,7 +12,6 @@ use commerce_aggregates::payment::{
 };
 use commerce_aggregates::shipment::ShipmentStatus;
 use commerce_contracts::events::CancelReason;
-use commerce_domain::OrderId;
 use commerce_eventstore::{
     CommandContext, EventBackend, EventMetadata, ExpectedVersion, NewStreamEvent, PgBackend,
     StreamId, StreamRef,
@@ -22,18 +21,6 @@ use uuid::Uuid;
 
 fn final_status(status: Option<OrderStatus>) -> bool {
     matches!(status, Some(OrderStatus::Confirmed | OrderStatus::Canceled))
-}
-
-/// The order's payments: Σ captured − Σ refunded, and whether any is still open.
-async fn net_paid(h: &Harness, order_id: OrderId) -> i64 {
-    let order = h.order(order_id).await;
-    let mut net = 0;
-    for payment_id in order.payment_ids() {
-        let payment = h.payment(*payment_id).await;
-        net += payment.captured().map_or(0, |m| m.amount_minor())
-            - payment.refunded().map_or(0, |m| m.amount_minor());
-    }
-    net
 }
 
 #[tokio::test]
@@ -55,7 +42,7 @@ async fn checkout_happy_path_reserves_charges_confirms_and_labels() {
     let order = h.order(order_id).await;
     assert_eq!(order.status(), Some(OrderStatus::Confirmed));
     assert_eq!(order.fulfillment_facet(), Facet::Full);
-    assert_eq!(net_paid(&h, order_id).await, 4 * PRICE);
+    assert_eq!(h.net_paid(order_id).await, 4 * PRICE);
     let payment = h.payment(order.payment_ids()[0]).await;
     assert_eq!(payment.status(), Some(PaymentStatus::Captured));
     let shipment = h.shipment_of(order_id).await.expect("a shipment");
@@ -132,7 +119,7 @@ async fn two_engine_processes_do_not_double_process() {
         assert_eq!(h.count_events(event_type).await, 11, "{event_type}");
     }
     for order_id in orders {
-        assert_eq!(net_paid(&h, order_id).await, PRICE);
+        assert_eq!(h.net_paid(order_id).await, PRICE);
     }
 }
 
@@ -184,7 +171,7 @@ async fn declined_payment_cancels_the_order_and_releases_stock() {
     assert_eq!(order.cancel_reason(), Some(CancelReason::PaymentFailed));
     let payment = h.payment(order.payment_ids()[0]).await;
     assert_eq!(payment.status(), Some(PaymentStatus::Failed));
-    assert_eq!(net_paid(&h, order_id).await, 0);
+    assert_eq!(h.net_paid(order_id).await, 0);
     engine.abort();
 }
 
@@ -245,7 +232,7 @@ async fn requires_action_waits_for_the_webhook_and_duplicates_change_nothing() {
         h.order(order_id).await.status(),
         Some(OrderStatus::Confirmed)
     );
-    assert_eq!(net_paid(&h, order_id).await, PRICE);
+    assert_eq!(h.net_paid(order_id).await, PRICE);
     assert_eq!(h.count_events("payment.succeeded").await, 1);
     engine.abort();
 }
@@ -276,7 +263,7 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
         )
         .await;
     }
-    h.eventually(20, "the refund", || async { net_paid(&h, paid).await == 0 })
+    h.eventually(20, "the refund", || async { h.net_paid(paid).await == 0 })
         .await;
     h.eventually(20, "the release", || async {
         h.stock_of("TEE").await.reserved() == 0
@@ -426,7 +413,7 @@ async fn killed_at_random_points_every_order_ends_final_with_no_double_charge_or
     let mut confirmed = 0;
     for order_id in &orders {
         let order = h.order(*order_id).await;
-        let net = net_paid(&h, *order_id).await;
+        let net = h.net_paid(*order_id).await;
         match order.status() {
             Some(OrderStatus::Confirmed) => {
                 confirmed += 1;

@@ -430,6 +430,34 @@ impl Harness {
             .expect("count")
     }
 
+    /// Σ captured − Σ refunded over an order's payments.
+    pub async fn net_paid(&self, order_id: OrderId) -> i64 {
+        let order = self.order(order_id).await;
+        let mut net = 0;
+        for payment_id in order.payment_ids() {
+            let payment = self.payment(*payment_id).await;
+            net += payment.captured().map_or(0, |m| m.amount_minor())
+                - payment.refunded().map_or(0, |m| m.amount_minor());
+        }
+        net
+    }
+
+    /// No participant of the campaign is left paid but unsettled, and every participant's
+    /// order has its shipment.
+    pub async fn participants_settled(&self, campaign_id: CampaignId) -> bool {
+        for p in self.campaign(campaign_id).await.participants() {
+            if p.state() == commerce_aggregates::campaign::ParticipantState::Paid {
+                return false;
+            }
+            if let Some(order_id) = p.order_id()
+                && self.shipment_of(order_id).await.is_none()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until `done` holds, polling; panics after `secs` seconds.
     pub async fn eventually<F, Fut>(&self, secs: u64, what: &str, mut done: F)
     where
