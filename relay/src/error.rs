@@ -23,6 +23,9 @@ pub enum RelayError {
     Publish(#[from] PublishError),
     #[error("creating topic {topic}: {reason}")]
     TopicCreation { topic: String, reason: String },
+    /// The producer's metadata does not show the topic's partitions with leaders yet.
+    #[error("topic {topic} is not routable yet: {reason}")]
+    TopicNotRoutable { topic: String, reason: String },
     #[error("encoding the envelope of event {event_id}: {source}")]
     Encode {
         event_id: uuid::Uuid,

@@ -5,13 +5,23 @@
 //! A batch counts as published only when every message of it was acknowledged; anything else
 //! is a [`PublishError`] and the caller retries the whole batch (duplicates on Kafka are
 //! acceptable, loss is not).
+//!
+//! A producer sends nothing to a topic before its own metadata lists every partition of it
+//! with a leader ([`Publisher::route`]). Messages produced to a topic whose partitions are
+//! not known yet wait in librdkafka's unassigned queue and only get their per-partition
+//! message ids (which order the idempotent sequence) when the metadata arrives; messages of
+//! the same partition produced meanwhile straight to it then go first. That put a stream's
+//! later events on Kafka before its earlier ones at the start of fresh partitions, and a
+//! broker that then took the earlier sequence numbers for duplicates acknowledged them
+//! without storing them (RELIABILITY.md, finding 8).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use commerce_contracts::envelope::headers;
 use futures::future::join_all;
 use rdkafka::ClientConfig;
-use rdkafka::client::Client;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -30,6 +40,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub(crate) struct Publisher {
     producer: FutureProducer,
+    /// Topics whose every partition this producer's metadata shows with a leader.
+    routed: HashSet<String>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -62,7 +74,44 @@ impl Publisher {
             .set("reconnect.backoff.max.ms", "2000")
             .create()
             .map_err(RelayError::Client)?;
-        Ok(Self { producer })
+        Ok(Self {
+            producer,
+            routed: HashSet::new(),
+        })
+    }
+
+    /// Makes sure this producer knows the partitions of every topic in `topics` before any
+    /// message goes to it (see the module documentation for why). A topic whose metadata is
+    /// not complete yet is an error: the caller backs off and retries the batch.
+    pub(crate) async fn route<'a>(
+        &mut self,
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), RelayError> {
+        let mut unrouted: Vec<String> = topics
+            .into_iter()
+            .filter(|topic| !self.routed.contains(*topic))
+            .map(str::to_owned)
+            .collect();
+        unrouted.sort_unstable();
+        unrouted.dedup();
+        for topic in unrouted {
+            let producer = self.producer.clone();
+            let lookup = topic.clone();
+            let known =
+                tokio::task::spawn_blocking(move || partitions_led(producer.client(), &lookup))
+                    .await
+                    .map_err(|error| RelayError::TopicNotRoutable {
+                        topic: topic.clone(),
+                        reason: error.to_string(),
+                    })?;
+            match known {
+                Ok(()) => {
+                    self.routed.insert(topic);
+                }
+                Err(reason) => return Err(RelayError::TopicNotRoutable { topic, reason }),
+            }
+        }
+        Ok(())
     }
 
     /// Sends every message and waits for all acknowledgements.
@@ -157,6 +206,33 @@ impl Publisher {
         if let Err(error) = self.producer.flush(Timeout::After(timeout)) {
             tracing::debug!(%error, "flush before closing the producer");
         }
+    }
+}
+
+/// Asks the broker for `topic`'s metadata through `client`, which also fills the client's
+/// metadata cache that a first message to the topic is routed with (blocking).
+fn partitions_led<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<(), String> {
+    let metadata = client
+        .fetch_metadata(Some(topic), Timeout::After(METADATA_TIMEOUT))
+        .map_err(|error| error.to_string())?;
+    let described = metadata
+        .topics()
+        .iter()
+        .find(|described| described.name() == topic)
+        .ok_or_else(|| "not in the broker's metadata".to_owned())?;
+    if let Some(error) = described.error() {
+        return Err(RDKafkaErrorCode::from(error).to_string());
+    }
+    let partitions = described.partitions();
+    if partitions.is_empty() {
+        return Err("no partitions in the broker's metadata".to_owned());
+    }
+    match partitions
+        .iter()
+        .find(|partition| partition.error().is_some() || partition.leader() < 0)
+    {
+        Some(partition) => Err(format!("partition {} has no leader yet", partition.id())),
+        None => Ok(()),
     }
 }
 

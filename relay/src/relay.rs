@@ -263,6 +263,9 @@ impl<S: LogSource> Relay<S> {
             admin
                 .ensure(messages.iter().map(|message| message.topic.as_str()))
                 .await?;
+            publisher
+                .route(messages.iter().map(|message| message.topic.as_str()))
+                .await?;
             publisher.publish(messages).await?;
             Ok::<(), RelayError>(())
         };
