@@ -30,6 +30,7 @@ pub struct PrivatePostgres {
     base: PathBuf,
     port: u16,
     running: bool,
+    keep: bool,
 }
 
 impl PrivatePostgres {
@@ -47,10 +48,18 @@ impl PrivatePostgres {
             base,
             port: free_port()?,
             running: false,
+            keep: false,
         };
         cluster.init(sync)?;
         cluster.boot()?;
         Ok(cluster)
+    }
+
+    /// Leaves the cluster's folder behind when dropped (stopped), as evidence of a case that
+    /// failed; returns its data directory (`pg_ctl start -D` it to look inside).
+    pub fn keep(&mut self) -> PathBuf {
+        self.keep = true;
+        self.data_dir()
     }
 
     /// A URL for `database` on this cluster.
@@ -146,6 +155,8 @@ impl Drop for PrivatePostgres {
         if self.running {
             let _ = self.crash();
         }
-        let _ = std::fs::remove_dir_all(&self.base);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
     }
 }

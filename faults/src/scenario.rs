@@ -282,6 +282,11 @@ pub async fn run_case(config: CaseConfig) -> Result<Report, FaultError> {
         let _ = std::fs::remove_dir_all(&log_dir);
     } else {
         eprintln!("faults: process logs kept in {}", log_dir.display());
+        eprintln!(
+            "faults: broker storage kept in {}, PostgreSQL data in {}",
+            tansu.keep().display(),
+            postgres.keep().display()
+        );
     }
     Ok(report)
 }

@@ -18,6 +18,7 @@ pub struct PrivateTansu {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    keep: bool,
 }
 
 impl PrivateTansu {
@@ -30,6 +31,7 @@ impl PrivateTansu {
             dir,
             port: free_port()?,
             child: None,
+            keep: false,
         };
         broker.restart()?;
         Ok(broker)
@@ -80,6 +82,13 @@ impl PrivateTansu {
         Ok(())
     }
 
+    /// Leaves the broker's folder (SQLite storage and log) behind when dropped, as evidence of a
+    /// case that failed; returns where it is.
+    pub fn keep(&mut self) -> &std::path::Path {
+        self.keep = true;
+        &self.dir
+    }
+
     /// F1: SIGKILL, no chance to flush.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -92,6 +101,8 @@ impl PrivateTansu {
 impl Drop for PrivateTansu {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
