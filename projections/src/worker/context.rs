@@ -57,6 +57,15 @@ impl WorkerContext {
         }
     }
 
+    /// The partitions this worker consumes: assigned and not fenced.
+    pub(super) fn consuming(&self) -> Vec<(String, i32)> {
+        self.lock_owned()
+            .iter()
+            .filter(|(_, owned)| !owned.fenced)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Set when an assignment could not be honoured (the database stayed unreachable for
     /// [`ASSIGN_PATIENCE`]): the worker must stop rather than read from an unknown position.
     pub(super) fn failure(&self) -> Option<String> {

@@ -10,9 +10,15 @@
 //! contradicts the read models, is parked in `rm_meta.dead_letters` with the reason and its
 //! stream is blocked (its later events wait as pending) while other streams go on.
 //!
-//! Layout: `context` (rebalance callbacks and lag statistics), `offsets` (stored offsets).
+//! Every worker also records in PostgreSQL which partitions it consumes; when some stay consumed
+//! by nobody for long (a stuck group coordinator, as Tansu 0.6's after a member dies without
+//! leaving), the workers move together to a fresh Kafka group (see `membership`).
+//!
+//! Layout: `context` (rebalance callbacks and lag statistics), `offsets` (stored offsets),
+//! `membership` (the workers' record of their group, and the move to a fresh Kafka group).
 
 mod context;
+mod membership;
 mod offsets;
 
 use std::collections::HashMap;
@@ -30,6 +36,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::{Acquire, PgConnection, PgPool};
 
 use self::context::{Owned, WorkerContext};
+use self::membership::Membership;
 use crate::analytics::{create_topics, publish_outbox};
 use crate::error::ProjectionError;
 use crate::event::{AGGREGATE_TYPES, EventRecord};
@@ -103,29 +110,9 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProjectionError> {
-    let context = WorkerContext::new(
-        pool.clone(),
-        config.group_id.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let consumer: Arc<StreamConsumer<WorkerContext>> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
-            .set("session.timeout.ms", "10000")
-            // Bounds a rebalance that waits for members that died without leaving (Tansu
-            // completes it at the rebalance timeout, which librdkafka sets to this, 300 s by
-            // default). The loop polls between every batch, far more often than this.
-            .set("max.poll.interval.ms", "30000")
-            .create_with_context(context)?,
-    );
-    let topics = config.topics();
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs)?;
+    let mut membership = Membership::join(&pool, &config.group_id).await?;
+    let mut consumer = subscribe(&pool, &config, &membership.kafka_group())?;
+    let mut partitions = all_partitions(&consumer, &config);
     let mut analytics = if config.publish_analytics {
         Some(Analytics {
             producer: ClientConfig::new()
@@ -177,10 +164,89 @@ pub async fn run(
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
+            if partitions.is_empty() {
+                partitions = all_partitions(&consumer, &config);
+            }
+            let consuming = consumer.context().consuming();
+            match membership.check(&pool, &consuming, &partitions).await {
+                Ok(true) => {
+                    // Leaves the old Kafka group (closing waits for the revocation) and meets the
+                    // other workers in the new one; offsets not yet committed to Kafka belong to
+                    // the old group and are dropped (the stored ones are the truth).
+                    progress.clear();
+                    let old = std::mem::replace(
+                        &mut consumer,
+                        subscribe(&pool, &config, &membership.kafka_group())?,
+                    );
+                    tokio::task::block_in_place(|| drop(old));
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "group membership not recorded"),
+            }
         }
     }
     housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
+    if let Err(error) = membership.leave(&pool).await {
+        tracing::warn!(%error, "group membership not removed");
+    }
     Ok(())
+}
+
+/// A consumer of the aggregate topics in the Kafka group `kafka_group`.
+fn subscribe(
+    pool: &PgPool,
+    config: &WorkerConfig,
+    kafka_group: &str,
+) -> Result<Arc<StreamConsumer<WorkerContext>>, ProjectionError> {
+    let context = WorkerContext::new(
+        pool.clone(),
+        config.group_id.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let consumer: Arc<StreamConsumer<WorkerContext>> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", kafka_group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .set("session.timeout.ms", "10000")
+            // Bounds a rebalance that waits for members that died without leaving (a broker
+            // completes it at the rebalance timeout, which librdkafka sets to this, 300 s by
+            // default). The loop polls between every batch, far more often than this.
+            .set("max.poll.interval.ms", "30000")
+            .create_with_context(context)?,
+    );
+    let topics = config.topics();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+    Ok(consumer)
+}
+
+/// Every partition of the aggregate topics (those that exist yet), from the broker's metadata.
+fn all_partitions(
+    consumer: &StreamConsumer<WorkerContext>,
+    config: &WorkerConfig,
+) -> Vec<(String, i32)> {
+    let mut partitions = Vec::new();
+    for topic in config.topics() {
+        // A blocking request: leave the async context while it waits.
+        let metadata = tokio::task::block_in_place(|| {
+            consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))
+        });
+        match metadata {
+            Ok(metadata) => partitions.extend(
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.name() == topic && t.error().is_none())
+                    .flat_map(|t| t.partitions().iter().map(|p| (topic.clone(), p.id()))),
+            ),
+            Err(error) => tracing::warn!(%error, %topic, "topic metadata not read"),
+        }
+    }
+    partitions
 }
 
 /// The analyst-stream publisher of a worker.

@@ -123,7 +123,12 @@ impl Setup {
 
     /// Waits until the stored offsets reach everything produced.
     async fn quiescent(&self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        self.quiescent_within(Duration::from_secs(90)).await;
+    }
+
+    /// Waits until the stored offsets reach everything produced, for at most `limit`.
+    async fn quiescent_within(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             let rows: Vec<(String, i32, i64)> = sqlx::query_as(
                 "SELECT topic, partition, next_offset FROM rm_meta.projection_offsets WHERE group_id = $1",
@@ -145,6 +150,38 @@ impl Setup {
                 Instant::now() < deadline,
                 "workers did not catch up: {stored:?} vs {:?}",
                 self.ends
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until two workers of one Kafka group each consume some partitions, and together all.
+    async fn shared_by_two(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let shares: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT epoch, jsonb_array_length(partitions)::bigint,
+                        (SELECT count(*) FROM rm_meta.projection_members o
+                         WHERE o.group_id = m.group_id AND o.epoch = m.epoch
+                           AND o.seen_at > now() - interval '3 seconds')
+                 FROM rm_meta.projection_members m
+                 WHERE group_id = $1 AND seen_at > now() - interval '3 seconds'",
+            )
+            .bind(&self.config.group_id)
+            .fetch_all(self.db.pool())
+            .await
+            .expect("members");
+            let total: i64 = shares.iter().map(|(_, n, _)| n).sum();
+            let all = i64::try_from(self.config.topics().len() * 3).expect("small");
+            if shares.len() == 2
+                && shares.iter().all(|(_, n, peers)| *n > 0 && *peers == 2)
+                && total == all
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the partitions were not shared by two workers: {shares:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -435,4 +472,96 @@ async fn a_publishing_worker_creates_the_analytics_topics_and_drains_its_outbox(
         assert_eq!(partitions, Some(2), "{topic}");
     }
     worker.abort();
+}
+
+/// Environment of a worker process started by [`a_member_killed_without_leaving_leaves_no_partition_unconsumed`].
+const CHILD_DATABASE: &str = "COMMERCE_TEST_CHILD_WORKER_DATABASE";
+const CHILD_GROUP: &str = "COMMERCE_TEST_CHILD_WORKER_GROUP";
+const CHILD_PREFIX: &str = "COMMERCE_TEST_CHILD_WORKER_PREFIX";
+const CHILD_TEST: &str = "worker::tests::child_worker_process";
+
+/// Not a test of its own: the body of the worker process that
+/// [`a_member_killed_without_leaving_leaves_no_partition_unconsumed`] starts from this same test
+/// binary and SIGKILLs. Without the child's environment it returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_worker_process() {
+    let (Ok(url), Ok(group), Ok(prefix)) = (
+        std::env::var(CHILD_DATABASE),
+        std::env::var(CHILD_GROUP),
+        std::env::var(CHILD_PREFIX),
+    ) else {
+        return;
+    };
+    let pool = PgPool::connect(&url).await.expect("child pool");
+    let mut config = WorkerConfig::new(kafka_brokers().expect("KAFKA_BROKERS"));
+    config.group_id = group;
+    config.topic_prefix = prefix;
+    config.publish_analytics = false;
+    run(pool, config, std::future::pending())
+        .await
+        .expect("child worker");
+}
+
+/// A worker process of this test's group, killed by [`Drop`] if the test ends first.
+struct ChildWorker(std::process::Child);
+
+impl ChildWorker {
+    fn start(setup: &Setup) -> Self {
+        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+            .env(CHILD_DATABASE, setup.db.url())
+            .env(CHILD_GROUP, &setup.config.group_id)
+            .env(CHILD_PREFIX, &setup.config.topic_prefix)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the child worker");
+        Self(child)
+    }
+
+    /// SIGKILL: the process sends nothing more, in particular no LeaveGroup.
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL the child worker");
+        self.0.wait().expect("reap the child worker");
+    }
+}
+
+impl Drop for ChildWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_without_leaving_leaves_no_partition_unconsumed() {
+    // Given two worker processes of one group, each consuming a share of the partitions
+    let mut setup = setup().await;
+    let mut rng = Rng::new(23);
+    let log = History::random(&mut rng, 60).interleave(&mut rng);
+    let (before, after) = log.split_at(log.len() / 2);
+    for record in before {
+        setup.publish(record).await;
+    }
+    let child = ChildWorker::start(&setup);
+    setup.quiescent().await;
+    let worker = setup.spawn_worker();
+    setup.shared_by_two().await;
+    // When one of them is killed with SIGKILL (it never leaves the group) and records arrive on
+    // every partition
+    child.kill();
+    let killed = Instant::now();
+    for record in after {
+        setup.publish(record).await;
+    }
+    // Then every partition is consumed again within the session timeout and 30 s
+    setup
+        .quiescent_within(membership::LIVENESS + Duration::from_secs(30))
+        .await;
+    eprintln!("caught up {:?} after the kill", killed.elapsed());
+    assert!(!worker.is_finished(), "the survivor runs on");
+    worker.abort();
+    // and the read models equal the fold of the log
+    let (incremental, rebuilt) = setup.incremental_and_rebuilt(&log).await;
+    assert_eq!(incremental, rebuilt);
 }
