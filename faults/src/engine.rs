@@ -272,7 +272,12 @@ impl Engine {
             // The workload is one tenant bursting on purpose: rate limits are another test's.
             .env("COMMERCE_RATE_LIMIT_PER_SECOND", "100000")
             .env("COMMERCE_RATE_LIMIT_BURST", "100000")
-            .env("RUST_LOG", "warn")
+            // `FAULTS_RUST_LOG` (e.g. `warn,librdkafka=debug` with `COMMERCE_KAFKA_DEBUG`) when
+            // a case needs more than warnings from the processes.
+            .env(
+                "RUST_LOG",
+                std::env::var("FAULTS_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .current_dir(&settings.log_dir);
         command
     }

@@ -35,6 +35,9 @@ use crate::message::OutgoingMessage;
 /// How long an enqueue waits for room in the producer's local queue before giving up.
 const ENQUEUE_WAIT: Duration = Duration::from_millis(100);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
+/// librdkafka debug contexts for the producer (e.g. `msg,eos,protocol`), to diagnose broker
+/// trouble; their lines go to the `librdkafka` tracing target at debug level.
+const KAFKA_DEBUG: &str = "COMMERCE_KAFKA_DEBUG";
 
 /// A Kafka producer configured for the relay.
 #[derive(Clone)]
@@ -52,7 +55,13 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub(crate) fn new(config: &RelayConfig) -> Result<Self, RelayError> {
-        let producer = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        if let Ok(contexts) = std::env::var(KAFKA_DEBUG) {
+            client
+                .set("debug", contexts)
+                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        }
+        let producer = client
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
