@@ -12,7 +12,9 @@
 //! - At the end time the deadline `Expire`s the campaign: a successful one closes, a failed one
 //!   fails. `campaign.closed` captures every paid participant, places their order (which this
 //!   module then confirms on the participant's reservation and payment, so checkout fulfils
-//!   it), and records it on the campaign; it also lets go of participants still unpaid.
+//!   it), and records it on the campaign; participants still unpaid are dropped and get their
+//!   stock and hold back. `payment.expired` (a hold that lapsed) drops or lets go of its
+//!   participant while the campaign allows it.
 //!   `campaign.failed`/`campaign.cancelled` void or refund every participant, release their
 //!   stock and record the refund (CMP-7).
 //!
@@ -342,6 +344,54 @@ pub(crate) async fn on_participant_payment_failed(
     drop_participant(engine, cause, campaign_id, participant_id, "payment_failed").await
 }
 
+/// `payment.expired` of a participant's payment: the hold lapsed before the capture, so the
+/// participant no longer pays for a place. An unpaid one is dropped; a paid one of a campaign
+/// still short of its minimum leaves (the campaign allows it then), which frees the place and
+/// gives back the stock. A paid participant of a successful campaign is confirmed and cannot
+/// go: that lapse is reported (the hold outlives a campaign's end time by design).
+pub(crate) async fn on_participant_authorization_expired(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    participant_id: Uuid,
+) -> Result<(), WorkflowError> {
+    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let Some(participant) = campaign.participant(ParticipantId::from_uuid(participant_id)) else {
+        return Ok(());
+    };
+    match (campaign.status(), participant.state()) {
+        (_, ParticipantState::Joined) => {
+            drop_participant(
+                engine,
+                cause,
+                campaign_id,
+                participant_id,
+                "authorization_expired",
+            )
+            .await
+        }
+        (CampaignStatus::Active, ParticipantState::Paid) => {
+            engine
+                .issue(
+                    &engine.campaigns,
+                    cause,
+                    "leave_expired",
+                    campaign_id.to_string(),
+                    CampaignCommand::Leave {
+                        participant_id: participant.id(),
+                        at: engine.now(),
+                    },
+                )
+                .await?;
+            Ok(())
+        }
+        (status, state) => {
+            tracing::warn!(%campaign_id, %participant_id, status = status.as_str(), state = state.as_str(), "a participant's authorization lapsed before the capture");
+            Ok(())
+        }
+    }
+}
+
 /// `campaign.participant_dropped` / `campaign.participant_left`: give back stock and money.
 pub(crate) async fn on_participant_gone(
     engine: &Engine,
@@ -418,7 +468,23 @@ pub(crate) async fn on_closed(
                 close_participant(engine, cause, campaign_id, product, participant).await?;
             }
             ParticipantState::Joined => {
+                // Never paid: the campaign is over for them. Dropping them records it (they
+                // would otherwise stay `joined` for ever); the drop's own reaction gives back
+                // stock and hold too, a no-op after this one.
                 compensate_participant(engine, cause, participant_id, "campaign_closed").await?;
+                engine
+                    .issue(
+                        &engine.campaigns,
+                        cause,
+                        &format!("drop_unpaid:{participant_id}"),
+                        campaign_id.to_string(),
+                        CampaignCommand::DropParticipant {
+                            participant_id: participant.id(),
+                            reason: "campaign_closed".to_owned(),
+                            at: engine.now(),
+                        },
+                    )
+                    .await?;
             }
             _ => {}
         }

@@ -27,7 +27,7 @@ use commerce_aggregates::inventory::{InventoryCommand, MAX_RESERVATION_TTL, Stoc
 use commerce_aggregates::order::{
     LineQuantity, Order, OrderCommand, OrderStatus, StockReservation,
 };
-use commerce_aggregates::payment::{CreatePayment, Payment, PaymentCommand};
+use commerce_aggregates::payment::{CreatePayment, Payment, PaymentCommand, PaymentStatus};
 use commerce_aggregates::shipment::{CreateLabel, ShipmentCommand};
 use commerce_contracts::ReservationHolder;
 use commerce_contracts::events::{
@@ -486,6 +486,87 @@ pub(crate) async fn commit_paid_due(
             .await?;
     }
     Ok(())
+}
+
+/// The unpaid-order deadline: expire the order. A payment still waiting for the customer
+/// (`requires_action`: 3-D Secure never completed) would keep the order open for ever (the
+/// order refuses to expire with a payment in flight, ORD-9), so it is voided first, with the
+/// provider and then on the payment, its attempt is recorded as failed on the order, and the
+/// order expires. A payment that settled meanwhile is left to its own reaction. Every step is
+/// keyed under the deadline, so a re-fire after a crash replays them.
+pub(crate) async fn expire_order(
+    engine: &Engine,
+    cause: &Cause,
+    order_key: &str,
+) -> Result<Issued, WorkflowError> {
+    let now = engine.now();
+    let issued = engine
+        .issue(
+            &engine.orders,
+            cause,
+            "fire",
+            order_key.to_owned(),
+            OrderCommand::Expire { at: now },
+        )
+        .await?;
+    if !issued.is_refused() {
+        return Ok(issued);
+    }
+    let order: Order = engine.load(&cause.tenant, order_key.to_owned()).await?;
+    let Some(payment_id) = order.payment_in_flight() else {
+        return Ok(issued);
+    };
+    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    if payment.status() != Some(PaymentStatus::RequiresAction) {
+        return Ok(issued);
+    }
+    if let Some(reference) = engine
+        .links()
+        .provider_ref(&cause.tenant, payment_id.as_uuid())
+        .await?
+    {
+        engine
+            .gateway
+            .void(&reference, &format!("{payment_id}:void"))
+            .await?;
+    }
+    let voided = engine
+        .issue(
+            &engine.payments,
+            cause,
+            "void_in_flight",
+            payment_id.to_string(),
+            PaymentCommand::Void {
+                reason: "order_expired".to_owned(),
+                at: now,
+            },
+        )
+        .await?;
+    if voided.is_refused() {
+        return Ok(issued);
+    }
+    engine
+        .issue(
+            &engine.orders,
+            cause,
+            "in_flight_failed",
+            order_key.to_owned(),
+            OrderCommand::RecordPaymentFailed {
+                payment_id,
+                reason: "expired_awaiting_action".to_owned(),
+                at: now,
+            },
+        )
+        .await?;
+    engine
+        .issue(
+            &engine.orders,
+            cause,
+            "fire_after_void",
+            order_key.to_owned(),
+            OrderCommand::Expire { at: now },
+        )
+        .await
 }
 
 /// `payment.failed` of an order's payment: record it, then retry by policy or cancel.

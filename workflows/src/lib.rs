@@ -8,9 +8,12 @@
 //! inventory.insufficient ─► order canceled (insufficient_stock)
 //! payment.failed ─► retry by policy, else order canceled (payment_failed)
 //! order.canceled / order.expired ─► release stock, void or refund payments
+//! order expiry deadline ─► void a payment still awaiting the customer's action, then expire
+//! payment.expired (hold lapsed) ─► order: retry or cancel; participant: dropped or left
 //! campaign.joined ─► reserve ─► authorize ─► participant paid   (no stock/declined ─► dropped)
 //! last place paid (successful campaign) ─► close
-//! campaign.closed ─► capture, campaign order per participant     campaign.failed ─► void/refund, release
+//! campaign.closed ─► capture, campaign order per paid participant, drop the unpaid
+//! campaign.failed ─► void/refund, release
 //! ```
 //!
 //! How it runs ([`Workflows::run`]):

@@ -2,7 +2,6 @@
 
 use commerce_aggregates::campaign::CampaignCommand;
 use commerce_aggregates::inventory::{Inventory, InventoryCommand};
-use commerce_aggregates::order::OrderCommand;
 use commerce_aggregates::payment::{Payment, PaymentCommand};
 use commerce_contracts::ReservationHolder;
 use commerce_contracts::events::{
@@ -101,6 +100,32 @@ async fn on_payment(engine: &Engine, cause: &Cause, event: &LogEvent) -> Result<
                 campaign_id,
                 participant_id,
                 payment_id,
+            )
+            .await
+        }
+        (Some(PaymentPurpose::Order { order_id }), PaymentEvent::Expired(_)) => {
+            // An order's hold that lapsed uncaptured is a failed attempt: retry or cancel.
+            checkout::on_payment_failed(
+                engine,
+                cause,
+                order_id,
+                payment_id,
+                "authorization_expired",
+            )
+            .await
+        }
+        (
+            Some(PaymentPurpose::CampaignParticipant {
+                campaign_id,
+                participant_id,
+            }),
+            PaymentEvent::Expired(_),
+        ) => {
+            campaign::on_participant_authorization_expired(
+                engine,
+                cause,
+                campaign_id,
+                participant_id,
             )
             .await
         }
@@ -258,17 +283,7 @@ pub(crate) async fn fire(engine: &Engine, due: DueDeadline) -> Result<String, Wo
     let cause = &due.cause;
     let key = due.aggregate_key.clone();
     let issued = match due.kind {
-        DeadlineKind::OrderExpiry => {
-            engine
-                .issue(
-                    &engine.orders,
-                    cause,
-                    "fire",
-                    key,
-                    OrderCommand::Expire { at: now },
-                )
-                .await?
-        }
+        DeadlineKind::OrderExpiry => checkout::expire_order(engine, cause, &key).await?,
         DeadlineKind::ReservationExpiry(_) => {
             checkout::commit_paid_due(engine, cause, &key).await?;
             engine

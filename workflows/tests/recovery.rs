@@ -566,3 +566,59 @@ async fn engines_aborted_during_start_up_never_block_the_next_one() {
     .await;
     engine.abort();
 }
+
+/// RELIABILITY finding 9: bursts of orders placed by many writers at once while the engine
+/// tails the log. Every `order.created` must get its reaction (its expiry deadline is the
+/// reaction's first act), none may be passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_order_placed_in_concurrent_bursts_gets_its_reaction() {
+    let h = Arc::new(Harness::new().await);
+    for sku in ["TEE", "MUG", "CAP"] {
+        h.product(sku, PRICE);
+        h.stock(sku, 10_000).await;
+    }
+    let engine = h.spawn();
+    // given: 16 writers placing orders in bursts, a quarter canceled at once
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..16_u32 {
+        let h = Arc::clone(&h);
+        writers.spawn(async move {
+            for n in 0..20_u32 {
+                let sku = ["TEE", "MUG", "CAP"][((writer + n) % 3) as usize];
+                let order_id = h.place_order(&[(sku, 1)], Some("pm_card_ok")).await;
+                if (writer + n) % 4 == 0 {
+                    h.try_order_command(order_id, cancel("cust-1", &h)).await;
+                }
+                if n % 5 == 4 {
+                    tokio::time::sleep(Duration::from_millis(u64::from(writer % 4) * 20)).await;
+                }
+            }
+        });
+    }
+    while let Some(joined) = writers.join_next().await {
+        joined.expect("writer");
+    }
+
+    // when
+    h.eventually(120, "the engine settled", || h.settled())
+        .await;
+    engine.abort();
+
+    // then: every order has its expiry deadline
+    let unhandled: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT e.aggregate_id, e.position, e.transaction_id::text FROM events e \
+         WHERE e.event_type = 'order.created' AND NOT EXISTS ( \
+           SELECT 1 FROM deadlines d WHERE d.kind = 'order_expiry' \
+             AND d.aggregate_key = split_part(e.aggregate_id, '/', 2)) \
+         ORDER BY e.transaction_id, e.position",
+    )
+    .fetch_all(h.db.pool())
+    .await
+    .expect("unhandled orders");
+    assert!(
+        unhandled.is_empty(),
+        "{} orders passed over: {unhandled:?}",
+        unhandled.len()
+    );
+    assert_eq!(h.count_events("order.created").await, 320);
+}

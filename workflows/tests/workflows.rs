@@ -686,3 +686,253 @@ async fn concurrent_joins_of_one_customer_hold_the_per_customer_limit() {
     assert_eq!(h.count_events("payment.authorized").await, 3);
     engine.abort();
 }
+
+/// Waits until every deadline row has fired.
+async fn all_deadlines_fired(h: &Harness) -> bool {
+    let unfired: i64 = sqlx::query_scalar("SELECT count(*) FROM deadlines WHERE fired_at IS NULL")
+        .fetch_one(h.db.pool())
+        .await
+        .expect("count");
+    unfired == 0
+}
+
+/// How many times the deadline `kind` fired (one row per aggregate and kind, ES-5).
+async fn fired(h: &Harness, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM deadlines WHERE kind = $1 AND fired_at IS NOT NULL")
+        .bind(kind)
+        .fetch_one(h.db.pool())
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn an_order_whose_payment_still_awaits_action_at_expiry_voids_it_and_expires_once() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 3).await;
+    let engine = h.spawn();
+    // given: the customer never completes 3-D Secure
+    let order_id = h
+        .place_order(&[("TEE", 1)], Some("pm_card_requires_action"))
+        .await;
+    h.eventually(20, "the payment waiting for action", || async {
+        match h.order(order_id).await.payment_ids().first() {
+            Some(id) => h.payment(*id).await.status() == Some(PaymentStatus::RequiresAction),
+            None => false,
+        }
+    })
+    .await;
+    let payment_id = h.order(order_id).await.payment_ids()[0];
+    engine.abort();
+    let _ = engine.await;
+
+    // when: the unpaid-order deadline passes while no engine runs, and a new one fires it
+    h.advance(chrono::Duration::hours(1));
+    let engine = h.spawn();
+
+    // then: the waiting payment is voided, the order expires and gives its stock back
+    h.eventually(20, "the expiry", || async {
+        h.order(order_id).await.cancel_reason() == Some(CancelReason::Expired)
+    })
+    .await;
+    h.eventually(20, "the release", || async {
+        h.stock_of("TEE").await.reserved() == 0
+    })
+    .await;
+    assert_eq!(
+        h.payment(payment_id).await.status(),
+        Some(PaymentStatus::Voided)
+    );
+    engine.abort();
+    let _ = engine.await;
+    // and a restart later fires nothing again
+    h.advance(chrono::Duration::hours(1));
+    let engine = h.spawn();
+    h.eventually(20, "every deadline fired", || all_deadlines_fired(&h))
+        .await;
+    h.eventually(20, "the engine settled", || h.settled()).await;
+    engine.abort();
+    assert_eq!(h.count_events("order.expired").await, 1);
+    assert_eq!(h.count_events("payment.voided").await, 1);
+    assert_eq!(h.count_events("payment.created").await, 1, "no retry");
+    assert_eq!(fired(&h, "order_expiry").await, 1);
+    assert_eq!(h.net_paid(order_id).await, 0);
+}
+
+#[tokio::test]
+async fn a_participant_whose_hold_lapses_leaves_once_and_gets_the_stock_back() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 5).await;
+    let engine = h.spawn();
+    // given: one paid participant of a campaign short of its minimum, ending in ten days
+    let campaign_id = h
+        .create_campaign("LAMP", 2, 3, chrono::Duration::days(10))
+        .await;
+    let participant_id = h
+        .join_as(campaign_id, "a", "pm_card_ok")
+        .await
+        .expect("joined");
+    h.eventually(20, "the participant paid", || async {
+        h.campaign(campaign_id).await.paid_count() == 1
+    })
+    .await;
+    let payment_id = h
+        .campaign(campaign_id)
+        .await
+        .participant(participant_id)
+        .and_then(|p| p.payment_id())
+        .expect("payment");
+    engine.abort();
+    let _ = engine.await;
+
+    // when: the authorization (seven days) lapses while no engine runs
+    h.advance(chrono::Duration::days(8));
+    let engine = h.spawn();
+
+    // then: the payment expires, the participant leaves and the stock is released
+    h.eventually(20, "the participant gone", || async {
+        h.campaign(campaign_id)
+            .await
+            .participant(participant_id)
+            .is_some_and(|p| p.state() == ParticipantState::Left)
+    })
+    .await;
+    h.eventually(20, "the release", || async {
+        h.stock_of("LAMP").await.reserved() == 0
+    })
+    .await;
+    assert_eq!(
+        h.payment(payment_id).await.status(),
+        Some(PaymentStatus::Expired)
+    );
+    engine.abort();
+    let _ = engine.await;
+    // and another restart fires it no more
+    let engine = h.spawn();
+    h.eventually(20, "the engine settled", || h.settled()).await;
+    engine.abort();
+    assert_eq!(h.count_events("payment.expired").await, 1);
+    assert_eq!(h.count_events("campaign.participant_left").await, 1);
+    assert_eq!(fired(&h, "authorization_expiry").await, 1);
+    assert_eq!(
+        h.campaign(campaign_id).await.status(),
+        CampaignStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_campaign_starts_once_across_restarts() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 5).await;
+    let engine = h.spawn();
+    // given: a campaign that starts in an hour
+    let campaign_id = h
+        .schedule_campaign(
+            "LAMP",
+            2,
+            3,
+            chrono::Duration::hours(1),
+            chrono::Duration::days(1),
+        )
+        .await;
+    h.eventually(20, "the engine settled", || h.settled()).await;
+    assert_eq!(
+        h.campaign(campaign_id).await.status(),
+        CampaignStatus::Scheduled
+    );
+    engine.abort();
+    let _ = engine.await;
+
+    // when: its start time passes while no engine runs
+    h.advance(chrono::Duration::hours(2));
+    let engine = h.spawn();
+
+    // then: it starts, once, and takes joins
+    h.eventually(20, "the campaign started", || async {
+        h.campaign(campaign_id).await.status() == CampaignStatus::Active
+    })
+    .await;
+    engine.abort();
+    let _ = engine.await;
+    let engine = h.spawn();
+    h.eventually(20, "the engine settled", || h.settled()).await;
+    assert!(h.join_as(campaign_id, "a", "pm_card_ok").await.is_some());
+    h.eventually(20, "the participant paid", || async {
+        h.campaign(campaign_id).await.paid_count() == 1
+    })
+    .await;
+    engine.abort();
+    assert_eq!(h.count_events("campaign.started").await, 1);
+    assert_eq!(fired(&h, "campaign_start").await, 1);
+}
+
+#[tokio::test]
+async fn participants_who_never_paid_are_dropped_when_the_campaign_closes() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 10).await;
+    let engine = h.spawn();
+    // given: a successful campaign with two paid participants and one stuck in 3-D Secure
+    let campaign_id = h
+        .create_campaign("LAMP", 2, 4, chrono::Duration::hours(1))
+        .await;
+    for customer in ["a", "b"] {
+        h.join(campaign_id, customer, "pm_card_ok")
+            .await
+            .expect("joined");
+    }
+    let unpaid = h
+        .join_as(campaign_id, "c", "pm_card_requires_action")
+        .await
+        .expect("joined");
+    h.eventually(20, "two paid, one waiting for action", || async {
+        h.campaign(campaign_id).await.paid_count() == 2
+            && h.count_events("payment.requires_action").await == 1
+    })
+    .await;
+    // (a participant's payment is on the campaign once paid: find the waiting one in the log)
+    let unpaid_payment: String = sqlx::query_scalar(
+        "SELECT split_part(aggregate_id, '/', 2) FROM events \
+         WHERE event_type = 'payment.requires_action'",
+    )
+    .fetch_one(h.db.pool())
+    .await
+    .expect("the waiting payment");
+    let unpaid_payment =
+        commerce_domain::PaymentId::from_uuid(unpaid_payment.parse().expect("payment id"));
+
+    // when: the end time passes
+    h.advance(chrono::Duration::hours(2));
+
+    // then: the paid participants are ordered, the unpaid one is dropped with stock and hold
+    // given back
+    h.eventually(30, "two labelled orders", || async {
+        h.count_events("order.label_attached").await == 2
+    })
+    .await;
+    h.eventually(20, "the unpaid participant dropped", || async {
+        h.campaign(campaign_id)
+            .await
+            .participant(unpaid)
+            .is_some_and(|p| p.state() == ParticipantState::Dropped)
+    })
+    .await;
+    h.eventually(20, "the engine settled", || h.settled()).await;
+    engine.abort();
+    let campaign = h.campaign(campaign_id).await;
+    assert_eq!(campaign.status(), CampaignStatus::Closed);
+    let states: Vec<ParticipantState> = campaign.participants().iter().map(|p| p.state()).collect();
+    assert!(
+        !states.contains(&ParticipantState::Joined),
+        "nobody left joined: {states:?}"
+    );
+    assert_eq!(
+        h.payment(unpaid_payment).await.status(),
+        Some(PaymentStatus::Voided)
+    );
+    let lamp = h.stock_of("LAMP").await;
+    assert_eq!((lamp.on_hand(), lamp.reserved()), (8, 0));
+    assert!(h.participants_settled(campaign_id).await);
+}

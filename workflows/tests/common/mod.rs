@@ -265,6 +265,19 @@ impl Harness {
         max: u32,
         ends_in: chrono::Duration,
     ) -> CampaignId {
+        self.schedule_campaign(sku, min, max, chrono::Duration::seconds(-1), ends_in)
+            .await
+    }
+
+    /// A campaign that starts `starts_in` from now (negative: already started).
+    pub async fn schedule_campaign(
+        &self,
+        sku: &str,
+        min: u32,
+        max: u32,
+        starts_in: chrono::Duration,
+        ends_in: chrono::Duration,
+    ) -> CampaignId {
         let campaign_id = CampaignId::new();
         let now = self.now();
         self.campaigns
@@ -282,7 +295,7 @@ impl Harness {
                     per_customer_limit: Some(1),
                     per_order_limit: Some(1),
                     virtual_completion_pct: 0,
-                    start_time: now - chrono::Duration::seconds(1),
+                    start_time: now + starts_in,
                     end_time: now + ends_in,
                     at: now,
                 }),
