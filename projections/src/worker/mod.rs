@@ -95,6 +95,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// How often offsets are committed to Kafka and the analytics outbox is drained.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How often the partitions of the aggregate topics are read again from the broker.
+const PARTITIONS_REREAD: Duration = Duration::from_secs(30);
 /// Records applied together in one transaction, at most: those already fetched when the first
 /// one arrives (a batch never waits for more).
 const MAX_BATCH: usize = 256;
@@ -113,6 +115,7 @@ pub async fn run(
     let mut membership = Membership::join(&pool, &config.group_id).await?;
     let mut consumer = subscribe(&pool, &config, &membership.kafka_group())?;
     let mut partitions = all_partitions(&consumer, &config);
+    let mut partitions_read = Instant::now();
     let mut analytics = if config.publish_analytics {
         Some(Analytics {
             producer: ClientConfig::new()
@@ -164,8 +167,10 @@ pub async fn run(
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
-            if partitions.is_empty() {
+            // Topics may be created, or given partitions, after the worker started.
+            if partitions_read.elapsed() >= PARTITIONS_REREAD {
                 partitions = all_partitions(&consumer, &config);
+                partitions_read = Instant::now();
             }
             let consuming = consumer.context().consuming();
             match membership.check(&pool, &consuming, &partitions).await {
