@@ -106,11 +106,14 @@ impl GlobalLog {
         cursor: LogCursor,
         limit: u32,
     ) -> Result<Vec<LogEvent>, StoreError> {
+        // `events.` is load-bearing: the select list outputs `transaction_id::text AS
+        // transaction_id`, and a bare `ORDER BY transaction_id` would sort by that text
+        // ("1000" before "999"), so a batch taken across a power of ten skipped rows for ever.
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position \
+             ORDER BY events.transaction_id, events.position \
              LIMIT $3"
         );
         let mut rows = sqlx::query(&sql)

@@ -278,6 +278,9 @@ impl Workflows {
             }
             let batch = intake::next_batch(&log, cursor, engine.config.batch_size).await?;
             let drained = batch.len() < engine.config.batch_size as usize;
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                tracing::debug!(%cursor, events = batch.len(), first = %LogCursor::after(first), last = %LogCursor::after(last), "workflows: batch");
+            }
             for event in &batch {
                 self.handle(event).await?;
                 cursor = LogCursor::after(event);
@@ -300,8 +303,12 @@ impl Workflows {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            tracing::trace!(event_id = %event.event_id, event_type = %event.event_type, at = %LogCursor::after(event), attempt, "workflows: reacting");
             match react::react(&self.engine, event).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    tracing::trace!(event_id = %event.event_id, "workflows: reacted");
+                    return Ok(());
+                }
                 Err(error) if error.is_transient() => {
                     tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, attempt, %error, "workflows: retrying");
                     tokio::time::sleep(intake::retry_delay(attempt)).await;

@@ -622,3 +622,57 @@ async fn every_order_placed_in_concurrent_bursts_gets_its_reaction() {
     );
     assert_eq!(h.count_events("order.created").await, 320);
 }
+
+/// RELIABILITY finding 9, its cause: on a young cluster the transaction ids pass 999 → 1000
+/// (and 9999 → 10000) while the engine runs. The log must still be read in numeric
+/// `(transaction_id, position)` order: sorted as text, "1000"…"1199" fill a batch before
+/// "900"…"999", the cursor jumps past the latter and their reactions never run.
+#[tokio::test]
+async fn events_whose_transaction_ids_cross_a_power_of_ten_are_all_handled() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 10_000).await;
+    // given: 300 orders, stored before the engine runs
+    for _ in 0..300 {
+        h.place_order(&[("TEE", 1)], None).await;
+    }
+    // whose transaction ids are renumbered 900, 901, … in log order, as a young cluster's are
+    // (the append-only guard is lifted for the renumbering only; all stay below the horizon)
+    let pool = h.db.pool();
+    for statement in [
+        "ALTER TABLE events DISABLE TRIGGER events_append_only",
+        "UPDATE events e SET transaction_id = (899 + r.rank)::text::xid8 \
+         FROM (SELECT position, row_number() OVER (ORDER BY events.transaction_id, \
+               events.position) AS rank FROM events) r \
+         WHERE e.position = r.position",
+        "ALTER TABLE events ENABLE TRIGGER events_append_only",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("renumbered");
+    }
+
+    // when
+    let engine = h.spawn();
+    h.eventually(60, "the engine settled", || h.settled()).await;
+    engine.abort();
+
+    // then: every order got its reaction (its expiry deadline is the reaction's first act)
+    let unhandled: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT e.position, e.transaction_id::text FROM events e \
+         WHERE e.event_type = 'order.created' AND NOT EXISTS ( \
+           SELECT 1 FROM deadlines d WHERE d.kind = 'order_expiry' \
+             AND d.aggregate_key = split_part(e.aggregate_id, '/', 2)) \
+         ORDER BY e.transaction_id, e.position",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("unhandled orders");
+    assert!(
+        unhandled.is_empty(),
+        "{} orders passed over: {unhandled:?}",
+        unhandled.len()
+    );
+    assert_eq!(h.count_events("order.stock_reserved").await, 300);
+}
