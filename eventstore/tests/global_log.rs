@@ -226,3 +226,57 @@ async fn given_a_listener_elsewhere_when_an_event_is_appended_then_a_notify_foll
         .expect("notification");
     assert_eq!(notification.channel(), EVENTS_CHANNEL);
 }
+
+/// On a young cluster the transaction ids pass 999 → 1000 (and 9999 → 10000) while the engine
+/// runs. Every reader must still get the log in numeric `(transaction_id, position)` order:
+/// sorted as text, "1000"… would come before "900"…, and a cursor moved to the end of such a
+/// batch would pass over the rest for ever (RELIABILITY.md findings 4, 8 and 9).
+#[tokio::test]
+async fn given_transaction_ids_across_a_power_of_ten_then_batches_read_every_event_once_in_order() {
+    let pool = fresh_pool().await;
+    let store = PgEventStore::new(pool.clone());
+    let log = store.global_log();
+    for n in 0..300 {
+        let mut tx = pool.begin().await.expect("begin");
+        append_in(&mut tx, &format!("s-{n}"), 1).await;
+        tx.commit().await.expect("commit");
+    }
+    // Renumbered 900, 901, … in log order, as a fresh cluster's are; the append-only guard is
+    // lifted for the renumbering only, and every id stays below the read horizon.
+    for statement in [
+        "ALTER TABLE events DISABLE TRIGGER events_append_only",
+        "UPDATE events e SET transaction_id = (899 + r.rank)::text::xid8 \
+         FROM (SELECT position, row_number() OVER (ORDER BY events.transaction_id, \
+               events.position) AS rank FROM events) r \
+         WHERE e.position = r.position",
+        "ALTER TABLE events ENABLE TRIGGER events_append_only",
+    ] {
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect("renumbered");
+    }
+
+    let mut cursor = LogCursor::START;
+    let mut read = Vec::new();
+    loop {
+        let batch = log.read_after(cursor, 7).await.expect("read");
+        let Some(last) = batch.last() else { break };
+        cursor = LogCursor::after(last);
+        read.extend(
+            batch
+                .iter()
+                .map(|event| (event.transaction_id, event.position)),
+        );
+    }
+
+    let expected: Vec<(u64, i64)> = (900..1200)
+        .zip(
+            sqlx::query_scalar::<_, i64>("SELECT position FROM events ORDER BY position")
+                .fetch_all(&pool)
+                .await
+                .expect("positions"),
+        )
+        .collect();
+    assert_eq!(read, expected);
+}

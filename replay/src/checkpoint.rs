@@ -184,11 +184,13 @@ pub async fn seal_checkpoint(
     let mut heads = Heads::new();
     let mut damaged = 0_usize;
     let mut sealed_any = false;
+    // `events.` in the ORDER BY: the select list's `transaction_id` is text, and sorted as
+    // text ("1000" before "999") the walk would skip events at a power of ten.
     let sql = format!(
         "SELECT {CHAINED_COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY transaction_id, position LIMIT $3"
+         ORDER BY events.transaction_id, events.position LIMIT $3"
     );
     loop {
         let rows = sqlx::query(&sql)

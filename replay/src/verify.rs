@@ -330,11 +330,13 @@ async fn check_log(
     let mut count = 0_u64;
     let mut cursor = (0_u64, 0_i64);
     loop {
+        // `events.` in the ORDER BY: the select list's `transaction_id` is text, and sorted as
+        // text ("1000" before "999") the walk would skip events at a power of ten.
         let rows: Vec<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
             "SELECT transaction_id::text, position, chain_hash FROM events \
              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                AND (transaction_id, position) <= ($3::text::xid8, $4) \
-             ORDER BY transaction_id, position LIMIT $5",
+             ORDER BY events.transaction_id, events.position LIMIT $5",
         )
         .bind(cursor.0.to_string())
         .bind(cursor.1)

@@ -237,3 +237,39 @@ async fn given_the_engine_role_when_it_updates_or_deletes_events_then_postgres_r
             .expect("rollback to savepoint");
     }
 }
+
+/// A young cluster's transaction ids pass 999 → 1000 while events are appended: sealing and
+/// verification walk the log in numeric `(transaction_id, position)` order, so a second seal
+/// adds nothing twice and the log verifies clean (sorted as text, "1000"… came before "990"…).
+#[tokio::test]
+async fn given_transaction_ids_across_a_power_of_ten_when_sealed_twice_then_the_log_is_clean() {
+    let (_db, store) = fresh_store().await;
+    for n in 0..30 {
+        add(&store, &stream("t1", &format!("s{n}")), &[1, 2]).await;
+    }
+    tamper(
+        store.pool(),
+        &[
+            "UPDATE events e SET transaction_id = (989 + r.rank)::text::xid8 \
+           FROM (SELECT position, row_number() OVER (ORDER BY events.transaction_id, \
+                 events.position) AS rank FROM events) r \
+           WHERE e.position = r.position",
+        ],
+    )
+    .await;
+
+    seal_all(&store).await;
+    seal_checkpoint(store.pool(), &AuditKey::development())
+        .await
+        .expect("second seal");
+
+    let counts: Vec<i64> =
+        sqlx::query_scalar("SELECT event_count FROM log_checkpoints ORDER BY checkpoint_no")
+            .fetch_all(store.pool())
+            .await
+            .expect("checkpoints");
+    assert_eq!(counts.last(), Some(&60), "checkpoint counts {counts:?}");
+    let report = verify(&store).await;
+    assert!(report.is_clean(), "{:#?}", report.damage);
+    assert_eq!(report.events, 60);
+}
