@@ -10,10 +10,8 @@
 //! with a leader ([`Publisher::route`]). Messages produced to a topic whose partitions are
 //! not known yet wait in librdkafka's unassigned queue and only get their per-partition
 //! message ids (which order the idempotent sequence) when the metadata arrives; messages of
-//! the same partition produced meanwhile straight to it then go first. That put a stream's
-//! later events on Kafka before its earlier ones at the start of fresh partitions, and a
-//! broker that then took the earlier sequence numbers for duplicates acknowledged them
-//! without storing them (RELIABILITY.md, finding 8).
+//! the same partition produced meanwhile straight to it would then go first, putting a
+//! stream's later events on Kafka before its earlier ones at the start of a fresh topic.
 
 use std::collections::HashSet;
 use std::time::Duration;
