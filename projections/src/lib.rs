@@ -9,7 +9,8 @@
 //! - `event`: the envelope fields the read side uses and payload decoding;
 //! - [`Projector`]: applies one event in a caller's transaction, exactly once per stream sequence;
 //! - `facets`: pure status and counter rules;
-//! - [`worker`]: the consumer-group loop (offsets in PostgreSQL, fencing, dead letters, metrics);
+//! - [`worker`]: the consumer-group loop (offsets in PostgreSQL, fencing, dead letters, metrics,
+//!   and a move to a fresh Kafka group when the broker's group leaves partitions unconsumed);
 //! - [`queries`]: the contract's GET shapes and the read-your-writes wait;
 //! - [`rebuild`](rebuild()): shadow build from an [`EventSource`] and an atomic swap;
 //! - `dead_letters`: listing and resolving parked records;
