@@ -100,6 +100,9 @@ const PARTITIONS_REREAD: Duration = Duration::from_secs(30);
 /// Records applied together in one transaction, at most: those already fetched when the first
 /// one arrives (a batch never waits for more).
 const MAX_BATCH: usize = 256;
+/// How long the broker may hold a fetch (`fetch.wait.max.ms`): the floor of a record's wait on
+/// Tansu, which sleeps through it; short enough for read-your-writes, long enough not to spin.
+const FETCH_WAIT_MS: &str = "25";
 
 /// Runs one worker until `shutdown` completes. Needs a multi-threaded Tokio runtime (the
 /// assignment callback waits for PostgreSQL).
@@ -221,6 +224,10 @@ fn subscribe(
             // completes it at the rebalance timeout, which librdkafka sets to this, 300 s by
             // default). The loop polls between every batch, far more often than this.
             .set("max.poll.interval.ms", "30000")
+            // Tansu 0.6 answers a fetch only after sleeping half of the fetch's max wait (the
+            // whole wait below 250 ms), data or not: librdkafka's 500 ms default made every
+            // record wait 250–500 ms on the broker before a worker saw it.
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS)
             .create_with_context(context)?,
     );
     let topics = config.topics();
