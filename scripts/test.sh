@@ -41,7 +41,7 @@ else
 fi
 cargo run -q -p commerce-bench -- --quick
 
-# The fault suite's quick cases (RELIABILITY.md), one at a time, under a minute each.
+# The fault suite's quick cases (RELIABILITY.md), one at a time, about a minute each.
 cargo test -p commerce-faults --test faults -- --test-threads 1
 # The measurement of synchronous_commit=off (reported, not asserted) is #[ignore]d; a CI job
 # sets COMMERCE_FAULTS=1 to run it too.

@@ -72,7 +72,7 @@ pub struct CaseConfig {
 impl CaseConfig {
     /// A CI-sized case: up to 800 commands in at most 10 s of load (about 4 s on a 2-core
     /// machine), with a fault every 0.5–1.2 s, so several faults land mid-load; the whole case
-    /// takes well under a minute there (RELIABILITY.md).
+    /// takes 40–70 s there (RELIABILITY.md).
     pub fn quick(fault: Fault) -> Self {
         Self {
             fault,
