@@ -4,7 +4,9 @@
 //! sequence. An event at or below it is a duplicate and changes nothing; the next one is applied
 //! and then any contiguous successors waiting in `pending_events`; one further ahead (a gap), or
 //! any event of a stream blocked by a dead letter, waits in `pending_events`. Nothing is ever
-//! applied out of order. The same code builds the live schema and a rebuild's shadow schema: the
+//! applied out of order. The stream's next event, the common case, moves `stream_state` with one
+//! conditional statement that also says whether anything is parked for the stream; only the
+//! other cases lock the row and look further. The same code builds the live schema and a rebuild's shadow schema: the
 //! schema is chosen by the transaction's search path ([`Projector::begin`]).
 //!
 //! Layout: this file holds the stream bookkeeping; one submodule per aggregate applies its events;
@@ -84,8 +86,21 @@ impl Projector {
         event: &DecodedEvent,
     ) -> Result<Outcome, ProjectionError> {
         let key = StreamKey::of(&event.record);
-        let state = lock_stream(conn, &key).await?;
         let sequence = event.record.sequence;
+        let position = event.record.position;
+        // The common case, the stream's next event with nothing parked behind a block, costs
+        // one statement of bookkeeping; everything else takes the locked path below.
+        if let Some(waiting) = advance(conn, &key, sequence, position).await? {
+            self.apply(conn, event).await?;
+            if !waiting {
+                return Ok(Outcome::Applied { drained: 0 });
+            }
+            let mut last = (sequence, position);
+            let drained = self.drain(conn, &key, &mut last).await?;
+            save_stream(conn, &key, last).await?;
+            return Ok(Outcome::Applied { drained });
+        }
+        let state = lock_stream(conn, &key).await?;
         if sequence <= state.last_sequence {
             return Ok(Outcome::Duplicate);
         }
@@ -202,6 +217,41 @@ impl Projector {
             AggregateEvent::Shipment(e) => shipment::apply(conn, record, e).await,
         }
     }
+}
+
+/// Moves an unblocked stream from `sequence - 1` to `sequence` (creating it for sequence 1),
+/// locking its row. `None`: the stream is elsewhere or blocked, nothing changed. `Some(waiting)`:
+/// moved; `waiting` tells whether events are parked in `pending_events` for it.
+async fn advance(
+    conn: &mut PgConnection,
+    key: &StreamKey,
+    sequence: i64,
+    position: i64,
+) -> Result<Option<bool>, ProjectionError> {
+    let sql = if sequence == 1 {
+        "INSERT INTO stream_state AS s (tenant_id, aggregate_type, aggregate_id, last_sequence, last_position)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant_id, aggregate_type, aggregate_id)
+         DO UPDATE SET last_sequence = EXCLUDED.last_sequence, last_position = EXCLUDED.last_position,
+             updated_at = now()
+         WHERE s.last_sequence = 0 AND s.blocked_by IS NULL
+         RETURNING EXISTS (SELECT 1 FROM pending_events p
+             WHERE p.tenant_id = $1 AND p.aggregate_type = $2 AND p.aggregate_id = $3)"
+    } else {
+        "UPDATE stream_state AS s SET last_sequence = $4, last_position = $5, updated_at = now()
+         WHERE s.tenant_id = $1 AND s.aggregate_type = $2 AND s.aggregate_id = $3
+             AND s.last_sequence = $4 - 1 AND s.blocked_by IS NULL
+         RETURNING EXISTS (SELECT 1 FROM pending_events p
+             WHERE p.tenant_id = $1 AND p.aggregate_type = $2 AND p.aggregate_id = $3)"
+    };
+    Ok(sqlx::query_scalar(sql)
+        .bind(&key.tenant_id)
+        .bind(&key.aggregate_type)
+        .bind(&key.aggregate_id)
+        .bind(sequence)
+        .bind(position)
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 struct StreamState {
