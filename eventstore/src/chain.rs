@@ -276,6 +276,60 @@ mod tests {
         assert_eq!(fields(&payload, &meta).hash(&key), base);
     }
 
+    /// A payload exercising every branch of the canonicaliser: nested objects and arrays,
+    /// keys out of order (non-ASCII and escaped ones too), integers of both signs, floats,
+    /// strings that need escaping, booleans and null.
+    fn awkward_payload() -> serde_json::Value {
+        json!({
+            "zeta": [1, -2, 3.5, 1.0e21, 18446744073709551615_u64, -9223372036854775808_i64],
+            "é": {"b": true, "a": false, "": null},
+            "a\"quote\\": "line\nbreak\ttab \u{1} \u{7f} \u{2028} ünï 🦀 </script>",
+            "Z": {"nested": {"deeper": [{"y": 0.1, "x": 2e-7}, [], {}]}},
+            "10": "ten",
+            "9": 9
+        })
+    }
+
+    #[test]
+    fn given_an_awkward_value_when_canonicalised_then_the_text_is_pinned() {
+        assert_eq!(
+            canonical_json(&awkward_payload()),
+            concat!(
+                r#"{"10":"ten","9":9,"Z":{"nested":{"deeper":[{"x":2e-7,"y":0.1},[],{}]}},"#,
+                r#""a\"quote\\":"line\nbreak\ttab \u0001 "#,
+                "\u{7f} \u{2028} ünï 🦀 </script>\",",
+                r#""zeta":[1,-2,3.5,1e+21,18446744073709551615,-9223372036854775808],"#,
+                r#""é":{"":null,"a":false,"b":true}}"#,
+            )
+        );
+    }
+
+    /// The chain hash of a fixed event, pinned: events already stored carry hashes of this
+    /// encoding, so any change to the bytes hashed (canonical JSON, framing, key handling)
+    /// must fail here rather than turn every stored event into "damage".
+    #[test]
+    fn given_a_fixed_event_when_hashed_then_the_hash_is_pinned() {
+        let key = AuditKey::development();
+        let payload = awkward_payload();
+        let meta = json!({"tenant_id": "t", "correlation_id": "c-1", "actor": {"id": "u", "roles": ["a", "b"]}});
+        let prev = [0xab_u8; 32];
+        let first = fields(&payload, &meta).hash(&key);
+        let second = ChainFields {
+            sequence: 2,
+            prev_hash: Some(&prev),
+            ..fields(&payload, &meta)
+        }
+        .hash(&AuditKey::new(vec![0x5a_u8; 100]));
+        assert_eq!(
+            to_hex(&first),
+            "dbca3635cc4e72c3fc3a54caef1ab70f31803e8648a1ae979047f87de99bda49"
+        );
+        assert_eq!(
+            to_hex(&second),
+            "6012cb76dff5529c4bf9e41fd8fe61b328dee066e4f4db8c9950fc4a24959b01"
+        );
+    }
+
     #[test]
     fn the_debug_form_hides_the_secret() {
         assert!(!format!("{:?}", AuditKey::new("s3cr3t")).contains("s3cr3t"));
