@@ -199,7 +199,7 @@ impl Request<'_> {
         body: &impl Serialize,
     ) -> Result<CommandOutcome, ApiError>
     where
-        A: Aggregate<Error = CommandError> + 'static,
+        A: Aggregate<Error = CommandError> + Clone + 'static,
         A::Command: Clone,
     {
         let stream = StreamId::new(self.principal.tenant.as_str(), key)

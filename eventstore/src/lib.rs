@@ -31,7 +31,7 @@
 //!
 //! ```no_run
 //! # use commerce_eventstore::*;
-//! # async fn demo<A: cqrs_es::Aggregate<Services = ()> + 'static>(pool: sqlx::PgPool, command: A::Command)
+//! # async fn demo<A: cqrs_es::Aggregate<Services = ()> + Clone + 'static>(pool: sqlx::PgPool, command: A::Command)
 //! # -> Result<(), Box<dyn std::error::Error>> where A::Command: Clone, A::Error: 'static {
 //! migrate(&pool).await?;
 //! let store = PgEventStore::new(pool);

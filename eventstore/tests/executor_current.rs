@@ -1,7 +1,9 @@
 //! `CommandExecutor::current`: the state commands see, read through the executor's cache, on
-//! PostgreSQL.
+//! PostgreSQL, as a shared snapshot that reads never copy and writes never change.
 
 mod common;
+
+use std::sync::Arc;
 
 use commerce_eventstore::{CommandExecutor, ExecutorConfig, PgEventStore};
 use common::counter::{Counter, CounterCommand};
@@ -22,7 +24,7 @@ async fn given_streams_cold_warm_and_stale_when_read_then_the_state_equals_the_f
 
     // When the stream does not exist yet, then its state is the default at version 0
     let empty = executor.current(&s).await.expect("read an empty stream");
-    assert_eq!((empty.aggregate, empty.version), (Counter::default(), 0));
+    assert_eq!((&*empty.aggregate, empty.version), (&Counter::default(), 0));
 
     // When the other process wrote 7 events (a snapshot at 6), then a cold read folds
     // snapshot and tail
@@ -37,7 +39,7 @@ async fn given_streams_cold_warm_and_stale_when_read_then_the_state_equals_the_f
         .load_aggregate::<Counter>(&s, None)
         .await
         .expect("full fold");
-    assert_eq!((&cold.aggregate, cold.version), (&folded.aggregate, 7));
+    assert_eq!((&*cold.aggregate, cold.version), (&folded.aggregate, 7));
 
     // When this executor then writes on the cached state, then the read is the cached state
     executor
@@ -58,7 +60,7 @@ async fn given_streams_cold_warm_and_stale_when_read_then_the_state_equals_the_f
         .await
         .expect("full fold");
     assert_eq!(
-        (&caught_up.aggregate, caught_up.version),
+        (&*caught_up.aggregate, caught_up.version),
         (&folded.aggregate, 9)
     );
     assert_eq!(caught_up.aggregate.value, 1_128);
@@ -73,4 +75,48 @@ async fn given_streams_cold_warm_and_stale_when_read_then_the_state_equals_the_f
         .await
         .expect("full fold");
     assert_eq!((last.aggregate.value, last.version), (1_129, 10));
+}
+
+#[tokio::test]
+async fn given_a_snapshot_when_read_again_and_written_then_reads_share_it_and_writes_leave_it_alone()
+ {
+    // Given a stream this executor wrote once
+    let store = PgEventStore::new(fresh_pool().await);
+    let executor = CommandExecutor::<Counter>::new(store, ());
+    let s = stream("t", "shared");
+    executor
+        .execute(s.clone(), CounterCommand::Add(5), context("t"))
+        .await
+        .expect("first write");
+
+    // When it is read twice with no write in between, then both reads are the same
+    // allocation (a read copies a pointer, not the aggregate)
+    let first = executor.current(&s).await.expect("first read");
+    let second = executor.current(&s).await.expect("second read");
+    assert!(Arc::ptr_eq(&first.aggregate, &second.aggregate));
+    drop(second);
+
+    // When a command runs while the first snapshot is held, then that snapshot still shows
+    // the state it was read at, and the next read shows the new state
+    executor
+        .execute(s.clone(), CounterCommand::Add(10), context("t"))
+        .await
+        .expect("write under a held snapshot");
+    assert_eq!((first.aggregate.value, first.version), (5, 1));
+    let after = executor.current(&s).await.expect("read after the write");
+    assert_eq!((after.aggregate.value, after.version), (15, 2));
+    assert!(!Arc::ptr_eq(&first.aggregate, &after.aggregate));
+
+    // When every snapshot is dropped before the next command, then the command mutates the
+    // cached aggregate in place (a copy would live at another address: the cache still held
+    // this one while copying)
+    let address = Arc::as_ptr(&after.aggregate);
+    drop((first, after));
+    executor
+        .execute(s.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("write with no snapshot held");
+    let last = executor.current(&s).await.expect("last read");
+    assert_eq!((last.aggregate.value, last.version), (16, 3));
+    assert_eq!(Arc::as_ptr(&last.aggregate), address);
 }

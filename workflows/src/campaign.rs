@@ -20,6 +20,14 @@
 //!
 //! Capacity and per-customer limits are the Campaign aggregate's guards under concurrent joins
 //! (CMP-2, CMP-4); this module only ever acts on participants the aggregate admitted.
+//!
+//! A flash sale's campaign holds thousands of participants and takes a command per join, so
+//! every reaction reads it as the executor's shared snapshot and keeps only what it needs,
+//! dropping the snapshot before its first await: a snapshot still alive when the next command
+//! on the campaign runs (this reaction's or a concurrent join's) makes that command copy the
+//! whole campaign.
+
+use std::sync::Arc;
 
 use chrono::Duration;
 use commerce_aggregates::campaign::{
@@ -87,11 +95,14 @@ pub(crate) async fn on_joined(
     campaign_id: Uuid,
     joined: &CampaignJoined,
 ) -> Result<(), WorkflowError> {
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-    let Some(config) = campaign.config() else {
-        return Ok(());
-    };
     let participant_id = joined.participant_id;
+    let (config, keeps) = {
+        let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+        let Some(config) = campaign.config().cloned() else {
+            return Ok(());
+        };
+        (config, keeps_stock(&campaign, participant_id))
+    };
     engine
         .links()
         .add_campaign(&cause.tenant, participant_id, campaign_id)
@@ -100,7 +111,7 @@ pub(crate) async fn on_joined(
     // ran takes no stock and no money. The only thing an earlier, interrupted run of this
     // reaction can have done to the campaign is drop the participant, and then the drop's
     // compensation gives back what that run took (found through the links).
-    if !keeps_stock(&campaign, participant_id) {
+    if !keeps {
         return Ok(());
     }
     let owner = Owner::Participant(participant_id);
@@ -138,13 +149,11 @@ pub(crate) async fn on_joined(
         Issued::Refused(_) => false,
         _ if reserve.appended("inventory.reserved") => true,
         _ if reserve.appended("inventory.insufficient") => false,
-        Issued::Applied(_) => {
-            let inventory: commerce_aggregates::inventory::Inventory =
-                engine.load(&cause.tenant, link.stream_key()).await?;
-            inventory
-                .reservation(ReservationId::from_uuid(link.reservation_id))
-                .is_some_and(|r| r.is_active())
-        }
+        Issued::Applied(_) => engine
+            .load::<commerce_aggregates::inventory::Inventory>(&cause.tenant, link.stream_key())
+            .await?
+            .reservation(ReservationId::from_uuid(link.reservation_id))
+            .is_some_and(|r| r.is_active()),
     };
     let Some(method) = joined.payment_method.clone().filter(|_| held) else {
         let reason = if held {
@@ -227,10 +236,11 @@ pub(crate) async fn on_reserved_for_participant(
     participant_id: Uuid,
     reservation: &ReservationLink,
 ) -> Result<(), WorkflowError> {
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
     if keeps_stock(&campaign, participant_id) {
         return Ok(());
     }
+    drop(campaign);
     release_all(
         engine,
         cause,
@@ -273,17 +283,24 @@ pub(crate) async fn on_participant_payment_settled(
     participant_id: Uuid,
     payment_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
-    let Some(amount) = payment.amount() else {
+    let Some(amount) = engine
+        .load::<Payment>(&cause.tenant, payment_id.to_string())
+        .await?
+        .amount()
+    else {
         return Ok(());
     };
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-    let Some(participant) = campaign.participant(ParticipantId::from_uuid(participant_id)) else {
+    let Some(state) = engine
+        .load::<Campaign>(&cause.tenant, campaign_id.to_string())
+        .await?
+        .participant(ParticipantId::from_uuid(participant_id))
+        .map(Participant::state)
+    else {
         return Ok(());
     };
-    if participant.state() != ParticipantState::Joined {
+    if state != ParticipantState::Joined {
         // Already paid (a redelivery), or dropped/left meanwhile: nothing to mark.
-        if !participant.state().occupies_place() {
+        if !state.occupies_place() {
             settle_payment(engine, cause, payment_id, None).await?;
         }
         return Ok(());
@@ -316,11 +333,14 @@ pub(crate) async fn on_participant_paid(
     cause: &Cause,
     campaign_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-    let full = campaign
-        .config()
-        .is_some_and(|config| campaign.paid_count() >= config.max_participants);
-    if campaign.status() == CampaignStatus::Successful && full {
+    let closable = {
+        let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+        let full = campaign
+            .config()
+            .is_some_and(|config| campaign.paid_count() >= config.max_participants);
+        campaign.status() == CampaignStatus::Successful && full
+    };
+    if closable {
         engine
             .issue(
                 &engine.campaigns,
@@ -355,11 +375,15 @@ pub(crate) async fn on_participant_authorization_expired(
     campaign_id: Uuid,
     participant_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-    let Some(participant) = campaign.participant(ParticipantId::from_uuid(participant_id)) else {
-        return Ok(());
+    let participant = ParticipantId::from_uuid(participant_id);
+    let (status, state) = {
+        let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+        let Some(state) = campaign.participant(participant).map(Participant::state) else {
+            return Ok(());
+        };
+        (campaign.status(), state)
     };
-    match (campaign.status(), participant.state()) {
+    match (status, state) {
         (_, ParticipantState::Joined) => {
             drop_participant(
                 engine,
@@ -378,7 +402,7 @@ pub(crate) async fn on_participant_authorization_expired(
                     "leave_expired",
                     campaign_id.to_string(),
                     CampaignCommand::Leave {
-                        participant_id: participant.id(),
+                        participant_id: participant,
                         at: engine.now(),
                     },
                 )
@@ -423,12 +447,19 @@ pub(crate) async fn on_failed(
     cause: &Cause,
     campaign_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-    for participant in campaign.participants() {
-        let participant_id = participant.id().as_uuid();
+    // Only what the loop needs, so the refunds recorded below do not copy the campaign.
+    let participants: Vec<_> = engine
+        .load::<Campaign>(&cause.tenant, campaign_id.to_string())
+        .await?
+        .participants()
+        .iter()
+        .map(|p| (p.id(), p.state(), p.payment_id()))
+        .collect();
+    for (participant, state, payment_id) in participants {
+        let participant_id = participant.as_uuid();
         compensate_participant(engine, cause, participant_id, "campaign_failed").await?;
         if matches!(
-            participant.state(),
+            state,
             ParticipantState::Joined | ParticipantState::Paid | ParticipantState::Left
         ) {
             engine
@@ -438,8 +469,8 @@ pub(crate) async fn on_failed(
                     &format!("refunded:{participant_id}"),
                     campaign_id.to_string(),
                     CampaignCommand::RecordParticipantRefunded {
-                        participant_id: participant.id(),
-                        payment_id: participant.payment_id(),
+                        participant_id: participant,
+                        payment_id,
                         at: engine.now(),
                     },
                 )
@@ -456,11 +487,22 @@ pub(crate) async fn on_closed(
     cause: &Cause,
     campaign_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let campaign: Campaign = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-    let Some(config) = campaign.config() else {
-        return Ok(());
+    // Only what the loop needs (the participants it acts on), so the orders and drops
+    // recorded below do not copy the campaign.
+    let (config, participants) = {
+        let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+        let Some(config) = campaign.config().cloned() else {
+            return Ok(());
+        };
+        let participants: Vec<Participant> = campaign
+            .participants()
+            .iter()
+            .filter(|p| matches!(p.state(), ParticipantState::Paid | ParticipantState::Joined))
+            .cloned()
+            .collect();
+        (config, participants)
     };
-    for participant in campaign.participants() {
+    for participant in &participants {
         let participant_id = participant.id().as_uuid();
         match participant.state() {
             ParticipantState::Paid => {
@@ -503,10 +545,11 @@ async fn close_participant(
     let Some(payment_id) = participant.payment_id() else {
         return Ok(());
     };
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    let payment: Arc<Payment> = engine.load(&cause.tenant, payment_id.to_string()).await?;
     let (Some(authorized), Some(captured)) = (payment.authorized(), payment.captured()) else {
         return Ok(());
     };
+    drop(payment);
     let now = engine.now();
     let outstanding = authorized
         .checked_sub(&captured)
@@ -650,12 +693,20 @@ pub(crate) async fn on_campaign_order_created(
             },
         )
         .await?;
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
-    let Some(covered) = payment.captured().filter(Money::is_positive) else {
+    let Some(covered) = engine
+        .load::<Payment>(&cause.tenant, payment_id.to_string())
+        .await?
+        .captured()
+        .filter(Money::is_positive)
+    else {
         return Ok(());
     };
-    let order: Order = engine.load(&cause.tenant, order_key.clone()).await?;
-    if order.status().is_some_and(|s| s.is_terminal()) {
+    let terminal = engine
+        .load::<Order>(&cause.tenant, order_key.clone())
+        .await?
+        .status()
+        .is_some_and(|s| s.is_terminal());
+    if terminal {
         return Ok(());
     }
     engine

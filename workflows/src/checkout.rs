@@ -21,6 +21,7 @@
 //! from the event, never from counters that move.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Duration;
 use commerce_aggregates::inventory::{InventoryCommand, MAX_RESERVATION_TTL, StockItem};
@@ -80,7 +81,7 @@ pub(crate) async fn on_order_created(
     // this reaction may have reserved already: the cancel's compensation finds that through the
     // links. (A reservation that still lands after the cancel, from a previous leader finishing
     // this reaction late, is released by the reaction to `inventory.reserved`.)
-    let order: Order = engine.load(&cause.tenant, order_key.clone()).await?;
+    let order: Arc<Order> = engine.load(&cause.tenant, order_key.clone()).await?;
     if order.status().is_some_and(OrderStatus::is_terminal) {
         return Ok(());
     }
@@ -177,7 +178,7 @@ async fn reserved(
         _ if issued.appended("inventory.reserved") => true,
         _ if issued.appended("inventory.insufficient") => false,
         Issued::Applied(_) => {
-            let inventory: commerce_aggregates::inventory::Inventory =
+            let inventory: Arc<commerce_aggregates::inventory::Inventory> =
                 engine.load(&cause.tenant, link.stream_key()).await?;
             inventory
                 .reservation(ReservationId::from_uuid(link.reservation_id))
@@ -192,7 +193,7 @@ pub(crate) async fn on_stock_reserved(
     cause: &Cause,
     order_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
     if order.campaign().is_some() {
         return Ok(());
     }
@@ -371,9 +372,12 @@ pub(crate) async fn on_payment_succeeded(
     order_id: Uuid,
     payment_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
-    let Some(covered) = payment.captured() else {
+    let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let Some(covered) = engine
+        .load::<Payment>(&cause.tenant, payment_id.to_string())
+        .await?
+        .captured()
+    else {
         return Ok(());
     };
     let now = engine.now();
@@ -426,7 +430,7 @@ pub(crate) async fn on_payment_succeeded(
 async fn stock_held(engine: &Engine, cause: &Cause, order: &Order) -> Result<bool, WorkflowError> {
     for reservation in order.reservations() {
         let key = format!("{}:{}", reservation.sku, reservation.location);
-        let inventory: commerce_aggregates::inventory::Inventory =
+        let inventory: Arc<commerce_aggregates::inventory::Inventory> =
             engine.load(&cause.tenant, key).await?;
         let held = inventory
             .reservation(ReservationId::from_uuid(reservation.reservation_id))
@@ -449,9 +453,10 @@ pub(crate) async fn commit_paid_due(
     stream_key: &str,
 ) -> Result<(), WorkflowError> {
     let now = engine.now();
-    let inventory: commerce_aggregates::inventory::Inventory =
-        engine.load(&cause.tenant, stream_key).await?;
-    let due = inventory
+    // Collected into owned values, so the commits below do not copy the inventory stream.
+    let due = engine
+        .load::<commerce_aggregates::inventory::Inventory>(&cause.tenant, stream_key)
+        .await?
         .reservations()
         .filter(|r| r.is_active() && r.expires_at() <= now)
         .filter_map(|r| match r.holder() {
@@ -460,7 +465,7 @@ pub(crate) async fn commit_paid_due(
         })
         .collect::<Vec<_>>();
     for (reservation_id, quantity, order_id) in due {
-        let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+        let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
         let paid = order.confirmed_by().is_some()
             && order.status() != Some(OrderStatus::Canceled)
             && order
@@ -512,12 +517,18 @@ pub(crate) async fn expire_order(
     if !issued.is_refused() {
         return Ok(issued);
     }
-    let order: Order = engine.load(&cause.tenant, order_key.to_owned()).await?;
-    let Some(payment_id) = order.payment_in_flight() else {
+    let Some(payment_id) = engine
+        .load::<Order>(&cause.tenant, order_key.to_owned())
+        .await?
+        .payment_in_flight()
+    else {
         return Ok(issued);
     };
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
-    if payment.status() != Some(PaymentStatus::RequiresAction) {
+    let status = engine
+        .load::<Payment>(&cause.tenant, payment_id.to_string())
+        .await?
+        .status();
+    if status != Some(PaymentStatus::RequiresAction) {
         return Ok(issued);
     }
     if let Some(reference) = engine
@@ -591,7 +602,7 @@ pub(crate) async fn on_payment_failed(
             },
         )
         .await?;
-    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
     // The attempt that failed is read from the payment, not from the order's counter: a re-run
     // of this reaction may find the order further on (its own retry requested, failed in turn,
     // or confirmed, or canceled), and must then replay that retry, never open another one.
@@ -640,7 +651,7 @@ pub(crate) async fn on_order_confirmed(
     cause: &Cause,
     order_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
     // Not only `confirmed`: a re-run after a crash may find the fulfilment this reaction
     // created already shipped (or delivered, completed) by the warehouse, and must still
     // commit the stock and buy the label (each step replays or is a no-op). A canceled order
@@ -680,7 +691,7 @@ pub(crate) async fn on_order_confirmed(
             .await?;
         let lapsed = committed.is_refused() && {
             // Refused because the goods are back-ordered (still reserved): ship when they come.
-            let inventory: commerce_aggregates::inventory::Inventory = engine
+            let inventory: Arc<commerce_aggregates::inventory::Inventory> = engine
                 .load(
                     &cause.tenant,
                     format!("{}:{}", reservation.sku, reservation.location),

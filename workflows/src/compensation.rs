@@ -9,6 +9,7 @@
 //! payment whose creating step crashed half way is still found.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
 use commerce_aggregates::order::{Order, OrderStatus};
@@ -29,7 +30,7 @@ pub(crate) async fn on_order_closed(
     reason: &str,
 ) -> Result<(), WorkflowError> {
     let owner = Owner::Order(order_id);
-    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
     let mut reservations = engine.links().reservations(&cause.tenant, owner).await?;
     for reservation in order.reservations() {
         if !reservations
@@ -75,7 +76,7 @@ pub(crate) async fn on_reserved_for_order(
     order_id: Uuid,
     reservation: &ReservationLink,
 ) -> Result<(), WorkflowError> {
-    let order: Order = engine.load(&cause.tenant, order_id.to_string()).await?;
+    let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
     if order.status() != Some(OrderStatus::Canceled) {
         return Ok(());
     }
@@ -98,8 +99,10 @@ async fn restock_committed(
 ) -> Result<(), WorkflowError> {
     let now = engine.now();
     for reservation in reservations {
-        let inventory: Inventory = engine.load(&cause.tenant, reservation.stream_key()).await?;
-        let committed = inventory
+        // The snapshot is gone by the `Restock` below (a live one would make it copy the stream).
+        let committed = engine
+            .load::<Inventory>(&cause.tenant, reservation.stream_key())
+            .await?
             .reservation(ReservationId::from_uuid(reservation.reservation_id))
             .map_or(0, |r| r.committed());
         let Ok(quantity) = Quantity::new(committed) else {
@@ -164,13 +167,27 @@ pub(crate) async fn settle_payment(
     payment_id: Uuid,
     provider_ref: Option<String>,
 ) -> Result<(), WorkflowError> {
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
+    let payment: Arc<Payment> = engine.load(&cause.tenant, payment_id.to_string()).await?;
     let Some(status) = payment.status() else {
         return Ok(());
     };
     if status.is_terminal() {
         return Ok(());
     }
+    // What the steps below need, read before the snapshot goes (a live one would make the
+    // payment commands copy the payment).
+    let captured = payment.captured().map_or(0, |m| m.amount_minor());
+    let taken_back = [
+        payment.refunded(),
+        payment.refund_pending(),
+        payment.charged_back(),
+    ]
+    .iter()
+    .flatten()
+    .try_fold(0_i64, |sum, money| sum.checked_add(money.amount_minor()));
+    let currency = payment.amount().map(|m| m.currency());
+    let pending = payment.refund_pending().map_or(0, |m| m.amount_minor());
+    drop(payment);
     let provider_ref = match provider_ref {
         Some(reference) => Some(reference),
         None => {
@@ -181,7 +198,6 @@ pub(crate) async fn settle_payment(
         }
     };
     let now = engine.now();
-    let captured = payment.captured().map_or(0, |m| m.amount_minor());
     if captured == 0 {
         if let Some(reference) = &provider_ref {
             engine
@@ -203,20 +219,12 @@ pub(crate) async fn settle_payment(
             .await?;
         return Ok(());
     }
-    let taken_back = [
-        payment.refunded(),
-        payment.refund_pending(),
-        payment.charged_back(),
-    ]
-    .iter()
-    .flatten()
-    .try_fold(0_i64, |sum, money| sum.checked_add(money.amount_minor()))
-    .ok_or_else(|| WorkflowError::decode("payment amounts", "overflow"))?;
-    let Some(currency) = payment.amount().map(|m| m.currency()) else {
+    let taken_back =
+        taken_back.ok_or_else(|| WorkflowError::decode("payment amounts", "overflow"))?;
+    let Some(currency) = currency else {
         return Ok(());
     };
     let owed = captured.saturating_sub(taken_back);
-    let pending = payment.refund_pending().map_or(0, |m| m.amount_minor());
     if owed == 0 && pending == 0 {
         return Ok(());
     }

@@ -147,7 +147,7 @@ impl Engine {
         command: A::Command,
     ) -> Result<Issued, WorkflowError>
     where
-        A: Aggregate<Error = CommandError> + 'static,
+        A: Aggregate<Error = CommandError> + Clone + 'static,
         A::Command: Clone,
     {
         let stream = cause.stream(key)?;
@@ -177,7 +177,16 @@ impl Engine {
     /// read through the executor that commands it: its cached state after one look at the
     /// stream's head, not a snapshot decoded per reaction (O(participants) on a flash sale's
     /// campaign, for every event of it).
-    pub async fn load<A>(&self, tenant: &str, key: impl Into<String>) -> Result<A, WorkflowError>
+    ///
+    /// The state is the executor's shared snapshot (a pointer copy, never a copy of the
+    /// aggregate). While a reaction holds it, the next command on that stream has to copy
+    /// the aggregate, so a reaction keeps only what it needs and drops the snapshot before
+    /// it commands the same stream (or awaits anything slow).
+    pub async fn load<A>(
+        &self,
+        tenant: &str,
+        key: impl Into<String>,
+    ) -> Result<Arc<A>, WorkflowError>
     where
         A: Commanded,
     {

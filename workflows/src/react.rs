@@ -1,5 +1,7 @@
 //! Routing: which process manager reacts to which event, and what each deadline does.
 
+use std::sync::Arc;
+
 use commerce_aggregates::campaign::CampaignCommand;
 use commerce_aggregates::inventory::{Inventory, InventoryCommand};
 use commerce_aggregates::payment::{Payment, PaymentCommand};
@@ -79,8 +81,11 @@ async fn on_payment(engine: &Engine, cause: &Cause, event: &LogEvent) -> Result<
             )
             .await?;
     }
-    let payment: Payment = engine.load(&cause.tenant, payment_id.to_string()).await?;
-    match (payment.purpose(), event) {
+    let purpose = engine
+        .load::<Payment>(&cause.tenant, payment_id.to_string())
+        .await?
+        .purpose();
+    match (purpose, event) {
         (Some(PaymentPurpose::Order { order_id }), PaymentEvent::Succeeded(_)) => {
             checkout::on_payment_succeeded(engine, cause, order_id, payment_id).await
         }
@@ -189,8 +194,9 @@ async fn on_inventory(
             }
         }
         InventoryEvent::ReservationExpired(expired) => {
-            let inventory: Inventory = engine.load(&cause.tenant, event.stream.key()).await?;
-            let holder = inventory
+            let holder = engine
+                .load::<Inventory>(&cause.tenant, event.stream.key())
+                .await?
                 .reservation(ReservationId::from_uuid(expired.reservation_id))
                 .map(|r| r.holder());
             if let Some(ReservationHolder::CampaignParticipant(participant_id)) = holder {
@@ -237,7 +243,7 @@ async fn participant_campaign(
     }
     let owner = crate::links::Owner::Participant(participant_id);
     for link in engine.links().payments(&cause.tenant, owner).await? {
-        let payment: Payment = engine
+        let payment: Arc<Payment> = engine
             .load(&cause.tenant, link.payment_id.to_string())
             .await?;
         if let Some(PaymentPurpose::CampaignParticipant { campaign_id, .. }) = payment.purpose() {

@@ -1,6 +1,10 @@
 //! Per-stream slots: one async mutex per stream (commands on a stream run one at a time in
 //! this process) guarding that stream's cached aggregate.
 //!
+//! The aggregate sits behind an `Arc`, so a reader (`CommandExecutor::current`) takes a
+//! snapshot by copying a pointer, and the command path mutates it in place with
+//! `Arc::make_mut`, which copies only while a reader still holds the previous snapshot.
+//!
 //! Slots live in a sharded map bounded by an approximate LRU: when a shard grows past its
 //! share of the capacity, the least recently used slots that nobody holds are dropped (a
 //! held slot is never dropped, so two commands can never run on two copies of one stream).
@@ -18,7 +22,8 @@ const SHARDS: usize = 64;
 /// hash of that event (the `prev_hash` of the next append).
 #[derive(Debug)]
 pub(crate) struct Cached<A> {
-    pub aggregate: A,
+    /// Shared with the readers' snapshots; mutate only through `Arc::make_mut`.
+    pub aggregate: Arc<A>,
     pub version: u64,
     pub head_hash: Option<Hash>,
 }

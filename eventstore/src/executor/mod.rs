@@ -24,6 +24,13 @@
 //!
 //! The slot also keeps the chain hash of the stream's head (read once on a cold load), so
 //! the append can chain the new events' hashes without re-reading the stream.
+//!
+//! In-process readers (the process managers) get the cached aggregate through
+//! [`CommandExecutor::current`] as a shared `Arc` snapshot: a read copies a pointer, never the
+//! aggregate, and holds the slot no longer than that. The command path mutates the cached
+//! aggregate with `Arc::make_mut`, which copies it only while a reader still holds an older
+//! snapshot (that reader keeps seeing the state it read). Readers should therefore drop a
+//! snapshot before they command the same stream, or the command pays for a copy.
 
 mod append;
 mod backoff;
@@ -128,7 +135,9 @@ enum Attempt<A: Aggregate> {
 
 impl<A> CommandExecutor<A>
 where
-    A: Aggregate + 'static,
+    // `Clone` only so a command can mutate the cached aggregate while a reader still holds a
+    // snapshot of it (`Arc::make_mut`).
+    A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
     pub fn new(store: PgEventStore, services: A::Services) -> Self {
@@ -236,7 +245,7 @@ where
                 let (loaded, head_hash) =
                     load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
                 slot.insert(Cached {
-                    aggregate: loaded.aggregate,
+                    aggregate: Arc::new(loaded.aggregate),
                     version: loaded.version,
                     head_hash,
                 })
@@ -244,8 +253,8 @@ where
         };
         let before = cached.version;
         let sink = EventSink::default();
-        let handled = cached
-            .aggregate
+        // Copies the aggregate only if a reader still holds the current snapshot.
+        let handled = Arc::make_mut(&mut cached.aggregate)
             .handle(command, &self.inner.services, &sink)
             .await;
         let events = sink.collect().await;
@@ -355,7 +364,7 @@ where
         let (loaded, head_hash) = match current {
             Some(cached) => {
                 let mut loaded = LoadedAggregate {
-                    aggregate: cached.aggregate,
+                    aggregate: Arc::unwrap_or_clone(cached.aggregate),
                     version: cached.version,
                 };
                 store.fold_after(stream, &mut loaded, None).await?;
@@ -365,7 +374,7 @@ where
             None => load::load_head::<A>(store, stream, &self.inner.config.state_version).await?,
         };
         *slot = Some(Cached {
-            aggregate: loaded.aggregate,
+            aggregate: Arc::new(loaded.aggregate),
             version: loaded.version,
             head_hash,
         });
@@ -384,7 +393,7 @@ where
             .store
             .write_snapshot(
                 stream,
-                &cached.aggregate,
+                cached.aggregate.as_ref(),
                 cached.version,
                 &self.inner.config.state_version,
             )
@@ -426,12 +435,16 @@ where
     /// The cached state and version of `stream`, if this process holds one (serialised, for
     /// diagnostics and tests). Waits for a command running on the stream to finish.
     pub async fn cached_state(&self, stream: &StreamId) -> Option<(serde_json::Value, u64)> {
-        let slot = self.inner.slots.slot(stream);
-        let cached = slot.lock().await;
-        let cached = cached.as_ref()?;
-        serde_json::to_value(&cached.aggregate)
+        let (aggregate, version) = {
+            let slot = self.inner.slots.slot(stream);
+            let cached = slot.lock().await;
+            let cached = cached.as_ref()?;
+            (Arc::clone(&cached.aggregate), cached.version)
+        };
+        // Serialised outside the slot, so commands on the stream do not wait for it.
+        serde_json::to_value(aggregate.as_ref())
             .ok()
-            .map(|state| (state, cached.version))
+            .map(|state| (state, version))
     }
 
     /// The current state of `stream` (the default state and version 0 when it has no
@@ -441,10 +454,12 @@ where
     /// missing events (or a cold load), which then stay cached. Much cheaper than
     /// [`PgEventStore::load_latest`] on a long stream, which decodes a whole snapshot. Waits
     /// for a command running on the stream to finish.
-    pub async fn current(&self, stream: &StreamId) -> Result<LoadedAggregate<A>, StoreError>
-    where
-        A: Clone,
-    {
+    ///
+    /// The state is a shared, immutable snapshot: a warm read costs a pointer copy whatever
+    /// the aggregate's size, and later commands never change what the caller holds. A
+    /// command on the stream copies the aggregate once while any such snapshot is alive, so
+    /// drop it (keep what you need from it) before commanding the same stream.
+    pub async fn current(&self, stream: &StreamId) -> Result<LoadedAggregate<Arc<A>>, StoreError> {
         let store = &self.inner.store;
         // Read before taking the slot, so the commands queued on a hot stream do not wait
         // for this round trip: a cache at least this far along is current for this call.
@@ -458,7 +473,7 @@ where
                 let (loaded, head_hash) =
                     load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
                 *cached = Some(Cached {
-                    aggregate: loaded.aggregate,
+                    aggregate: Arc::new(loaded.aggregate),
                     version: loaded.version,
                     head_hash,
                 });
@@ -467,7 +482,7 @@ where
         Ok(cached
             .as_ref()
             .map(|current| LoadedAggregate {
-                aggregate: current.aggregate.clone(),
+                aggregate: Arc::clone(&current.aggregate),
                 version: current.version,
             })
             .unwrap_or_default())
