@@ -39,13 +39,22 @@ const EVENT_TAG: &[u8] = b"commerce.event.v1";
 pub type Hash = [u8; 32];
 
 /// The secret that keys the chain hashes. Its `Debug` form never shows the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AuditKey(Vec<u8>);
+#[derive(Clone)]
+pub struct AuditKey {
+    secret: Vec<u8>,
+    /// HMAC's state after absorbing the key, cloned for every hash: deriving it anew costs
+    /// two SHA-256 blocks per event, a good part of hashing a small one.
+    keyed: Hmac<Sha256>,
+}
 
 impl AuditKey {
     /// A key from raw bytes (any length; at least 32 random bytes are recommended).
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self(secret.into())
+        let secret = secret.into();
+        // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Self { secret, keyed }
     }
 
     /// The documented development key.
@@ -68,9 +77,7 @@ impl AuditKey {
 
     /// HMAC-SHA256 of the concatenation of `parts` under this key.
     pub fn mac(&self, parts: &[&[u8]]) -> Hash {
-        // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.keyed.clone();
         for part in parts {
             mac.update(part);
         }
@@ -78,9 +85,17 @@ impl AuditKey {
     }
 }
 
+impl PartialEq for AuditKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret
+    }
+}
+
+impl Eq for AuditKey {}
+
 impl fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let development = self.0 == DEV_AUDIT_KEY;
+        let development = self.secret == DEV_AUDIT_KEY;
         f.debug_struct("AuditKey")
             .field("development", &development)
             .finish_non_exhaustive()
@@ -109,8 +124,14 @@ impl ChainFields<'_> {
     /// The chain hash of these fields under `key`.
     pub fn hash(&self, key: &AuditKey) -> Hash {
         let sequence = self.sequence.to_string();
-        let payload = canonical_json(self.payload);
-        let metadata = canonical_json(self.metadata);
+        // Both documents in one buffer: one allocation per event.
+        let mut json = Vec::with_capacity(1_024);
+        write_canonical(self.payload, &mut json);
+        let (payload, metadata) = {
+            let payload_end = json.len();
+            write_canonical(self.metadata, &mut json);
+            json.split_at(payload_end)
+        };
         let recorded_at = self.recorded_at.timestamp_micros().to_be_bytes();
         let prev: &[u8] = self.prev_hash.map_or(&[], |hash| hash.as_slice());
         let fields: [&[u8]; 10] = [
@@ -119,63 +140,79 @@ impl ChainFields<'_> {
             sequence.as_bytes(),
             self.event_type.as_bytes(),
             self.event_version.as_bytes(),
-            payload.as_bytes(),
-            metadata.as_bytes(),
+            payload,
+            metadata,
             self.event_id.as_bytes(),
             &recorded_at,
             prev,
         ];
-        let lengths: Vec<[u8; 8]> = fields
-            .iter()
-            .map(|field| (field.len() as u64).to_be_bytes())
-            .collect();
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + 2 * fields.len());
-        parts.push(EVENT_TAG);
-        for (length, field) in lengths.iter().zip(fields) {
-            parts.push(length);
-            parts.push(field);
+        let mut mac = key.keyed.clone();
+        mac.update(EVENT_TAG);
+        for field in fields {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
         }
-        key.mac(&parts)
+        mac.finalize().into_bytes().into()
     }
 }
 
 /// The canonical text of a JSON value: object keys sorted by bytes, no insignificant
 /// whitespace, strings and numbers as serde_json writes them.
 pub fn canonical_json(value: &serde_json::Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    String::from_utf8(out).expect("serde_json writes UTF-8 and the punctuation is ASCII")
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+/// Appends the canonical text of `value` to `out`. Keys, strings and scalars go through
+/// serde_json's own writer, so they come out exactly as `Value::to_string` writes them.
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (index, (key, value)) in entries.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(value, out);
+            out.push(b'{');
+            // serde_json's map is a `BTreeMap<String, _>`, already in byte order (`str`'s
+            // `Ord`), unless some crate turns on its `preserve_order` feature: sort only then.
+            if map.keys().is_sorted() {
+                write_entries(map.iter(), out);
+            } else {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+                write_entries(entries.into_iter(), out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
+}
+
+fn write_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a serde_json::Value)>,
+    out: &mut Vec<u8>,
+) {
+    for (index, (key, value)) in entries.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_json(key, out);
+        out.push(b':');
+        write_canonical(value, out);
+    }
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, value)
+        .expect("a string or a JSON scalar always serialises, and a Vec never fails a write");
 }
 
 /// Lower-case hex of bytes (hashes in exports, reports and logs).
@@ -335,7 +372,59 @@ mod tests {
         assert!(!format!("{:?}", AuditKey::new("s3cr3t")).contains("s3cr3t"));
     }
 
+    /// The canonicaliser as first written (allocating, sorting every object): the oracle the
+    /// faster one must match byte for byte.
+    fn reference_canonical(value: &serde_json::Value) -> String {
+        use serde_json::Value;
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+                let inner: Vec<String> = entries
+                    .into_iter()
+                    .map(|(key, value)| {
+                        format!(
+                            "{}:{}",
+                            Value::String(key.clone()),
+                            reference_canonical(value)
+                        )
+                    })
+                    .collect();
+                format!("{{{}}}", inner.join(","))
+            }
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(reference_canonical).collect();
+                format!("[{}]", inner.join(","))
+            }
+            scalar => scalar.to_string(),
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
+        #[test]
+        fn the_canonical_text_is_the_reference_text(value in any_json()) {
+            prop_assert_eq!(canonical_json(&value), reference_canonical(&value));
+        }
+
         #[test]
         fn hashes_round_trip_through_hex(bytes in any::<[u8; 32]>()) {
             prop_assert_eq!(hash_from_hex(&to_hex(&bytes)), Some(bytes));
