@@ -305,6 +305,8 @@ async fn serve(
         brokers: Some(settings.kafka_brokers.clone()),
     });
     let server = Server::bind(settings.http_addr).await?;
+    // Read-your-writes waits wake on commits of projection workers in other processes.
+    let projected = commerce_projections::listen_for_projections(backends.background.clone());
     let engine = Engine::start_sharing(
         backends.background.clone(),
         &EngineConfig::from_args(engine_args, settings.kafka_brokers.as_str()),
@@ -333,6 +335,7 @@ async fn serve(
         })
         .await;
     let engine_outcome = engine.stop().await;
+    projected.abort();
     served?;
     engine_outcome?;
     Ok(())

@@ -11,7 +11,8 @@
 //! - `facets`: pure status and counter rules;
 //! - [`worker`]: the consumer-group loop (offsets in PostgreSQL, fencing, dead letters, metrics,
 //!   and a move to a fresh Kafka group when the broker's group leaves partitions unconsumed);
-//! - [`queries`]: the contract's GET shapes and the read-your-writes wait;
+//! - [`queries`]: the contract's GET shapes and the read-your-writes wait, woken by `wakeup`
+//!   ([`listen_for_projections`] for workers of other processes);
 //! - [`rebuild`](rebuild()): shadow build from an [`EventSource`] and an atomic swap;
 //! - `dead_letters`: listing and resolving parked records;
 //! - `analytics`: analyst-stream records, queued in an outbox and published at least once.
@@ -27,6 +28,7 @@ mod rebuild;
 mod schema;
 #[cfg(test)]
 mod testing;
+mod wakeup;
 pub mod worker;
 
 pub use analytics::{create_topics, publish_outbox};
@@ -37,3 +39,4 @@ pub use facets::{LineProgress, PaymentRow, StockLevel, fulfillment_status, order
 pub use projector::{Outcome, Projector, StreamKey};
 pub use rebuild::{EventSource, Progress, ReadModel, Rebuild, rebuild};
 pub use schema::{READ_MODEL_VERSION, ReadModelSchema, migrate};
+pub use wakeup::listen_for_projections;

@@ -14,6 +14,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::facets::{PaymentRow, order_payment_status};
+use crate::projector::StreamKey;
+use crate::wakeup;
 
 /// Default and maximum page sizes of list endpoints.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -693,8 +695,10 @@ pub async fn shipments_by_order(
     .await?)
 }
 
-/// Waits until the live read models have applied `sequence` of the stream (read-your-writes):
-/// polls `rm.stream_state` with a growing pause, up to `timeout`; then [`QueryError::NotCaughtUp`].
+/// Waits until the live read models have applied `sequence` of the stream (read-your-writes),
+/// up to `timeout`; then [`QueryError::NotCaughtUp`]. Released at once by a worker of this
+/// process that commits the sequence, re-checked on another process's commit notification
+/// (see `wakeup`), and polled on a growing pause in case a wake-up is lost.
 pub async fn wait_for(
     pool: &PgPool,
     tenant: &str,
@@ -704,6 +708,15 @@ pub async fn wait_for(
     timeout: Duration,
 ) -> Result<(), QueryError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut registration = wakeup::register(
+        StreamKey {
+            tenant_id: tenant.to_owned(),
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+        },
+        sequence,
+    );
+    let mut released_open = true;
     let mut pause = Duration::from_millis(5);
     loop {
         let applied: Option<i64> = sqlx::query_scalar(
@@ -722,8 +735,19 @@ pub async fn wait_for(
         if now >= deadline {
             return Err(QueryError::NotCaughtUp);
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+        tokio::select! {
+            released = &mut registration.released, if released_open => {
+                if released.is_ok() {
+                    return Ok(());
+                }
+                released_open = false;
+            }
+            // The sender is a process-wide static: this never reports it closed.
+            _ = registration.elsewhere.changed() => {}
+            () = tokio::time::sleep(pause.min(deadline - now)) => {
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+        }
     }
 }
 

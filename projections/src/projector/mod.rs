@@ -46,7 +46,7 @@ pub struct StreamKey {
 }
 
 impl StreamKey {
-    fn of(record: &EventRecord) -> Self {
+    pub(crate) fn of(record: &EventRecord) -> Self {
         Self {
             tenant_id: record.tenant_id.clone(),
             aggregate_type: record.aggregate_type.clone(),

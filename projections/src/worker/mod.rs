@@ -42,6 +42,7 @@ use crate::error::ProjectionError;
 use crate::event::{AGGREGATE_TYPES, EventRecord};
 use crate::projector::{Outcome, Projector, StreamKey};
 use crate::schema::{ReadModelSchema, SWAP_LOCK_KEY};
+use crate::wakeup;
 
 /// How a projection worker connects and what it consumes.
 #[derive(Debug, Clone)]
@@ -370,25 +371,34 @@ async fn process(
         if records.is_empty() {
             return HashMap::new();
         }
-        let error = match handle(pool, config, projector, &records, &expected, careful).await {
-            Ok((next, outcomes)) => {
-                for (key, next) in &next {
-                    consumer.context().update(
-                        &key.0,
-                        key.1,
-                        Owned {
-                            expected: Some(*next),
-                            fenced: false,
+        let error =
+            match handle(pool, config, projector, &records, &expected, careful).await {
+                Ok((next, outcomes)) => {
+                    wakeup::applied(outcomes.iter().filter_map(
+                        |(record, outcome)| match outcome {
+                            Outcome::Applied { drained } => {
+                                Some((StreamKey::of(record), record.sequence + i64::from(*drained)))
+                            }
+                            Outcome::Duplicate | Outcome::Pending => None,
                         },
-                    );
+                    ));
+                    for (key, next) in &next {
+                        consumer.context().update(
+                            &key.0,
+                            key.1,
+                            Owned {
+                                expected: Some(*next),
+                                fenced: false,
+                            },
+                        );
+                    }
+                    for (record, outcome) in outcomes {
+                        record_metrics(&record, outcome);
+                    }
+                    return next;
                 }
-                for (record, outcome) in outcomes {
-                    record_metrics(&record, outcome);
-                }
-                return next;
-            }
-            Err(error) => error,
-        };
+                Err(error) => error,
+            };
         if !careful && is_permanent(&error) {
             // Some record cannot be projected: again at once, parking it this time.
             careful = true;
@@ -616,6 +626,17 @@ async fn handle(
             *next,
         )
         .await?;
+    }
+    if outcomes
+        .iter()
+        .any(|(_, outcome)| matches!(outcome, Outcome::Applied { .. }))
+    {
+        // Delivered at the commit: query processes without a worker of their own re-check.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(wakeup::PROJECTED_CHANNEL)
+            .bind(wakeup::PROCESS_ID.as_str())
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok((next, outcomes))
