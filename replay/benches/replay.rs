@@ -1,7 +1,14 @@
 //! Auditor-path figures, printed (not asserted), on the server in `DATABASE_URL`:
 //! - replay (history with the state after every event) of one stream of 1,000 events, in ms;
 //! - `verify_database` speed in events/s, beside a raw sequential read of the same `events`
-//!   table (`SELECT *` in keyset batches, rows decoded) in the same run.
+//!   table in the same run: the benchmark's (e) baseline (`bench/src/baseline.rs`,
+//!   `sequential_read`): `SELECT *` in keyset batches of 5,000 in log order, rows streamed and
+//!   not decoded.
+//!
+//! The log besides the long counter stream holds streams of 8 events whose payloads are the
+//! contract fixtures (`contracts/tests/fixtures`: orders, inventory, payments, shipments), so
+//! verification hashes payloads of the engine's real shapes and sizes, with the engine's
+//! metadata. `BENCH_PAYLOADS=counter` writes tiny counter events instead (the earlier figures).
 //!
 //! Run: `cargo bench -p commerce-replay --bench replay` (add `--profile dev` to reuse the test
 //! build). `BENCH_EVENTS` sets the size of the log for the verify figures (default 20,000).
@@ -18,7 +25,103 @@ use commerce_eventstore::{
 };
 use commerce_replay::{Upto, history, seal_checkpoint, verify_database};
 use counter::{Counter, CounterCommand};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+/// Events per stream of the fixture-shaped part of the log.
+const FIXTURE_STREAM: usize = 8;
+
+/// Payloads of the engine's real event types (each carries its `event_type`).
+const FIXTURES: [&str; 8] = [
+    include_str!("../../contracts/tests/fixtures/order.created.json"),
+    include_str!("../../contracts/tests/fixtures/inventory.reserved.json"),
+    include_str!("../../contracts/tests/fixtures/order.stock_reserved.json"),
+    include_str!("../../contracts/tests/fixtures/payment.created.json"),
+    include_str!("../../contracts/tests/fixtures/order.awaiting_payment.json"),
+    include_str!("../../contracts/tests/fixtures/order.confirmed.json"),
+    include_str!("../../contracts/tests/fixtures/order.fulfillment_created.json"),
+    include_str!("../../contracts/tests/fixtures/order.shipped.json"),
+];
+
+/// A stream whose events are arbitrary JSON payloads (the fixtures).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Fixtures {
+    events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+struct FixtureEvent(serde_json::Value);
+
+impl DomainEvent for FixtureEvent {
+    fn event_type(&self) -> String {
+        self.0["event_type"].as_str().unwrap_or("fixture").to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl Aggregate for Fixtures {
+    const TYPE: &'static str = "Fixtures";
+    type Command = Vec<serde_json::Value>;
+    type Event = FixtureEvent;
+    type Error = Never;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for payload in command {
+            sink.write(FixtureEvent(payload), self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, _event: Self::Event) {
+        self.events += 1;
+    }
+}
+
+/// The (e) baseline: every row of `events`, every column, in keyset batches; nothing decoded
+/// beyond the row.
+async fn raw_sequential_read(pool: &PgPool) -> u64 {
+    const BATCH: i64 = 5_000;
+    let mut after = 0_i64;
+    let mut events = 0_u64;
+    loop {
+        let mut rows =
+            sqlx::query("SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2")
+                .bind(after)
+                .bind(BATCH)
+                .fetch(pool);
+        let mut in_batch = 0_i64;
+        while let Some(row) = rows.try_next().await.expect("raw read") {
+            after = row.try_get("position").expect("position");
+            in_batch += 1;
+        }
+        events += u64::try_from(in_batch).expect("non-negative");
+        if in_batch < BATCH {
+            return events;
+        }
+    }
+}
+
+fn context() -> CommandContext {
+    CommandContext::new(EventMetadata::new("bench", "bench"))
+}
 
 #[tokio::main]
 async fn main() {
@@ -26,6 +129,7 @@ async fn main() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(20_000);
+    let counter_payloads = std::env::var("BENCH_PAYLOADS").is_ok_and(|value| value == "counter");
     let db = TestDatabase::create()
         .await
         .expect("a database in DATABASE_URL");
@@ -37,37 +141,50 @@ async fn main() {
     migrate(&pool).await.expect("migrate");
     let key = AuditKey::development();
     let store = PgEventStore::new(pool.clone()).with_audit_key(key.clone());
-    let executor = CommandExecutor::<Counter>::new(store.clone(), ());
+    let counters = CommandExecutor::<Counter>::new(store.clone(), ());
+    let fixtures = CommandExecutor::<Fixtures>::new(store.clone(), ());
+    let payloads: Vec<serde_json::Value> = FIXTURES
+        .iter()
+        .map(|text| serde_json::from_str(text).expect("fixture JSON"))
+        .collect();
 
     // One long stream: 1,000 events in 100 commands of 10.
     let long = StreamId::new("bench", "long").expect("stream");
     for _ in 0..100 {
-        executor
-            .execute(
-                long.clone(),
-                CounterCommand::AddMany(vec![1; 10]),
-                CommandContext::new(EventMetadata::new("bench", "bench")),
-            )
+        counters
+            .execute(long.clone(), CounterCommand::AddMany(vec![1; 10]), context())
             .await
             .expect("append");
     }
-    // The rest of the log: streams of 50 events.
+    // The rest of the log.
     let mut written = 1_000;
     let mut n = 0;
     while written < total {
         let stream = StreamId::new("bench", format!("s{n}")).expect("stream");
-        executor
-            .execute(
-                stream,
-                CounterCommand::AddMany(vec![1; 50]),
-                CommandContext::new(EventMetadata::new("bench", "bench")),
-            )
-            .await
-            .expect("append");
-        written += 50;
+        if counter_payloads {
+            counters
+                .execute(stream, CounterCommand::AddMany(vec![1; 50]), context())
+                .await
+                .expect("append");
+            written += 50;
+        } else {
+            fixtures
+                .execute(stream, payloads[..FIXTURE_STREAM].to_vec(), context())
+                .await
+                .expect("append");
+            written += FIXTURE_STREAM;
+        }
         n += 1;
     }
     while seal_checkpoint(&pool, &key).await.expect("seal").is_some() {}
+    println!(
+        "log: {written} events ({} payloads)",
+        if counter_payloads {
+            "counter"
+        } else {
+            "fixture"
+        }
+    );
 
     for round in 1..=3 {
         let started = Instant::now();
@@ -78,37 +195,23 @@ async fn main() {
         assert_eq!(replayed.entries.len(), 1_000);
 
         let started = Instant::now();
-        let mut after = 0_i64;
-        let mut raw = 0_u64;
-        loop {
-            let rows: Vec<(i64, serde_json::Value, serde_json::Value, Option<Vec<u8>>)> =
-                sqlx::query_as(
-                    "SELECT position, payload, metadata, chain_hash FROM events \
-                     WHERE position > $1 ORDER BY position LIMIT 1000",
-                )
-                .bind(after)
-                .fetch_all(&pool)
-                .await
-                .expect("raw read");
-            let Some(last) = rows.last() else { break };
-            after = last.0;
-            raw += rows.len() as u64;
-        }
+        let raw = raw_sequential_read(&pool).await;
         let raw_us = started.elapsed().as_micros().max(1);
 
         let started = Instant::now();
         let report = verify_database(&pool, &key).await.expect("verify");
         let verify_us = started.elapsed().as_micros().max(1);
         assert!(report.is_clean());
+        let verify_rate = u128::from(report.events) * 1_000_000 / verify_us;
+        let raw_rate = u128::from(raw) * 1_000_000 / raw_us;
         println!(
-            "round {round}: replay of 1,000 events {}.{:03} ms | verify {} events/s \
-             ({} events, {} ms) | raw sequential read {} events/s",
+            "round {round}: replay of 1,000 events {}.{:03} ms | verify {verify_rate} events/s \
+             ({} events, {} ms) | raw sequential read {raw_rate} events/s | verify/raw {} %",
             replay_us / 1_000,
             replay_us % 1_000,
-            u128::from(report.events) * 1_000_000 / verify_us,
             report.events,
             verify_us / 1_000,
-            u128::from(raw) * 1_000_000 / raw_us,
+            verify_rate * 100 / raw_rate.max(1),
         );
     }
 }

@@ -69,6 +69,11 @@ impl ChainedEvent {
         }
     }
 
+    /// Whether `other` belongs to the same stream (without building [`StreamRef`]s).
+    pub(crate) fn same_stream(&self, other: &Self) -> bool {
+        self.aggregate_id == other.aggregate_id && self.aggregate_type == other.aggregate_type
+    }
+
     /// The chain hash these fields should have if the event sat at `sequence`.
     pub(crate) fn expected_hash(&self, key: &AuditKey, sequence: u64) -> Hash {
         ChainFields {

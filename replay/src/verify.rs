@@ -15,19 +15,33 @@
 //! and cumulative hash up to its cursor (a mismatch that no stream explains is reported
 //! against the pseudo-stream `log`, with the checkpoint number as sequence).
 //! Events appended after the last checkpoint can only be checked stream by stream: seal often.
+//!
+//! [`verify_database`] overlaps the database with the hashing: a reader task walks `events`
+//! in primary-key order (keyset batches, rows streamed) and decodes them, handing chunks of
+//! events through a bounded channel to the caller's task, which re-hashes and checks them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use commerce_eventstore::{AuditKey, Hash};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 
 use crate::chained::{CHAINED_COLUMNS, ChainedEvent, StreamRef};
 use crate::checkpoint::{Checkpoint, accumulate, head_key, load_checkpoints};
 use crate::error::ReplayError;
 
+/// Rows per keyset query (the log check's batches).
 const BATCH: i64 = 1_000;
+/// Rows per keyset query of the stream walk: fewer round trips; the rows are streamed, so
+/// the batch is never held in memory at once.
+const STREAM_BATCH: i64 = 5_000;
+/// Events handed from the reader to the checker at a time.
+const CHUNK: usize = 256;
+/// Chunks the reader may decode ahead of the checker (bounds the memory in flight).
+const CHUNKS_AHEAD: usize = 8;
 
 /// What happened to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,45 +259,26 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
     };
     let mut sealed = check_checkpoints(key, &checkpoints, &mut report.damage);
 
-    let sql = format!(
-        "SELECT {CHAINED_COLUMNS} FROM events \
-         WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
-         ORDER BY aggregate_type, aggregate_id, sequence LIMIT $4"
-    );
-    let mut after = (String::new(), String::new(), 0_i64);
-    let mut current: Option<StreamRef> = None;
+    let (sender, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
+    let reader = tokio::spawn(read_in_stream_order(pool.clone(), sender));
+    // The events of the stream being collected (the walk gives each stream contiguously).
     let mut events: Vec<ChainedEvent> = Vec::new();
-    loop {
-        let rows = sqlx::query(&sql)
-            .bind(&after.0)
-            .bind(&after.1)
-            .bind(after.2)
-            .bind(BATCH)
-            .fetch_all(pool)
-            .await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            let event = ChainedEvent::from_row(row)?;
+    while let Some(chunk) = chunks.recv().await {
+        for event in chunk? {
             report.events += 1;
-            let stream = event.stream();
-            if current.as_ref() != Some(&stream) {
-                if let Some(done) = current.replace(stream) {
-                    finish_stream(key, &done, &events, &mut sealed, &mut report);
-                }
+            if events.last().is_some_and(|last| !last.same_stream(&event)) {
+                finish_stream(key, &events, &mut sealed, &mut report);
                 events.clear();
             }
-            after = (
-                event.aggregate_type.clone(),
-                event.aggregate_id.clone(),
-                i64::try_from(event.sequence).unwrap_or(i64::MAX),
-            );
             events.push(event);
         }
     }
-    if let Some(done) = current {
-        finish_stream(key, &done, &events, &mut sealed, &mut report);
+    // The channel closes when the reader is done, or when it died: only the join tells.
+    reader
+        .await
+        .map_err(|error| ReplayError::Value(format!("the event reader failed: {error}")))?;
+    if !events.is_empty() {
+        finish_stream(key, &events, &mut sealed, &mut report);
     }
     // Sealed streams that have no event left at all.
     let mut vanished: Vec<_> = sealed.into_iter().collect();
@@ -297,17 +292,80 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
     Ok(report)
 }
 
+/// Streams every event in `(aggregate_type, aggregate_id, sequence)` order to `sender`, in
+/// decoded chunks; a failure is sent as the last item. Stops early when the receiver is gone.
+async fn read_in_stream_order(
+    pool: PgPool,
+    sender: mpsc::Sender<Result<Vec<ChainedEvent>, ReplayError>>,
+) {
+    if let Err(error) = walk_streams(&pool, &sender).await {
+        // The receiver may be gone already: then nobody is left to tell.
+        let _ = sender.send(Err(error)).await;
+    }
+}
+
+/// The keyset walk of [`read_in_stream_order`]; `Ok` also when the receiver hung up.
+async fn walk_streams(
+    pool: &PgPool,
+    sender: &mpsc::Sender<Result<Vec<ChainedEvent>, ReplayError>>,
+) -> Result<(), ReplayError> {
+    let sql = format!(
+        "SELECT {CHAINED_COLUMNS} FROM events \
+         WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
+         ORDER BY aggregate_type, aggregate_id, sequence LIMIT $4"
+    );
+    let mut after = (String::new(), String::new(), 0_i64);
+    loop {
+        let mut rows = sqlx::query(&sql)
+            .bind(after.0.clone())
+            .bind(after.1.clone())
+            .bind(after.2)
+            .bind(STREAM_BATCH)
+            .fetch(pool);
+        let mut in_batch = 0_i64;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while let Some(row) = rows.try_next().await? {
+            let event = ChainedEvent::from_row(&row)?;
+            in_batch += 1;
+            if in_batch == STREAM_BATCH {
+                after = (
+                    event.aggregate_type.clone(),
+                    event.aggregate_id.clone(),
+                    i64::try_from(event.sequence).unwrap_or(i64::MAX),
+                );
+            }
+            chunk.push(event);
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if sender.send(Ok(full)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if !chunk.is_empty() && sender.send(Ok(chunk)).await.is_err() {
+            return Ok(());
+        }
+        if in_batch < STREAM_BATCH {
+            return Ok(());
+        }
+    }
+}
+
+/// Checks one complete stream (`events` non-empty, all of one stream).
 fn finish_stream(
     key: &AuditKey,
-    stream: &StreamRef,
     events: &[ChainedEvent],
     sealed: &mut SealedHeads,
     report: &mut VerifyReport,
 ) {
+    let Some(first) = events.first() else {
+        return;
+    };
+    let stream = first.stream();
     let heads = sealed.remove(&head_key(&stream.aggregate_type, &stream.aggregate_id));
     check_stream(
         key,
-        stream,
+        &stream,
         events,
         heads.as_ref(),
         false,
