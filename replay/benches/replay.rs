@@ -59,7 +59,10 @@ struct FixtureEvent(serde_json::Value);
 
 impl DomainEvent for FixtureEvent {
     fn event_type(&self) -> String {
-        self.0["event_type"].as_str().unwrap_or("fixture").to_owned()
+        self.0["event_type"]
+            .as_str()
+            .unwrap_or("fixture")
+            .to_owned()
     }
 
     fn event_version(&self) -> String {
@@ -152,7 +155,11 @@ async fn main() {
     let long = StreamId::new("bench", "long").expect("stream");
     for _ in 0..100 {
         counters
-            .execute(long.clone(), CounterCommand::AddMany(vec![1; 10]), context())
+            .execute(
+                long.clone(),
+                CounterCommand::AddMany(vec![1; 10]),
+                context(),
+            )
             .await
             .expect("append");
     }
