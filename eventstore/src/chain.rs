@@ -18,10 +18,12 @@
 //! the writer from the value it inserts, a verifier from the value read back from the database
 //! or from an export line. It does not depend on serde_json's `preserve_order` feature.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -123,15 +125,51 @@ pub struct ChainFields<'a> {
 impl ChainFields<'_> {
     /// The chain hash of these fields under `key`.
     pub fn hash(&self, key: &AuditKey) -> Hash {
-        let sequence = self.sequence.to_string();
         // Both documents in one buffer: one allocation per event.
         let mut json = Vec::with_capacity(1_024);
         write_canonical(self.payload, &mut json);
-        let (payload, metadata) = {
-            let payload_end = json.len();
-            write_canonical(self.metadata, &mut json);
-            json.split_at(payload_end)
-        };
+        let payload_end = json.len();
+        write_canonical(self.metadata, &mut json);
+        let (payload, metadata) = json.split_at(payload_end);
+        CanonicalChainFields {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload,
+            metadata,
+            event_id: self.event_id,
+            recorded_at: self.recorded_at,
+            prev_hash: self.prev_hash,
+        }
+        .hash(key)
+    }
+}
+
+/// [`ChainFields`] with the payload and metadata already in canonical text: for a verifier
+/// that canonicalises the stored text directly ([`write_canonical_text`]) instead of
+/// building `serde_json::Value`s. Both hash through [`CanonicalChainFields::hash`].
+#[derive(Clone, Copy, Debug)]
+pub struct CanonicalChainFields<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub sequence: u64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    /// The payload's canonical JSON text.
+    pub payload: &'a [u8],
+    /// The metadata's canonical JSON text.
+    pub metadata: &'a [u8],
+    pub event_id: Uuid,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: Option<&'a Hash>,
+}
+
+impl CanonicalChainFields<'_> {
+    /// The chain hash of these fields under `key` (the encoding of the module docs).
+    pub fn hash(&self, key: &AuditKey) -> Hash {
+        let sequence = self.sequence.to_string();
         let recorded_at = self.recorded_at.timestamp_micros().to_be_bytes();
         let prev: &[u8] = self.prev_hash.map_or(&[], |hash| hash.as_slice());
         let fields: [&[u8]; 10] = [
@@ -140,8 +178,8 @@ impl ChainFields<'_> {
             sequence.as_bytes(),
             self.event_type.as_bytes(),
             self.event_version.as_bytes(),
-            payload,
-            metadata,
+            self.payload,
+            self.metadata,
             self.event_id.as_bytes(),
             &recorded_at,
             prev,
@@ -213,6 +251,190 @@ fn write_entries<'a>(
 fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     serde_json::to_writer(out, value)
         .expect("a string or a JSON scalar always serialises, and a Vec never fails a write");
+}
+
+/// Appends to `out` the canonical text of the JSON document `text`: the very bytes of
+/// [`canonical_json`] of `serde_json::from_slice(text)`, but without building a `Value`
+/// (strings are borrowed from `text` where they hold no escapes, objects are sorted vectors).
+/// Verification canonicalises every stored payload: this is most of its CPU time.
+pub fn write_canonical_text(text: &[u8], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match serde_json::from_slice::<Node<'_>>(text) {
+        Ok(node) => node.write(out),
+        // Malformed text fails here again with serde_json's own error; a document that only
+        // the fast path refuses (a key `Value` gives a special meaning) comes out as `Value`
+        // reads it.
+        Err(_) => write_canonical(&serde_json::from_slice(text)?, out),
+    }
+    Ok(())
+}
+
+/// A JSON document parsed just enough to write it canonically. Scalars are built exactly as
+/// serde_json's `Value` builds them, so they write identically.
+enum Node<'a> {
+    Scalar(serde_json::Value),
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    /// In document order; sorted when written.
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+impl Node<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Node::Scalar(scalar) => write_json(scalar, out),
+            Node::String(text) => write_json(text.as_ref(), out),
+            Node::Array(items) => {
+                out.push(b'[');
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    item.write(out);
+                }
+                out.push(b']');
+            }
+            Node::Object(entries) => {
+                let mut sorted: Vec<&(Cow<'_, str>, Node<'_>)> = entries.iter().collect();
+                // Stable, so of a duplicated key the last entry stays last: the one `Value`'s
+                // map keeps (its inserts overwrite).
+                sorted.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+                out.push(b'{');
+                let mut first = true;
+                for (index, (key, value)) in sorted.iter().enumerate() {
+                    if sorted.get(index + 1).is_some_and(|(next, _)| next == key) {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    write_json(key.as_ref(), out);
+                    out.push(b':');
+                    value.write(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+/// Mirrors the visitor of `serde_json::Value` (`value/de.rs`) call for call.
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(Node::Scalar(serde_json::Value::Bool(value)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(Node::Scalar(serde_json::Value::Number(value.into())))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(Node::Scalar(serde_json::Value::Number(value.into())))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(Node::Scalar(
+            serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, Into::into),
+        ))
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(Node::String(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(Node::String(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+        Ok(Node::String(Cow::Owned(value)))
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Node::Scalar(serde_json::Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        Deserialize::deserialize(deserializer)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Node::Scalar(serde_json::Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            entries.push((key, map.next_value()?));
+        }
+        Ok(Node::Object(entries))
+    }
+}
+
+/// An object key, borrowed when it holds no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+/// serde_json's `Value` treats a (first) key with this prefix specially (its `raw_value` and
+/// `arbitrary_precision` tokens): such documents take the `Value` path.
+const SERDE_JSON_PRIVATE: &str = "$serde_json::private::";
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl KeyVisitor {
+    fn check<E: serde::de::Error>(key: Cow<'_, str>) -> Result<Key<'_>, E> {
+        if key.starts_with(SERDE_JSON_PRIVATE) {
+            return Err(E::custom("a key serde_json reserves"));
+        }
+        Ok(Key(key))
+    }
+}
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Self::check(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Self::check(Cow::Owned(key.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, key: String) -> Result<Self::Value, E> {
+        Self::check(Cow::Owned(key))
+    }
 }
 
 /// Lower-case hex of bytes (hashes in exports, reports and logs).
@@ -419,10 +641,78 @@ mod tests {
         })
     }
 
+    fn canonical_from_text(text: &str) -> String {
+        let mut out = Vec::new();
+        write_canonical_text(text.as_bytes(), &mut out).expect("valid JSON");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn given_stored_text_when_canonicalised_directly_then_it_matches_the_value_path() {
+        let texts = [
+            r#"{"b": 1, "a": {"y": [1, "x"], "x": null}}"#,
+            r#"{"k": 1, "k": 2, "a": [], "k": 3}"#,
+            r#"{"$serde_json::private::RawValue": "{\"b\":1,\"a\":2}"}"#,
+            r#"{"a": "\u00e9\n\"", "\u00e9": 1e400}"#,
+            r#"[1.0, -0.0, 1e2, 100000000000000000000, -9223372036854775809, 0.1e-3]"#,
+            "\"just a string\"",
+            "null",
+        ];
+        for text in texts {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value) => {
+                    assert_eq!(canonical_from_text(text), canonical_json(&value), "{text}")
+                }
+                Err(_) => assert!(write_canonical_text(text.as_bytes(), &mut Vec::new()).is_err()),
+            }
+        }
+        let awkward = serde_json::to_string_pretty(&awkward_payload()).expect("json");
+        assert_eq!(
+            canonical_from_text(&awkward),
+            canonical_json(&awkward_payload())
+        );
+    }
+
+    #[test]
+    fn given_canonical_texts_when_hashed_then_the_hash_is_the_value_paths() {
+        let payload = awkward_payload();
+        let meta = json!({"tenant_id": "t"});
+        let key = AuditKey::development();
+        let (payload_text, meta_text) = (
+            canonical_from_text(&payload.to_string()),
+            canonical_from_text(&meta.to_string()),
+        );
+        let base = fields(&payload, &meta);
+        let canonical = CanonicalChainFields {
+            aggregate_type: base.aggregate_type,
+            aggregate_id: base.aggregate_id,
+            sequence: base.sequence,
+            event_type: base.event_type,
+            event_version: base.event_version,
+            payload: payload_text.as_bytes(),
+            metadata: meta_text.as_bytes(),
+            event_id: base.event_id,
+            recorded_at: base.recorded_at,
+            prev_hash: base.prev_hash,
+        };
+        assert_eq!(canonical.hash(&key), base.hash(&key));
+    }
+
     proptest! {
         #[test]
         fn the_canonical_text_is_the_reference_text(value in any_json()) {
             prop_assert_eq!(canonical_json(&value), reference_canonical(&value));
+        }
+
+        #[test]
+        fn text_canonicalised_directly_is_the_value_paths_text(value in any_json(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&value).expect("json")
+            } else {
+                value.to_string()
+            };
+            let reparsed: serde_json::Value = serde_json::from_str(&text).expect("json");
+            prop_assert_eq!(canonical_from_text(&text), canonical_json(&reparsed));
         }
 
         #[test]

@@ -62,8 +62,8 @@ pub use backend::{
     NewStreamEvent, PgBackend, StreamRef, validate_batch,
 };
 pub use chain::{
-    AUDIT_KEY_ENV, AuditKey, ChainFields, Hash, canonical_json, hash_from_bytes, hash_from_hex,
-    to_hex,
+    AUDIT_KEY_ENV, AuditKey, CanonicalChainFields, ChainFields, Hash, canonical_json,
+    hash_from_bytes, hash_from_hex, to_hex, write_canonical_text,
 };
 pub use error::{DecodeError, StoreError};
 pub use executor::{
