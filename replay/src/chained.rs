@@ -1,11 +1,18 @@
 //! Events exactly as stored (before upcasting), with their chain hashes: what verification
 //! re-hashes and what an export carries.
+//!
+//! - [`ChainedEvent`]: a whole row, documents parsed (exports, history, sealing);
+//! - [`CanonicalEvent`]: only what the hash covers, documents kept as their canonical text
+//!   (the database walk of verification, which must not spend its time building `Value`s);
+//! - [`Rehash`]: what the stream check needs of either.
 
 use chrono::{DateTime, Utc};
-use commerce_eventstore::{AuditKey, ChainFields, Hash, hash_from_bytes};
+use commerce_eventstore::{
+    AuditKey, CanonicalChainFields, ChainFields, Hash, hash_from_bytes, write_canonical_text,
+};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -69,13 +76,42 @@ impl ChainedEvent {
         }
     }
 
-    /// Whether `other` belongs to the same stream (without building [`StreamRef`]s).
-    pub(crate) fn same_stream(&self, other: &Self) -> bool {
-        self.aggregate_id == other.aggregate_id && self.aggregate_type == other.aggregate_type
-    }
+}
+
+/// An event as the stream check sees it: its place, its hashes, and its fields re-hashed.
+pub(crate) trait Rehash {
+    fn sequence(&self) -> u64;
+    fn event_id(&self) -> Uuid;
+    fn prev_hash(&self) -> Option<&Hash>;
+    fn chain_hash(&self) -> Option<&Hash>;
 
     /// The chain hash these fields should have if the event sat at `sequence`.
-    pub(crate) fn expected_hash(&self, key: &AuditKey, sequence: u64) -> Hash {
+    fn expected_hash(&self, key: &AuditKey, sequence: u64) -> Hash;
+
+    /// Whether the stored chain hash is the one its fields and sequence give.
+    fn is_authentic(&self, key: &AuditKey) -> bool {
+        self.chain_hash() == Some(&self.expected_hash(key, self.sequence()))
+    }
+}
+
+impl Rehash for ChainedEvent {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+
+    fn prev_hash(&self) -> Option<&Hash> {
+        self.prev_hash.as_ref()
+    }
+
+    fn chain_hash(&self) -> Option<&Hash> {
+        self.chain_hash.as_ref()
+    }
+
+    fn expected_hash(&self, key: &AuditKey, sequence: u64) -> Hash {
         ChainFields {
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,
@@ -90,10 +126,117 @@ impl ChainedEvent {
         }
         .hash(key)
     }
+}
 
-    /// Whether the stored chain hash is the one its fields and sequence give.
-    pub(crate) fn is_authentic(&self, key: &AuditKey) -> bool {
-        self.chain_hash == Some(self.expected_hash(key, self.sequence))
+/// The columns [`CanonicalEvent::from_row`] reads, in this order.
+pub(crate) const CANONICAL_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata, event_id, recorded_at, prev_hash, chain_hash";
+
+/// A stored event reduced to what its chain hash covers, payload and metadata as canonical
+/// text: built straight from the `jsonb` text, never parsed into `serde_json::Value`.
+#[derive(Debug, Clone)]
+pub(crate) struct CanonicalEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: u64,
+    event_type: String,
+    event_version: String,
+    /// The payload's canonical text followed by the metadata's.
+    documents: Vec<u8>,
+    payload_len: usize,
+    event_id: Uuid,
+    recorded_at: DateTime<Utc>,
+    prev_hash: Option<Hash>,
+    chain_hash: Option<Hash>,
+}
+
+impl CanonicalEvent {
+    /// Reads a row of [`CANONICAL_COLUMNS`] (by position: no name look-ups per row).
+    pub(crate) fn from_row(row: &PgRow) -> Result<Self, ReplayError> {
+        let sequence: i64 = row.try_get(2)?;
+        let mut documents = Vec::with_capacity(1_024);
+        write_canonical_text(jsonb_text(row, 5)?, &mut documents)?;
+        let payload_len = documents.len();
+        write_canonical_text(jsonb_text(row, 6)?, &mut documents)?;
+        Ok(Self {
+            aggregate_type: row.try_get(0)?,
+            aggregate_id: row.try_get(1)?,
+            sequence: u64::try_from(sequence)
+                .map_err(|_| ReplayError::Value(format!("negative sequence {sequence}")))?,
+            event_type: row.try_get(3)?,
+            event_version: row.try_get(4)?,
+            documents,
+            payload_len,
+            event_id: row.try_get(7)?,
+            recorded_at: row.try_get(8)?,
+            prev_hash: hash_from_bytes(row.try_get(9)?),
+            chain_hash: hash_from_bytes(row.try_get(10)?),
+        })
+    }
+
+    /// Whether `other` belongs to the same stream (without building [`StreamRef`]s).
+    pub(crate) fn same_stream(&self, other: &Self) -> bool {
+        self.aggregate_id == other.aggregate_id && self.aggregate_type == other.aggregate_type
+    }
+
+    /// The stream this event belongs to.
+    pub(crate) fn stream(&self) -> StreamRef {
+        StreamRef {
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+        }
+    }
+}
+
+impl Rehash for CanonicalEvent {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+
+    fn prev_hash(&self) -> Option<&Hash> {
+        self.prev_hash.as_ref()
+    }
+
+    fn chain_hash(&self) -> Option<&Hash> {
+        self.chain_hash.as_ref()
+    }
+
+    fn expected_hash(&self, key: &AuditKey, sequence: u64) -> Hash {
+        let (payload, metadata) = self.documents.split_at(self.payload_len);
+        CanonicalChainFields {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload,
+            metadata,
+            event_id: self.event_id,
+            recorded_at: self.recorded_at,
+            prev_hash: self.prev_hash.as_ref(),
+        }
+        .hash(key)
+    }
+}
+
+/// The JSON text of a `jsonb` column, as sqlx's own `jsonb` decoding finds it: in the binary
+/// format behind a version byte (1), in the text format as is.
+fn jsonb_text(row: &PgRow, column: usize) -> Result<&[u8], ReplayError> {
+    let value = row.try_get_raw(column)?;
+    let binary = value.format() == PgValueFormat::Binary;
+    let bytes = value
+        .as_bytes()
+        .map_err(|error| ReplayError::Value(format!("jsonb column {column}: {error}")))?;
+    match (binary, bytes.split_first()) {
+        (false, _) => Ok(bytes),
+        (true, Some((1, text))) => Ok(text),
+        (true, _) => Err(ReplayError::Value(format!(
+            "jsonb column {column}: unsupported binary format version"
+        ))),
     }
 }
 

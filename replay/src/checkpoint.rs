@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
-use crate::chained::{CHAINED_COLUMNS, ChainedEvent, hex_hash};
+use crate::chained::{CHAINED_COLUMNS, ChainedEvent, Rehash, hex_hash};
 use crate::error::ReplayError;
 
 const SEAL_TAG: &[u8] = b"commerce.checkpoint.v1";

@@ -17,8 +17,9 @@
 //! Events appended after the last checkpoint can only be checked stream by stream: seal often.
 //!
 //! [`verify_database`] overlaps the database with the hashing: a reader task walks `events`
-//! in primary-key order (keyset batches, rows streamed) and decodes them, handing chunks of
-//! events through a bounded channel to the caller's task, which re-hashes and checks them.
+//! in primary-key order (keyset batches, rows streamed) and reduces each row to a
+//! [`CanonicalEvent`] (payload and metadata canonicalised straight from the `jsonb` text),
+//! handing chunks through a bounded channel to the caller's task, which hashes and checks them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::chained::{CHAINED_COLUMNS, ChainedEvent, StreamRef};
+use crate::chained::{CANONICAL_COLUMNS, CanonicalEvent, Rehash, StreamRef};
 use crate::checkpoint::{Checkpoint, accumulate, head_key, load_checkpoints};
 use crate::error::ReplayError;
 
@@ -145,10 +146,10 @@ pub(crate) fn check_checkpoints(
 
 /// Analyses one stream's events (sorted by sequence). With `partial`, the first event is
 /// taken as the start (an export from a later time).
-pub(crate) fn check_stream(
+pub(crate) fn check_stream<E: Rehash>(
     key: &AuditKey,
     stream: &StreamRef,
-    events: &[ChainedEvent],
+    events: &[E],
     sealed: Option<&BTreeMap<u64, Hash>>,
     partial: bool,
     damage: &mut Vec<Damage>,
@@ -162,13 +163,13 @@ pub(crate) fn check_stream(
             detail,
         });
     };
-    let max = events.last().map_or(0, |event| event.sequence);
+    let max = events.last().map_or(0, |event| event.sequence());
     let mut expected = match (partial, events.first()) {
-        (true, Some(first)) => first.sequence,
+        (true, Some(first)) => first.sequence(),
         _ => 1,
     };
     for (index, event) in events.iter().enumerate() {
-        for missing in expected..event.sequence {
+        for missing in expected..event.sequence() {
             report(
                 damage,
                 missing,
@@ -176,54 +177,54 @@ pub(crate) fn check_stream(
                 "the event is missing".into(),
             );
         }
-        expected = event.sequence + 1;
+        expected = event.sequence() + 1;
         if event.is_authentic(key) {
             continue;
         }
-        let Some(stored) = event.chain_hash else {
+        let Some(&stored) = event.chain_hash() else {
             report(
                 damage,
-                event.sequence,
+                event.sequence(),
                 DamageKind::Inserted,
-                format!("event {} carries no chain hash", event.event_id),
+                format!("event {} carries no chain hash", event.event_id()),
             );
             continue;
         };
         if let Some(original) =
-            (1..=max + 1).find(|&s| s != event.sequence && event.expected_hash(key, s) == stored)
+            (1..=max + 1).find(|&s| s != event.sequence() && event.expected_hash(key, s) == stored)
         {
             report(
                 damage,
-                event.sequence,
+                event.sequence(),
                 DamageKind::Reordered,
                 format!(
                     "event {} was written at sequence {original}",
-                    event.event_id
+                    event.event_id()
                 ),
             );
             continue;
         }
         let next = events
             .get(index + 1)
-            .filter(|next| next.sequence == event.sequence + 1);
+            .filter(|next| next.sequence() == event.sequence() + 1);
         let vouched_by_next =
-            next.is_some_and(|next| next.prev_hash == Some(stored) && next.is_authentic(key));
+            next.is_some_and(|next| next.prev_hash() == Some(&stored) && next.is_authentic(key));
         let vouched_by_seal = sealed
-            .and_then(|heads| heads.get(&event.sequence))
+            .and_then(|heads| heads.get(&event.sequence()))
             .is_some_and(|hash| *hash == stored);
         if vouched_by_next || vouched_by_seal {
             report(
                 damage,
-                event.sequence,
+                event.sequence(),
                 DamageKind::Altered,
-                format!("event {} no longer matches its chain hash", event.event_id),
+                format!("event {} no longer matches its chain hash", event.event_id()),
             );
         } else {
             report(
                 damage,
-                event.sequence,
+                event.sequence(),
                 DamageKind::Inserted,
-                format!("event {} has a hash nothing vouches for", event.event_id),
+                format!("event {} has a hash nothing vouches for", event.event_id()),
             );
         }
     }
@@ -262,7 +263,7 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
     let (sender, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
     let reader = tokio::spawn(read_in_stream_order(pool.clone(), sender));
     // The events of the stream being collected (the walk gives each stream contiguously).
-    let mut events: Vec<ChainedEvent> = Vec::new();
+    let mut events: Vec<CanonicalEvent> = Vec::new();
     while let Some(chunk) = chunks.recv().await {
         for event in chunk? {
             report.events += 1;
@@ -296,7 +297,7 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
 /// decoded chunks; a failure is sent as the last item. Stops early when the receiver is gone.
 async fn read_in_stream_order(
     pool: PgPool,
-    sender: mpsc::Sender<Result<Vec<ChainedEvent>, ReplayError>>,
+    sender: mpsc::Sender<Result<Vec<CanonicalEvent>, ReplayError>>,
 ) {
     if let Err(error) = walk_streams(&pool, &sender).await {
         // The receiver may be gone already: then nobody is left to tell.
@@ -307,10 +308,10 @@ async fn read_in_stream_order(
 /// The keyset walk of [`read_in_stream_order`]; `Ok` also when the receiver hung up.
 async fn walk_streams(
     pool: &PgPool,
-    sender: &mpsc::Sender<Result<Vec<ChainedEvent>, ReplayError>>,
+    sender: &mpsc::Sender<Result<Vec<CanonicalEvent>, ReplayError>>,
 ) -> Result<(), ReplayError> {
     let sql = format!(
-        "SELECT {CHAINED_COLUMNS} FROM events \
+        "SELECT {CANONICAL_COLUMNS} FROM events \
          WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
          ORDER BY aggregate_type, aggregate_id, sequence LIMIT $4"
     );
@@ -325,7 +326,7 @@ async fn walk_streams(
         let mut in_batch = 0_i64;
         let mut chunk = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.try_next().await? {
-            let event = ChainedEvent::from_row(&row)?;
+            let event = CanonicalEvent::from_row(&row)?;
             in_batch += 1;
             if in_batch == STREAM_BATCH {
                 after = (
@@ -354,7 +355,7 @@ async fn walk_streams(
 /// Checks one complete stream (`events` non-empty, all of one stream).
 fn finish_stream(
     key: &AuditKey,
-    events: &[ChainedEvent],
+    events: &[CanonicalEvent],
     sealed: &mut SealedHeads,
     report: &mut VerifyReport,
 ) {
