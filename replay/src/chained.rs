@@ -11,8 +11,8 @@ use commerce_eventstore::{
     AuditKey, CanonicalChainFields, ChainFields, Hash, hash_from_bytes, write_canonical_text,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::Row;
+use sqlx::postgres::{PgRow, PgValueFormat};
 use uuid::Uuid;
 
 use crate::error::ReplayError;
@@ -75,7 +75,6 @@ impl ChainedEvent {
             aggregate_id: self.aggregate_id.clone(),
         }
     }
-
 }
 
 /// An event as the stream check sees it: its place, its hashes, and its fields re-hashed.

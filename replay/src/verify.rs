@@ -217,7 +217,10 @@ pub(crate) fn check_stream<E: Rehash>(
                 damage,
                 event.sequence(),
                 DamageKind::Altered,
-                format!("event {} no longer matches its chain hash", event.event_id()),
+                format!(
+                    "event {} no longer matches its chain hash",
+                    event.event_id()
+                ),
             );
         } else {
             report(
