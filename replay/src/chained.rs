@@ -168,8 +168,8 @@ impl CanonicalEvent {
             payload_len,
             event_id: row.try_get(7)?,
             recorded_at: row.try_get(8)?,
-            prev_hash: hash_from_bytes(row.try_get(9)?),
-            chain_hash: hash_from_bytes(row.try_get(10)?),
+            prev_hash: stored_hash(row, 9)?,
+            chain_hash: stored_hash(row, 10)?,
         })
     }
 
@@ -220,6 +220,13 @@ impl Rehash for CanonicalEvent {
         }
         .hash(key)
     }
+}
+
+/// A `bytea` hash column read in place, as [`hash_from_bytes`] reads it: `None` when absent or
+/// not 32 bytes long.
+fn stored_hash(row: &PgRow, column: usize) -> Result<Option<Hash>, ReplayError> {
+    let bytes: Option<&[u8]> = row.try_get(column)?;
+    Ok(bytes.and_then(|bytes| Hash::try_from(bytes).ok()))
 }
 
 /// The JSON text of a `jsonb` column, as sqlx's own `jsonb` decoding finds it: in the binary
