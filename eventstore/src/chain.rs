@@ -18,7 +18,6 @@
 //! the writer from the value it inserts, a verifier from the value read back from the database
 //! or from an export line. It does not depend on serde_json's `preserve_order` feature.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -272,17 +271,17 @@ pub fn write_canonical_text(text: &[u8], out: &mut Vec<u8>) -> Result<(), serde_
 /// serde_json's `Value` builds them, so they write identically.
 enum Node<'a> {
     Scalar(serde_json::Value),
-    String(Cow<'a, str>),
+    String(Text<'a>),
     Array(Vec<Node<'a>>),
     /// In document order; sorted when written.
-    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    Object(Vec<(Text<'a>, Node<'a>)>),
 }
 
 impl Node<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Node::Scalar(scalar) => write_json(scalar, out),
-            Node::String(text) => write_json(text.as_ref(), out),
+            Node::String(text) => text.write(out),
             Node::Array(items) => {
                 out.push(b'[');
                 for (index, item) in items.iter().enumerate() {
@@ -294,26 +293,58 @@ impl Node<'_> {
                 out.push(b']');
             }
             Node::Object(entries) => {
-                let mut sorted: Vec<&(Cow<'_, str>, Node<'_>)> = entries.iter().collect();
+                let mut sorted: Vec<&(Text<'_>, Node<'_>)> = entries.iter().collect();
                 // Stable, so of a duplicated key the last entry stays last: the one `Value`'s
                 // map keeps (its inserts overwrite).
-                sorted.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+                sorted.sort_by(|(a, _), (b, _)| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
                 out.push(b'{');
                 let mut first = true;
                 for (index, (key, value)) in sorted.iter().enumerate() {
-                    if sorted.get(index + 1).is_some_and(|(next, _)| next == key) {
+                    if sorted
+                        .get(index + 1)
+                        .is_some_and(|(next, _)| next.as_str() == key.as_str())
+                    {
                         continue;
                     }
                     if !first {
                         out.push(b',');
                     }
                     first = false;
-                    write_json(key.as_ref(), out);
+                    key.write(out);
                     out.push(b':');
                     value.write(out);
                 }
                 out.push(b'}');
             }
+        }
+    }
+}
+
+/// A string of the document: borrowed from the source text when it held no escape sequence.
+enum Text<'a> {
+    Raw(&'a str),
+    Unescaped(String),
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Raw(raw) => raw,
+            Text::Unescaped(text) => text,
+        }
+    }
+
+    /// The string as serde_json writes it. A raw one held no escape sequence, hence (JSON
+    /// forbids raw control characters, quotes and backslashes in strings) nothing serde_json
+    /// would escape: its bytes go out as they came in.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Text::Raw(raw) => {
+                out.push(b'"');
+                out.extend_from_slice(raw.as_bytes());
+                out.push(b'"');
+            }
+            Text::Unescaped(text) => write_json(text.as_str(), out),
         }
     }
 }
@@ -353,15 +384,15 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
-        Ok(Node::String(Cow::Borrowed(value)))
+        Ok(Node::String(Text::Raw(value)))
     }
 
     fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
-        Ok(Node::String(Cow::Owned(value.to_owned())))
+        Ok(Node::String(Text::Unescaped(value.to_owned())))
     }
 
     fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
-        Ok(Node::String(Cow::Owned(value)))
+        Ok(Node::String(Text::Unescaped(value)))
     }
 
     fn visit_none<E>(self) -> Result<Self::Value, E> {
@@ -394,7 +425,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// An object key, borrowed when it holds no escapes.
-struct Key<'a>(Cow<'a, str>);
+struct Key<'a>(Text<'a>);
 
 /// serde_json's `Value` treats a (first) key with this prefix specially (its `raw_value` and
 /// `arbitrary_precision` tokens): such documents take the `Value` path.
@@ -409,8 +440,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
 struct KeyVisitor;
 
 impl KeyVisitor {
-    fn check<E: serde::de::Error>(key: Cow<'_, str>) -> Result<Key<'_>, E> {
-        if key.starts_with(SERDE_JSON_PRIVATE) {
+    fn check<E: serde::de::Error>(key: Text<'_>) -> Result<Key<'_>, E> {
+        if key.as_str().starts_with(SERDE_JSON_PRIVATE) {
             return Err(E::custom("a key serde_json reserves"));
         }
         Ok(Key(key))
@@ -425,15 +456,15 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 
     fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        Self::check(Cow::Borrowed(key))
+        Self::check(Text::Raw(key))
     }
 
     fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Self::check(Cow::Owned(key.to_owned()))
+        Self::check(Text::Unescaped(key.to_owned()))
     }
 
     fn visit_string<E: serde::de::Error>(self, key: String) -> Result<Self::Value, E> {
-        Self::check(Cow::Owned(key))
+        Self::check(Text::Unescaped(key))
     }
 }
 

@@ -10,6 +10,9 @@
 //! verification hashes payloads of the engine's real shapes and sizes, with the engine's
 //! metadata. `BENCH_PAYLOADS=counter` writes tiny counter events instead (the earlier figures).
 //!
+//! Also printed: the bench process's own CPU time per event in each (PostgreSQL's is not
+//! counted), steadier than the rates when other work shares the machine.
+//!
 //! Run: `cargo bench -p commerce-replay --bench replay` (add `--profile dev` to reuse the test
 //! build). `BENCH_EVENTS` sets the size of the log for the verify figures (default 20,000).
 
@@ -124,6 +127,29 @@ async fn raw_sequential_read(pool: &PgPool) -> u64 {
     }
 }
 
+/// CPU time this process has used, in clock ticks (user + system, `/proc/self/stat`; `None`
+/// where that is not readable): how much of its own CPU a reader spends per event, a figure
+/// the other load on a shared machine disturbs far less than the wall clock.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Microseconds of CPU per event between two [`cpu_ticks`] readings (ticks of 10 ms).
+fn cpu_us_per_event(before: Option<u64>, after: Option<u64>, events: u64) -> String {
+    match (before, after) {
+        (Some(before), Some(after)) => {
+            let tenths = after.saturating_sub(before) * 100_000 / events.max(1);
+            format!("{}.{}", tenths / 10, tenths % 10)
+        }
+        _ => "n/a".to_owned(),
+    }
+}
+
 fn context() -> CommandContext {
     CommandContext::new(EventMetadata::new("bench", "bench"))
 }
@@ -214,19 +240,22 @@ async fn main() {
         let replay_us = started.elapsed().as_micros();
         assert_eq!(replayed.entries.len(), 1_000);
 
-        let started = Instant::now();
+        let (started, cpu_before) = (Instant::now(), cpu_ticks());
         let raw = raw_sequential_read(&pool).await;
         let raw_us = started.elapsed().as_micros().max(1);
+        let raw_cpu = cpu_us_per_event(cpu_before, cpu_ticks(), raw);
 
-        let started = Instant::now();
+        let (started, cpu_before) = (Instant::now(), cpu_ticks());
         let report = verify_database(&pool, &key).await.expect("verify");
         let verify_us = started.elapsed().as_micros().max(1);
+        let verify_cpu = cpu_us_per_event(cpu_before, cpu_ticks(), report.events);
         assert!(report.is_clean());
         let verify_rate = u128::from(report.events) * 1_000_000 / verify_us;
         let raw_rate = u128::from(raw) * 1_000_000 / raw_us;
         println!(
             "round {round}: replay of 1,000 events {}.{:03} ms | verify {verify_rate} events/s \
-             ({} events, {} ms) | raw sequential read {raw_rate} events/s | verify/raw {} %",
+             ({} events, {} ms) | raw sequential read {raw_rate} events/s | verify/raw {} % \
+             | bench process CPU per event: verify {verify_cpu} us, raw read {raw_cpu} us",
             replay_us / 1_000,
             replay_us % 1_000,
             report.events,

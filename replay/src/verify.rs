@@ -29,16 +29,16 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::chained::{CANONICAL_COLUMNS, CanonicalEvent, Rehash, StreamRef};
 use crate::checkpoint::{Checkpoint, accumulate, head_key, load_checkpoints};
 use crate::error::ReplayError;
 
-/// Rows per keyset query (the log check's batches).
-const BATCH: i64 = 1_000;
-/// Rows per keyset query of the stream walk: fewer round trips; the rows are streamed, so
-/// the batch is never held in memory at once.
+/// Rows per keyset query of the stream walk and of the log check: few round trips; the rows
+/// are streamed, so a batch is never held in memory at once.
 const STREAM_BATCH: i64 = 5_000;
+const LOG_BATCH: i64 = 5_000;
 /// Events handed from the reader to the checker at a time.
 const CHUNK: usize = 256;
 /// Chunks the reader may decode ahead of the checker (bounds the memory in flight).
@@ -262,9 +262,20 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
         ..VerifyReport::default()
     };
     let mut sealed = check_checkpoints(key, &checkpoints, &mut report.damage);
+    // The log check only counts when nothing else is damaged, but it is a second pass over
+    // the table: run it beside the stream walk and drop it if the walk finds damage.
+    let log_check = report.damage.is_empty().then(|| {
+        let pool = pool.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut damage = Vec::new();
+            check_log(&pool, &checkpoints, &mut damage)
+                .await
+                .map(|()| damage)
+        }))
+    });
 
     let (sender, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
-    let reader = tokio::spawn(read_in_stream_order(pool.clone(), sender));
+    let mut reader = AbortOnDrop(tokio::spawn(read_in_stream_order(pool.clone(), sender)));
     // The events of the stream being collected (the walk gives each stream contiguously).
     let mut events: Vec<CanonicalEvent> = Vec::new();
     while let Some(chunk) = chunks.recv().await {
@@ -278,7 +289,7 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
         }
     }
     // The channel closes when the reader is done, or when it died: only the join tells.
-    reader
+    (&mut reader.0)
         .await
         .map_err(|error| ReplayError::Value(format!("the event reader failed: {error}")))?;
     if !events.is_empty() {
@@ -290,10 +301,24 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
     for (name, heads) in vanished {
         check_sealed_tail(&name, 0, Some(&heads), &mut report.damage);
     }
-    if report.damage.is_empty() {
-        check_log(pool, &checkpoints, &mut report.damage).await?;
+    if let Some(mut log_check) = log_check
+        && report.damage.is_empty()
+    {
+        report.damage = (&mut log_check.0)
+            .await
+            .map_err(|error| ReplayError::Value(format!("the log check failed: {error}")))??;
     }
     Ok(report)
+}
+
+/// Aborts a spawned task when dropped: an early return (an error, or damage that makes the
+/// log check moot) must not leave it reading the table.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Streams every event in `(aggregate_type, aggregate_id, sequence)` order to `sender`, in
@@ -394,7 +419,7 @@ async fn check_log(
     loop {
         // `events.` in the ORDER BY: the select list's `transaction_id` is text, and sorted as
         // text ("1000" before "999") the walk would skip events at a power of ten.
-        let rows: Vec<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
+        let mut rows = sqlx::query_as::<_, (String, i64, Option<Vec<u8>>)>(
             "SELECT transaction_id::text, position, chain_hash FROM events \
              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                AND (transaction_id, position) <= ($3::text::xid8, $4) \
@@ -404,25 +429,26 @@ async fn check_log(
         .bind(cursor.1)
         .bind(last.transaction_id.to_string())
         .bind(last.position)
-        .bind(BATCH)
-        .fetch_all(pool)
-        .await?;
-        for (txid, position, hash) in &rows {
+        .bind(LOG_BATCH)
+        .fetch(pool);
+        let mut in_batch = 0_i64;
+        while let Some((txid, position, hash)) = rows.try_next().await? {
+            in_batch += 1;
             let txid: u64 = txid
                 .parse()
                 .map_err(|_| ReplayError::Value(format!("bad xid8 {txid}")))?;
             // Checkpoints whose cursor lies before this event are complete.
             while let Some(checkpoint) =
-                pending.next_if(|c| (txid, *position) > (c.transaction_id, c.position))
+                pending.next_if(|c| (txid, position) > (c.transaction_id, c.position))
             {
                 compare(checkpoint, count, &cumulative, damage);
             }
-            let hash = commerce_eventstore::hash_from_bytes(hash.clone());
+            let hash = commerce_eventstore::hash_from_bytes(hash);
             cumulative = accumulate(&cumulative, hash.as_ref());
             count += 1;
-            cursor = (txid, *position);
+            cursor = (txid, position);
         }
-        if rows.is_empty() {
+        if in_batch < LOG_BATCH {
             break;
         }
     }
