@@ -4,7 +4,7 @@
 //! Layout:
 //! - [`install`](ensure_postgres) finds the PostgreSQL and Tansu binaries, installing them when absent;
 //! - `postgres` / `tansu` start, reuse and stop one service each, under `<project>/.local/`;
-//! - `tansu_index` ([`index_tansu_headers`]) works around Tansu 0.6.0's unindexed record headers;
+//! - `tansu_index` ([`index_tansu_storage`]) works around Tansu 0.6.0's unindexed headers and watermarks;
 //! - `services` starts both together and writes the shell environment that points at them;
 //! - [`testkit`] gives every integration test its own database and unique topic names.
 //!
@@ -26,7 +26,7 @@ pub use layout::Layout;
 pub use postgres::LocalPostgres;
 pub use services::{LocalServices, ServiceStatus, status, stop_detached};
 pub use tansu::LocalTansu;
-pub use tansu_index::index_tansu_headers;
+pub use tansu_index::index_tansu_storage;
 
 /// Name of the environment variable that points at an existing PostgreSQL server.
 pub const DATABASE_URL: &str = "DATABASE_URL";

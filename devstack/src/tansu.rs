@@ -20,10 +20,10 @@ use crate::layout::Layout;
 use crate::process::{POLL, free_port, is_alive, port_accepts, runs_program, terminate};
 use crate::{DevstackError, KAFKA_BROKERS, env_setting};
 
-/// Best effort: without the index the broker works, only slower as headers pile up.
-fn index_headers(dir: &Path) {
-    if let Err(problem) = crate::tansu_index::index_tansu_headers(dir) {
-        tracing::warn!(%problem, "Tansu fetches will slow down as record headers accumulate");
+/// Best effort: without the indexes the broker works, only slower and busier.
+fn index_storage(dir: &Path) {
+    if let Err(problem) = crate::tansu_index::index_tansu_storage(dir) {
+        tracing::warn!(%problem, "Tansu fetches will slow down as record headers and topics accumulate");
     }
 }
 
@@ -60,14 +60,14 @@ impl LocalTansu {
         let files = Files::of(layout);
         if let Some(port) = files.running_port() {
             tracing::info!(port, "reusing the running Tansu broker");
-            index_headers(&files.dir);
+            index_storage(&files.dir);
             return Ok(Self {
                 brokers: brokers(port),
                 started: None,
             });
         }
         let broker = Broker::spawn(&binary, files)?;
-        index_headers(&broker.files.dir);
+        index_storage(&broker.files.dir);
         Ok(Self {
             brokers: brokers(broker.port),
             started: Some(broker),

@@ -35,7 +35,7 @@
 //! messages each, with `examples/relay_bench.rs` on this 2-core machine), and at 200 events/s
 //! a consumer sees commit-to-Kafka p50 34 ms / p99 62-71 ms. Tansu 0.6.0 stores message headers without an index
 //! and serialises all storage work, so without the index `commerce_devstack` adds
-//! (`index_tansu_headers`) consumers' fetches slow down as headers accumulate and produce
+//! (`index_tansu_storage`) consumers' fetches slow down as headers accumulate and produce
 //! requests queue behind them: stalls of 10-20 s with no error anywhere (p50 9.4 s measured).
 //!
 //! # Layout

@@ -59,6 +59,11 @@ pub struct WorkerConfig {
     pub topic_partitions: i32,
     /// Replication factor of the analytics topics when this worker has to create them.
     pub topic_replication: i32,
+    /// How long the broker may hold a fetch (`fetch.wait.max.ms`). Tansu 0.6 answers a fetch
+    /// only after sleeping through this wait (the whole of it below 250 ms), data or not, and
+    /// reads every partition of the fetch on each pass: shorter means fresher read models and
+    /// a busier broker. Kafka and Redpanda answer as soon as records arrive.
+    pub fetch_wait: Duration,
 }
 
 impl WorkerConfig {
@@ -71,6 +76,7 @@ impl WorkerConfig {
             publish_analytics: true,
             topic_partitions: 6,
             topic_replication: 1,
+            fetch_wait: DEFAULT_FETCH_WAIT,
         }
     }
 
@@ -101,9 +107,9 @@ const PARTITIONS_REREAD: Duration = Duration::from_secs(30);
 /// Records applied together in one transaction, at most: those already fetched when the first
 /// one arrives (a batch never waits for more).
 const MAX_BATCH: usize = 256;
-/// How long the broker may hold a fetch (`fetch.wait.max.ms`): the floor of a record's wait on
-/// Tansu, which sleeps through it; short enough for read-your-writes, long enough not to spin.
-const FETCH_WAIT_MS: &str = "25";
+/// The default [`WorkerConfig::fetch_wait`]: the floor of a record's wait on Tansu, which sleeps
+/// through it; short enough for read-your-writes, long enough not to spin.
+pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(25);
 
 /// Runs one worker until `shutdown` completes. Needs a multi-threaded Tokio runtime (the
 /// assignment callback waits for PostgreSQL).
@@ -225,10 +231,12 @@ fn subscribe(
             // completes it at the rebalance timeout, which librdkafka sets to this, 300 s by
             // default). The loop polls between every batch, far more often than this.
             .set("max.poll.interval.ms", "30000")
-            // Tansu 0.6 answers a fetch only after sleeping half of the fetch's max wait (the
-            // whole wait below 250 ms), data or not: librdkafka's 500 ms default made every
-            // record wait 250–500 ms on the broker before a worker saw it.
-            .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+            // librdkafka's 500 ms default made every record wait 250–500 ms on Tansu before a
+            // worker saw it (see `WorkerConfig::fetch_wait`).
+            .set(
+                "fetch.wait.max.ms",
+                config.fetch_wait.as_millis().to_string(),
+            )
             .create_with_context(context)?,
     );
     let topics = config.topics();

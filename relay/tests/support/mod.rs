@@ -470,8 +470,8 @@ impl PrivateTansu {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Without it every fetched record scans all stored headers and produce requests queue
-        // behind those fetches (see `commerce_devstack::index_tansu_headers`).
-        commerce_devstack::index_tansu_headers(&self.dir).expect("index Tansu's record headers");
+        // behind those fetches (see `commerce_devstack::index_tansu_storage`).
+        commerce_devstack::index_tansu_storage(&self.dir).expect("index Tansu's storage");
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
