@@ -173,6 +173,11 @@ impl CanonicalEvent {
         })
     }
 
+    /// The primary key of a row of [`CANONICAL_COLUMNS`], as a keyset cursor.
+    pub(crate) fn stream_key(row: &PgRow) -> Result<(String, String, i64), ReplayError> {
+        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    }
+
     /// Whether `other` belongs to the same stream (without building [`StreamRef`]s).
     pub(crate) fn same_stream(&self, other: &Self) -> bool {
         self.aggregate_id == other.aggregate_id && self.aggregate_type == other.aggregate_type

@@ -17,9 +17,10 @@
 //! Events appended after the last checkpoint can only be checked stream by stream: seal often.
 //!
 //! [`verify_database`] overlaps the database with the hashing: a reader task walks `events`
-//! in primary-key order (keyset batches, rows streamed) and reduces each row to a
-//! [`CanonicalEvent`] (payload and metadata canonicalised straight from the `jsonb` text),
-//! handing chunks through a bounded channel to the caller's task, which hashes and checks them.
+//! in primary-key order (keyset batches, rows streamed), handing chunks of rows through a
+//! bounded channel to the caller's task, which reduces each to a [`CanonicalEvent`] (payload
+//! and metadata canonicalised straight from the `jsonb` text), hashes and checks them. A
+//! third task re-derives the checkpoints' log figures meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -28,6 +29,7 @@ use commerce_eventstore::{AuditKey, Hash};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use sqlx::postgres::PgRow;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -39,7 +41,7 @@ use crate::error::ReplayError;
 /// are streamed, so a batch is never held in memory at once.
 const STREAM_BATCH: i64 = 5_000;
 const LOG_BATCH: i64 = 5_000;
-/// Events handed from the reader to the checker at a time.
+/// Rows handed from the reader to the checker at a time.
 const CHUNK: usize = 256;
 /// Chunks the reader may decode ahead of the checker (bounds the memory in flight).
 const CHUNKS_AHEAD: usize = 8;
@@ -279,7 +281,8 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
     // The events of the stream being collected (the walk gives each stream contiguously).
     let mut events: Vec<CanonicalEvent> = Vec::new();
     while let Some(chunk) = chunks.recv().await {
-        for event in chunk? {
+        for row in chunk? {
+            let event = CanonicalEvent::from_row(&row)?;
             report.events += 1;
             if events.last().is_some_and(|last| !last.same_stream(&event)) {
                 finish_stream(key, &events, &mut sealed, &mut report);
@@ -321,12 +324,11 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Streams every event in `(aggregate_type, aggregate_id, sequence)` order to `sender`, in
-/// decoded chunks; a failure is sent as the last item. Stops early when the receiver is gone.
-async fn read_in_stream_order(
-    pool: PgPool,
-    sender: mpsc::Sender<Result<Vec<CanonicalEvent>, ReplayError>>,
-) {
+/// Streams every row of [`CANONICAL_COLUMNS`] in `(aggregate_type, aggregate_id, sequence)`
+/// order to `sender`, in chunks; a failure is sent as the last item. Stops early when the
+/// receiver is gone. The rows go undecoded: the receiver's side canonicalises them, which
+/// splits the CPU work about evenly between the two tasks.
+async fn read_in_stream_order(pool: PgPool, sender: mpsc::Sender<Result<Vec<PgRow>, ReplayError>>) {
     if let Err(error) = walk_streams(&pool, &sender).await {
         // The receiver may be gone already: then nobody is left to tell.
         let _ = sender.send(Err(error)).await;
@@ -336,7 +338,7 @@ async fn read_in_stream_order(
 /// The keyset walk of [`read_in_stream_order`]; `Ok` also when the receiver hung up.
 async fn walk_streams(
     pool: &PgPool,
-    sender: &mpsc::Sender<Result<Vec<CanonicalEvent>, ReplayError>>,
+    sender: &mpsc::Sender<Result<Vec<PgRow>, ReplayError>>,
 ) -> Result<(), ReplayError> {
     let sql = format!(
         "SELECT {CANONICAL_COLUMNS} FROM events \
@@ -354,16 +356,11 @@ async fn walk_streams(
         let mut in_batch = 0_i64;
         let mut chunk = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.try_next().await? {
-            let event = CanonicalEvent::from_row(&row)?;
             in_batch += 1;
             if in_batch == STREAM_BATCH {
-                after = (
-                    event.aggregate_type.clone(),
-                    event.aggregate_id.clone(),
-                    i64::try_from(event.sequence).unwrap_or(i64::MAX),
-                );
+                after = CanonicalEvent::stream_key(&row)?;
             }
-            chunk.push(event);
+            chunk.push(row);
             if chunk.len() == CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                 if sender.send(Ok(full)).await.is_err() {
