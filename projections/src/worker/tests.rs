@@ -565,3 +565,42 @@ async fn a_member_killed_without_leaving_leaves_no_partition_unconsumed() {
     let (incremental, rebuilt) = setup.incremental_and_rebuilt(&log).await;
     assert_eq!(incremental, rebuilt);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_that_paused_applies_what_comes_next_with_or_without_an_append_notification()
+{
+    // Given a worker that applied a first part of the history and then stayed idle long enough
+    // to pause its partitions
+    let mut setup = setup().await;
+    let mut rng = Rng::new(23);
+    let log = History::random(&mut rng, 24).interleave(&mut rng);
+    let (first, rest) = log.split_at(log.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    let worker = setup.spawn_worker();
+    for record in first {
+        setup.publish(record).await;
+    }
+    setup.quiescent().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // When more records arrive without an append notification (a relay working off a backlog)
+    for record in second {
+        setup.publish(record).await;
+    }
+    // Then the worker resumes on its own and applies them
+    setup.quiescent_within(Duration::from_secs(60)).await;
+    // And when it paused again and records arrive with the event store's notification
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for record in third {
+        setup.publish(record).await;
+    }
+    sqlx::query("SELECT pg_notify('commerce_events', '')")
+        .execute(setup.db.pool())
+        .await
+        .expect("notify");
+    // Then it applies them too, and its models equal the log's fold
+    setup.quiescent_within(Duration::from_secs(60)).await;
+    assert!(!worker.is_finished(), "the worker survived");
+    worker.abort();
+    let (incremental, rebuilt) = setup.incremental_and_rebuilt(&log).await;
+    assert_eq!(incremental, rebuilt);
+}
