@@ -474,3 +474,114 @@ fn compare(checkpoint: &Checkpoint, count: u64, cumulative: &Hash, damage: &mut 
         ),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use commerce_devstack::testkit::TestDatabase;
+    use commerce_eventstore::{ChainFields, migrate};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// Writes streams `Test t/s{i}` of the given lengths, every event with its authentic
+    /// chain hash, in one statement.
+    async fn write_streams(pool: &PgPool, key: &AuditKey, lengths: &[u64]) {
+        let recorded_at = Utc
+            .timestamp_micros(1_700_000_000_000_001)
+            .single()
+            .expect("a valid instant");
+        let metadata = json!({"tenant_id": "t", "actor": "test"});
+        let mut rows: (Vec<String>, Vec<i64>, Vec<String>, Vec<Uuid>) = Default::default();
+        let mut hashes: (Vec<Option<Vec<u8>>>, Vec<Vec<u8>>) = Default::default();
+        for (stream, &length) in lengths.iter().enumerate() {
+            let aggregate_id = format!("t/s{stream}");
+            let mut prev: Option<Hash> = None;
+            for sequence in 1..=length {
+                let payload = json!({"n": sequence, "stream": stream, "note": "é\n"});
+                let event_id = Uuid::new_v4();
+                let hash = ChainFields {
+                    aggregate_type: "Test",
+                    aggregate_id: &aggregate_id,
+                    sequence,
+                    event_type: "test.happened",
+                    event_version: "1",
+                    payload: &payload,
+                    metadata: &metadata,
+                    event_id,
+                    recorded_at,
+                    prev_hash: prev.as_ref(),
+                }
+                .hash(key);
+                rows.0.push(aggregate_id.clone());
+                rows.1.push(i64::try_from(sequence).expect("small"));
+                rows.2.push(payload.to_string());
+                rows.3.push(event_id);
+                hashes.0.push(prev.map(Vec::from));
+                hashes.1.push(hash.to_vec());
+                prev = Some(hash);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata, event_id, recorded_at, prev_hash, chain_hash) \
+             SELECT 'Test', id, seq, 'test.happened', '1', payload::jsonb, $5, event_id, $6, \
+                 prev, hash \
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::uuid[], $7::bytea[], \
+                 $8::bytea[]) AS t(id, seq, payload, event_id, prev, hash)",
+        )
+        .bind(rows.0)
+        .bind(rows.1)
+        .bind(rows.2)
+        .bind(rows.3)
+        .bind(metadata)
+        .bind(recorded_at)
+        .bind(hashes.0)
+        .bind(hashes.1)
+        .execute(pool)
+        .await
+        .expect("insert the streams");
+    }
+
+    /// The walk's keyset batches end inside a stream (row 5,000 is `t/s1` sequence 2): every
+    /// event is checked exactly once, the stream is checked whole, and damage right after the
+    /// batch boundary is found.
+    #[tokio::test]
+    async fn given_a_log_longer_than_a_batch_when_verified_then_each_event_is_checked_once() {
+        let db = TestDatabase::create()
+            .await
+            .expect("test database (is DATABASE_URL set?)");
+        let pool = PgPool::connect(db.url()).await.expect("connect");
+        migrate(&pool).await.expect("migrate");
+        let key = AuditKey::development();
+        write_streams(&pool, &key, &[4_998, 5, 300]).await;
+
+        let report = verify_database(&pool, &key).await.expect("verify");
+        assert!(report.is_clean(), "{:#?}", report.damage);
+        assert_eq!((report.events, report.streams), (5_303, 3));
+
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("SET LOCAL session_replication_role = replica")
+            .execute(&mut *tx)
+            .await
+            .expect("bypass the append-only trigger");
+        sqlx::query("DELETE FROM events WHERE aggregate_id = 't/s1' AND sequence = 3")
+            .execute(&mut *tx)
+            .await
+            .expect("delete");
+        tx.commit().await.expect("commit");
+
+        let report = verify_database(&pool, &key).await.expect("verify");
+        assert_eq!((report.events, report.streams), (5_302, 3));
+        assert_eq!(
+            report.damage,
+            vec![Damage {
+                stream: "Test t/s1".into(),
+                sequence: 3,
+                kind: DamageKind::Deleted,
+                detail: "the event is missing".into(),
+            }]
+        );
+    }
+}
