@@ -258,7 +258,7 @@ fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
 /// Verification canonicalises every stored payload: this is most of its CPU time.
 pub fn write_canonical_text(text: &[u8], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     match serde_json::from_slice::<Node<'_>>(text) {
-        Ok(node) => node.write(out),
+        Ok(mut node) => node.write(out),
         // Malformed text fails here again with serde_json's own error; a document that only
         // the fast path refuses (a key `Value` gives a special meaning) comes out as `Value`
         // reads it.
@@ -278,13 +278,14 @@ enum Node<'a> {
 }
 
 impl Node<'_> {
-    fn write(&self, out: &mut Vec<u8>) {
+    /// Writes the canonical text (sorting objects in place: the node is spent).
+    fn write(&mut self, out: &mut Vec<u8>) {
         match self {
             Node::Scalar(scalar) => write_json(scalar, out),
             Node::String(text) => text.write(out),
             Node::Array(items) => {
                 out.push(b'[');
-                for (index, item) in items.iter().enumerate() {
+                for (index, item) in items.iter_mut().enumerate() {
                     if index > 0 {
                         out.push(b',');
                     }
@@ -293,19 +294,19 @@ impl Node<'_> {
                 out.push(b']');
             }
             Node::Object(entries) => {
-                let mut sorted: Vec<&(Text<'_>, Node<'_>)> = entries.iter().collect();
                 // Stable, so of a duplicated key the last entry stays last: the one `Value`'s
                 // map keeps (its inserts overwrite).
-                sorted.sort_by(|(a, _), (b, _)| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+                entries.sort_by(|(a, _), (b, _)| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
                 out.push(b'{');
                 let mut first = true;
-                for (index, (key, value)) in sorted.iter().enumerate() {
-                    if sorted
+                for index in 0..entries.len() {
+                    let duplicated = entries
                         .get(index + 1)
-                        .is_some_and(|(next, _)| next.as_str() == key.as_str())
-                    {
+                        .is_some_and(|(next, _)| next.as_str() == entries[index].0.as_str());
+                    if duplicated {
                         continue;
                     }
+                    let (key, value) = &mut entries[index];
                     if !first {
                         out.push(b',');
                     }
@@ -416,7 +417,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::new();
+        // serde_json gives no size hint for objects; most events' hold a handful of keys.
+        let mut entries = Vec::with_capacity(8);
         while let Some(Key(key)) = map.next_key()? {
             entries.push((key, map.next_value()?));
         }
