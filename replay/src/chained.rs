@@ -135,9 +135,9 @@ pub(crate) const CANONICAL_COLUMNS: &str = "aggregate_type, aggregate_id, sequen
 /// text: built straight from the `jsonb` text, never parsed into `serde_json::Value`.
 #[derive(Debug, Clone)]
 pub(crate) struct CanonicalEvent {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: u64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: u64,
     event_type: String,
     event_version: String,
     /// The payload's canonical text followed by the metadata's.

@@ -43,7 +43,7 @@ const STREAM_BATCH: i64 = 5_000;
 const LOG_BATCH: i64 = 5_000;
 /// Rows handed from the reader to the checker at a time.
 const CHUNK: usize = 256;
-/// Chunks the reader may decode ahead of the checker (bounds the memory in flight).
+/// Chunks the reader may run ahead of the checker (bounds the memory in flight).
 const CHUNKS_AHEAD: usize = 8;
 
 /// What happened to an event.
