@@ -717,7 +717,9 @@ pub async fn wait_for(
         sequence,
     );
     let mut released_open = true;
-    let mut pause = Duration::from_millis(5);
+    // Only a fallback for lost wake-ups: thousands of queries waiting on a lagging read model
+    // must not keep the pool busy (the commands share it).
+    let mut pause = Duration::from_millis(50);
     loop {
         let applied: Option<i64> = sqlx::query_scalar(
             "SELECT last_sequence FROM rm.stream_state
@@ -745,7 +747,7 @@ pub async fn wait_for(
             // The sender is a process-wide static: this never reports it closed.
             _ = registration.elsewhere.changed() => {}
             () = tokio::time::sleep(pause.min(deadline - now)) => {
-                pause = (pause * 2).min(Duration::from_millis(100));
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
     }
