@@ -66,6 +66,9 @@ struct Args {
     /// Join requests of (b) instead of the mode's default (quick 300, full 100,000).
     #[arg(long)]
     hot_requests: Option<usize>,
+    /// Commands/s of (c) instead of half of (a)'s peak (or 100/s without (a)).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    latency_rate: Option<u64>,
     /// Only these scenarios (comma-separated); all when absent.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
@@ -84,6 +87,7 @@ async fn main() -> ExitCode {
     if let Some(requests) = args.hot_requests {
         plan.hot_requests = requests;
     }
+    plan.latency_rate = args.latency_rate;
     match run::run(plan).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

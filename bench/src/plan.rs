@@ -63,6 +63,8 @@ pub struct Plan {
     pub hot_clients: usize,
     /// Duration of the steady-rate phase of (c).
     pub latency_duration: Duration,
+    /// A fixed rate for (c) instead of half of (a)'s peak.
+    pub latency_rate: Option<u64>,
     /// Events in the relay's backlog in (d).
     pub relay_events: usize,
     /// Events/s of the relay example's steady phase in (d).
@@ -106,6 +108,7 @@ impl Plan {
                 hot_requests: 300,
                 hot_clients: 64,
                 latency_duration: seconds(2),
+                latency_rate: None,
                 relay_events: 1_000,
                 relay_rate: 50,
                 settle_within: seconds(5),
@@ -123,6 +126,7 @@ impl Plan {
                 hot_requests: 100_000,
                 hot_clients: 64,
                 latency_duration: seconds(30),
+                latency_rate: None,
                 relay_events: 20_000,
                 relay_rate: 200,
                 settle_within: seconds(120),

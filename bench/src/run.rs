@@ -82,13 +82,15 @@ async fn scenarios(bench: &Bench, report: &mut Report) {
     // after its last join, and (c) measures a steady rate, not that backlog.
     if plan.runs(Scenario::Latency) {
         if bench.projects() {
-            let rate = report
-                .throughput
-                .as_ref()
-                .map_or(DEFAULT_LATENCY_RATE, |a| {
-                    // Half of (a)'s peak, as the issue asks; at least 1 request/s.
-                    (a.max_rate() / 2.0).max(1.0) as u64
-                });
+            let rate = plan.latency_rate.unwrap_or_else(|| {
+                report
+                    .throughput
+                    .as_ref()
+                    .map_or(DEFAULT_LATENCY_RATE, |a| {
+                        // Half of (a)'s peak, as the issue asks; at least 1 request/s.
+                        (a.max_rate() / 2.0).max(1.0) as u64
+                    })
+            });
             // Quick mode (a debug build in CI) checks that the path works, not its limits.
             let rate = if plan.quick {
                 rate.min(QUICK_LATENCY_RATE)
