@@ -14,16 +14,10 @@
 //! by nobody for long (a stuck group coordinator, as Tansu 0.6's after a member dies without
 //! leaving), the workers move together to a fresh Kafka group (see `membership`).
 //!
-//! An idle worker pauses its partitions until the event store announces an append (see
-//! `idle`): a fetch costs a Kafka-protocol broker little, but Tansu 0.6 reads every partition of
-//! every fetch from SQLite, about 40 times a second.
-//!
 //! Layout: `context` (rebalance callbacks and lag statistics), `offsets` (stored offsets),
-//! `membership` (the workers' record of their group, and the move to a fresh Kafka group),
-//! `idle` (pausing while nothing is appended).
+//! `membership` (the workers' record of their group, and the move to a fresh Kafka group).
 
 mod context;
-mod idle;
 mod membership;
 mod offsets;
 
@@ -42,7 +36,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::{Acquire, PgConnection, PgPool};
 
 use self::context::{Owned, WorkerContext};
-use self::idle::IdlePause;
 use self::membership::Membership;
 use crate::analytics::{create_topics, publish_outbox};
 use crate::error::ProjectionError;
@@ -147,16 +140,11 @@ pub async fn run(
     let projector = Projector::new(ReadModelSchema::Live, config.publish_analytics);
     let mut progress: HashMap<(String, i32), i64> = HashMap::new();
     let mut last_housekeeping = Instant::now();
-    let mut idle = IdlePause::new(&pool).await;
     tokio::pin!(shutdown);
     loop {
         let message = tokio::select! {
             () = &mut shutdown => break,
             message = consumer.recv() => Some(message),
-            () = idle.appended() => {
-                idle.resume(&consumer);
-                None
-            }
             // Wake up now and then even without records: housekeeping and failures.
             () = tokio::time::sleep(HOUSEKEEPING) => None,
         };
@@ -167,7 +155,6 @@ pub async fn run(
         }
         match message {
             Some(Ok(first)) => {
-                idle.records_seen();
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     // Only what is already fetched: a zero timeout polls the queue once.
@@ -189,7 +176,6 @@ pub async fn run(
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
-            idle.check(&consumer);
             housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
             // Topics may be created, or given partitions, after the worker started.
             if partitions_read.elapsed() >= PARTITIONS_REREAD {
@@ -203,7 +189,6 @@ pub async fn run(
                     // other workers in the new one; offsets not yet committed to Kafka belong to
                     // the old group and are dropped (the stored ones are the truth).
                     progress.clear();
-                    idle.records_seen();
                     let old = std::mem::replace(
                         &mut consumer,
                         subscribe(&pool, &config, &membership.kafka_group())?,
