@@ -43,8 +43,8 @@ cargo run -q -p commerce-bench -- --quick
 
 # The fault suite's quick cases (RELIABILITY.md), one at a time, about a minute each.
 cargo test -p commerce-faults --test faults -- --test-threads 1
-# The measurement of synchronous_commit=off (reported, not asserted) is #[ignore]d; a CI job
-# sets COMMERCE_FAULTS=1 to run it too.
+# The measurement of synchronous_commit=off (reported, not asserted) is #[ignore]d; set
+# COMMERCE_FAULTS=1 (in a CI job or by hand) to run it too.
 if [ "${COMMERCE_FAULTS:-0}" = 1 ]; then
     cargo test -p commerce-faults --test faults -- --ignored --test-threads 1
 fi

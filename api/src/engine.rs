@@ -72,7 +72,7 @@ pub struct EngineArgs {
     #[arg(
         long,
         env = "COMMERCE_PROJECTION_FETCH_WAIT_MS",
-        default_value_t = 25,
+        default_value_t = commerce_projections::worker::DEFAULT_FETCH_WAIT_MS,
         value_parser = clap::value_parser!(u64).range(1..=10_000),
         global = true
     )]
@@ -157,7 +157,9 @@ impl EngineConfig {
             partitions: 6,
             replication: 1,
             projection_group: "commerce-projections".to_owned(),
-            projection_fetch_wait: commerce_projections::worker::DEFAULT_FETCH_WAIT,
+            projection_fetch_wait: Duration::from_millis(
+                commerce_projections::worker::DEFAULT_FETCH_WAIT_MS,
+            ),
             seal_interval: Some(Duration::from_secs(10)),
             event_store: EventStoreSelection::Postgres,
         }

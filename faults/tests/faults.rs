@@ -126,7 +126,7 @@ async fn given_duplicated_and_reordered_records_then_read_models_are_unchanged()
 /// were acknowledged (up to about 3 × wal_writer_delay). Reported, not asserted; alone:
 /// `cargo test -p commerce-faults --test faults -- --ignored synchronous_commit_off`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "measures a non-guarantee (reported, not asserted); CI runs it with COMMERCE_FAULTS=1 ./scripts/test.sh"]
+#[ignore = "measures a non-guarantee (reported, not asserted) and takes a minute; runs with COMMERCE_FAULTS=1 ./scripts/test.sh (the README's test command with that variable set)"]
 async fn synchronous_commit_off_loss_window() {
     let mut config = CaseConfig::quick(Fault::CrashPostgres);
     config.sync = SyncCommit::Off;

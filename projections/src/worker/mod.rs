@@ -76,7 +76,7 @@ impl WorkerConfig {
             publish_analytics: true,
             topic_partitions: 6,
             topic_replication: 1,
-            fetch_wait: DEFAULT_FETCH_WAIT,
+            fetch_wait: Duration::from_millis(DEFAULT_FETCH_WAIT_MS),
         }
     }
 
@@ -107,9 +107,9 @@ const PARTITIONS_REREAD: Duration = Duration::from_secs(30);
 /// Records applied together in one transaction, at most: those already fetched when the first
 /// one arrives (a batch never waits for more).
 const MAX_BATCH: usize = 256;
-/// The default [`WorkerConfig::fetch_wait`]: the floor of a record's wait on Tansu, which sleeps
-/// through it; short enough for read-your-writes, long enough not to spin.
-pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(25);
+/// The default [`WorkerConfig::fetch_wait`] in milliseconds: the floor of a record's wait on
+/// Tansu, which sleeps through it; short enough for read-your-writes, long enough not to spin.
+pub const DEFAULT_FETCH_WAIT_MS: u64 = 25;
 
 /// Runs one worker until `shutdown` completes. Needs a multi-threaded Tokio runtime (the
 /// assignment callback waits for PostgreSQL).
