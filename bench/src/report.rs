@@ -69,7 +69,8 @@ pub struct MemorySummary {
     pub peak_through_a_mib: Option<f64>,
     pub rss_after_b_mib: Option<f64>,
     pub peak_through_b_mib: Option<f64>,
-    /// RSS growth per aggregate touched between the first and the last level of (a), bytes.
+    /// RSS growth per aggregate touched while (a)'s last level ran again on new aggregates
+    /// (equal concurrency, caches already full), bytes.
     pub bytes_per_aggregate: Option<f64>,
 }
 
@@ -143,15 +144,9 @@ fn memory_summary(a: Option<&Throughput>, b: Option<&Hot>) -> Option<MemorySumma
     if a.is_none() && b.is_none() {
         return None;
     }
-    let bytes_per_aggregate = a.and_then(|a| {
-        let (first, last) = (a.levels.first()?, a.levels.last()?);
-        let aggregates = last
-            .aggregates_touched
-            .checked_sub(first.aggregates_touched)?;
-        (aggregates > 0).then(|| {
-            (last.memory.rss_mib - first.memory.rss_mib) * 1024.0 * 1024.0 / aggregates as f64
-        })
-    });
+    let bytes_per_aggregate = a
+        .and_then(|a| a.repeat.as_ref())
+        .and_then(|repeat| repeat.bytes_per_aggregate());
     Some(MemorySummary {
         peak_through_a_mib: a.map(|a| a.peak_mib),
         rss_after_b_mib: b.map(|b| b.memory_after.rss_mib),

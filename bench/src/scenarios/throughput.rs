@@ -1,7 +1,10 @@
 //! (a) Command throughput over HTTP on distinct aggregates: every `PUT /inventory` sets the
 //! stock of a SKU never used before (a new aggregate each time), at each concurrency level,
 //! beside single-row INSERT commits from as many connections. Memory (f) is read after each
-//! level, with the number of aggregates touched so far.
+//! level, with the number of aggregates touched so far, and once more around a repeat of the
+//! last level on new aggregates: growth at equal concurrency is what an unbounded cache shows
+//! (between levels, RSS also grows with the number of clients: connections, buffers, the
+//! allocator's per-thread arenas).
 
 use std::sync::Arc;
 
@@ -33,10 +36,32 @@ pub struct Level {
     pub memory: MemoryMib,
 }
 
+/// The last level run again on new aggregates, to see whether memory grows with them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repeat {
+    pub clients: usize,
+    /// New aggregates the repeat created.
+    pub aggregates: u64,
+    /// The engine's memory when the repeat started (after the last level settled) and ended.
+    pub before: MemoryMib,
+    pub after: MemoryMib,
+}
+
+impl Repeat {
+    /// RSS growth per aggregate the repeat created, bytes.
+    pub fn bytes_per_aggregate(&self) -> Option<f64> {
+        (self.aggregates > 0).then(|| {
+            (self.after.rss_mib - self.before.rss_mib) * 1024.0 * 1024.0 / self.aggregates as f64
+        })
+    }
+}
+
 /// The results of (a).
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     pub levels: Vec<Level>,
+    /// The last level again, for (f)'s growth per aggregate.
+    pub repeat: Option<Repeat>,
     /// The engine's peak RSS over every level (f).
     pub peak_mib: f64,
 }
@@ -98,9 +123,35 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Throughput> {
         levels.push(level);
         bench.settle().await?;
     }
+    let repeat = match bench.plan.clients.last() {
+        Some(&clients) => {
+            let before = bench.memory_mib();
+            let run = put_new_skus(
+                bench,
+                &format!("R{clients}"),
+                clients,
+                Stop::After(bench.plan.level_duration),
+            )
+            .await;
+            let repeat = Repeat {
+                clients,
+                aggregates: run.ok,
+                before,
+                after: bench.memory_mib(),
+            };
+            eprintln!(
+                "(a) {clients:>2} clients again on {} new aggregates: RSS {:.1} → {:.1} MiB",
+                repeat.aggregates, repeat.before.rss_mib, repeat.after.rss_mib
+            );
+            bench.settle().await?;
+            Some(repeat)
+        }
+        None => None,
+    };
     Ok(Throughput {
         peak_mib: bench.memory_mib().peak_mib,
         levels,
+        repeat,
     })
 }
 
