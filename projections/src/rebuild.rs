@@ -211,13 +211,13 @@ async fn apply_batch(
     batch: Vec<EventRecord>,
 ) -> Result<u64, ProjectionError> {
     projector.begin(conn).await?;
-    let mut read = 0_u64;
-    for record in batch {
-        read += 1;
-        if what.includes(&record.aggregate_type) {
-            projector.project(conn, &record.decode()?).await?;
-        }
-    }
+    let read = batch.len() as u64;
+    let events = batch
+        .into_iter()
+        .filter(|record| what.includes(&record.aggregate_type))
+        .map(EventRecord::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    projector.project_batch(conn, &events).await?;
     Ok(read)
 }
 
@@ -341,3 +341,6 @@ async fn replace_model(conn: &mut PgConnection, model: ReadModel) -> Result<(), 
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

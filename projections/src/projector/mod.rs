@@ -12,11 +12,13 @@
 //! Layout: this file holds the stream bookkeeping; one submodule per aggregate applies its events;
 //! [`crate::facets`] holds the pure rules (statuses, counters) those submodules use.
 
+mod batch;
 mod campaign;
 mod inventory;
 mod order;
 mod payment;
 mod product;
+mod rows;
 mod shipment;
 
 use sqlx::PgConnection;

@@ -1,0 +1,123 @@
+//! Whole read-model rows read and written a batch at a time, for the set-based path
+//! ([`super::batch`]): one statement per table and batch, whatever the number of rows.
+//!
+//! Rows travel as one JSON array bound as a single parameter and unpacked by
+//! `jsonb_populate_recordset(NULL::<table>, $1)`, which types every field by the table's own
+//! columns (in the schema the search path names, so the shadow's during a rebuild). The row
+//! structs therefore name their fields exactly as the columns are named.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgConnection;
+use sqlx::types::Json;
+
+use crate::error::ProjectionError;
+
+/// One read-model table: its name, primary key and the columns a row writes (generated columns
+/// left out). All are fixed identifiers of the DDL, never input.
+pub(super) struct Table {
+    pub name: &'static str,
+    pub key: &'static [&'static str],
+    pub columns: &'static [&'static str],
+}
+
+impl Table {
+    /// The rows whose `by` columns (the key or a prefix of it) equal those of one of `keys`
+    /// (objects holding at least those fields).
+    pub async fn fetch<R: DeserializeOwned + Send + Unpin + 'static>(
+        &self,
+        conn: &mut PgConnection,
+        by: &[&str],
+        keys: &[serde_json::Value],
+    ) -> Result<Vec<R>, ProjectionError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = self.name;
+        let (t, k) = (qualified("t", by), qualified("k", by));
+        let rows: Vec<Json<R>> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t) FROM {name} t
+             WHERE ({t}) IN (SELECT {k} FROM jsonb_populate_recordset(NULL::{name}, $1) k)"
+        ))
+        .bind(Json(keys))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().map(|Json(row)| row).collect())
+    }
+
+    /// Inserts `rows`, replacing every non-key column of those that exist.
+    pub async fn upsert<R: Serialize + Sync>(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[R],
+    ) -> Result<(), ProjectionError> {
+        let set: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|column| !self.key.contains(column))
+            .map(|column| format!("{column} = EXCLUDED.{column}"))
+            .collect();
+        let conflict = format!(
+            "ON CONFLICT ({}) DO UPDATE SET {}",
+            self.key.join(", "),
+            set.join(", ")
+        );
+        self.write(conn, rows, &conflict).await
+    }
+
+    /// Inserts `rows`, adding the `summed` columns of those whose key exists to the stored values.
+    pub async fn add<R: Serialize + Sync>(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[R],
+        summed: &[&str],
+    ) -> Result<(), ProjectionError> {
+        let set: Vec<String> = summed
+            .iter()
+            .map(|column| format!("{column} = s.{column} + EXCLUDED.{column}"))
+            .collect();
+        let conflict = format!(
+            "ON CONFLICT ({}) DO UPDATE SET {}",
+            self.key.join(", "),
+            set.join(", ")
+        );
+        self.write(conn, rows, &conflict).await
+    }
+
+    /// Inserts `rows` (append-only tables).
+    pub async fn insert<R: Serialize + Sync>(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[R],
+    ) -> Result<(), ProjectionError> {
+        self.write(conn, rows, "").await
+    }
+
+    async fn write<R: Serialize + Sync>(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[R],
+        conflict: &str,
+    ) -> Result<(), ProjectionError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (name, columns) = (self.name, self.columns.join(", "));
+        sqlx::query(&format!(
+            "INSERT INTO {name} AS s ({columns})
+             SELECT {columns} FROM jsonb_populate_recordset(NULL::{name}, $1) {conflict}"
+        ))
+        .bind(Json(rows))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+fn qualified(alias: &str, columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,62 @@
+//! The rebuild against a real PostgreSQL: its speed on a generated history (ignored, printed).
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use commerce_devstack::testkit::TestDatabase;
+
+use super::*;
+use crate::schema::migrate;
+use crate::testing::{History, Rng};
+
+/// A source over an in-memory log, so the figures are the application's alone.
+struct VecSource(std::vec::IntoIter<EventRecord>);
+
+#[async_trait]
+impl EventSource for VecSource {
+    async fn next_batch(
+        &mut self,
+        max: usize,
+    ) -> Result<Vec<EventRecord>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.by_ref().take(max).collect())
+    }
+
+    async fn estimated_total(&mut self) -> Option<u64> {
+        Some(self.0.len() as u64)
+    }
+}
+
+#[tokio::test]
+#[ignore = "a measurement, not a check: run with --ignored (and --release) to print the rebuild rate"]
+async fn rebuild_rate_on_a_generated_history() {
+    // Given a generated history of every aggregate type (REBUILD_STREAMS sets its size)
+    let db = TestDatabase::create()
+        .await
+        .expect("a test database (set DATABASE_URL)");
+    migrate(db.pool()).await.expect("migrations apply");
+    let size = std::env::var("REBUILD_STREAMS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(6_000);
+    let mut rng = Rng::new(42);
+    let log = History::random(&mut rng, size).interleave(&mut rng);
+    let events = log.len();
+    // When all read models are rebuilt from it
+    let started = Instant::now();
+    let read = rebuild(
+        db.pool(),
+        &mut VecSource(log.into_iter()),
+        Rebuild::All,
+        |_| {},
+    )
+    .await
+    .expect("rebuild");
+    let elapsed = started.elapsed();
+    // Then every event was read; the rate is printed
+    assert_eq!(read, events as u64);
+    println!(
+        "rebuild: {events} events in {:.2} s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+}
