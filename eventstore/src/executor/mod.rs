@@ -20,7 +20,8 @@
 //!    backoff, up to `max_attempts` times, then `Conflict`. When a rejection was decided on a
 //!    stale cache, only the missing events are applied before re-running.
 //! 6. After commit, every `snapshot_every` events a snapshot is written (outside the
-//!    command's transaction; cqrs-es' own snapshot modes are never used).
+//!    command's transaction; cqrs-es' own snapshot modes are never used), less often as the
+//!    stream grows (see [`snapshot_step`]).
 //!
 //! The slot also keeps the chain hash of the stream's head (read once on a cold load), so
 //! the append can chain the new events' hashes without re-reading the stream.
@@ -381,11 +382,11 @@ where
         Ok(())
     }
 
-    /// Writes a snapshot when the command crossed a multiple of `snapshot_every`. A failure
+    /// Writes a snapshot when the command crossed a multiple of [`snapshot_step`]. A failure
     /// only costs a slower cold load later, so it is logged, not returned.
     async fn maybe_snapshot(&self, stream: &StreamId, cached: &Cached<A>, before: u64) {
-        let every = self.inner.config.snapshot_every;
-        if every == 0 || before / every == cached.version / every {
+        let step = snapshot_step(self.inner.config.snapshot_every, before);
+        if step == 0 || before / step == cached.version / step {
             return;
         }
         let written = self
@@ -491,5 +492,48 @@ where
     /// Forgets the cached aggregate of `stream` (the next command reloads it).
     pub async fn evict(&self, stream: &StreamId) {
         *self.inner.slots.slot(stream).lock().await = None;
+    }
+}
+
+/// The longest gap between snapshots, in multiples of `snapshot_every`: a cold load never
+/// folds more than `64 * snapshot_every` events.
+const SNAPSHOT_STEP_MAX_FACTOR: u64 = 64;
+
+/// Events between snapshots of a stream at `version`: `every` until the stream is 8 times
+/// that long, then doubling each time the stream doubles (at most
+/// [`SNAPSHOT_STEP_MAX_FACTOR`] times `every`); 0 when snapshots are off.
+///
+/// Some states grow with their stream (a campaign's participants, a flash sale's
+/// reservations), so a fixed step would make each event pay for a snapshot as large as the
+/// whole stream: with the step growing with the stream, each event pays a bounded share.
+fn snapshot_step(every: u64, version: u64) -> u64 {
+    let mut step = every;
+    while step > 0 && step < every.saturating_mul(SNAPSHOT_STEP_MAX_FACTOR) && version / 8 >= step {
+        step *= 2;
+    }
+    step
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_step;
+
+    #[test]
+    fn given_a_short_stream_when_stepping_then_snapshots_come_every_configured_events() {
+        assert_eq!(snapshot_step(100, 0), 100);
+        assert_eq!(snapshot_step(100, 799), 100);
+    }
+
+    #[test]
+    fn given_a_growing_stream_when_stepping_then_the_step_doubles_with_it_up_to_the_cap() {
+        assert_eq!(snapshot_step(100, 800), 200);
+        assert_eq!(snapshot_step(100, 1_600), 400);
+        assert_eq!(snapshot_step(100, 10_000), 1_600);
+        assert_eq!(snapshot_step(100, 10_000_000), 6_400);
+    }
+
+    #[test]
+    fn given_snapshots_off_when_stepping_then_the_step_is_zero() {
+        assert_eq!(snapshot_step(0, 1_000_000), 0);
     }
 }
