@@ -65,10 +65,8 @@ impl Projector {
             }
         }
         inventory::apply_batch(conn, &models.inventory).await?;
+        campaign::apply_batch(conn, &models.campaigns).await?;
         // Not converted yet: applied one event at a time (the stream bookkeeping stays batched).
-        for (record, event) in models.campaigns {
-            campaign::apply(conn, record, event).await?;
-        }
         for (record, event) in models.orders {
             order::apply(conn, record, event, false).await?;
         }

@@ -349,12 +349,14 @@ fn expect_row(
     record: &EventRecord,
 ) -> Result<(), ProjectionError> {
     if result.rows_affected() == 0 {
-        return Err(inconsistent(
-            record,
-            "the read-model row it updates does not exist",
-        ));
+        return Err(no_row(record));
     }
     Ok(())
+}
+
+/// An event updates a read-model row that does not exist.
+fn no_row(record: &EventRecord) -> ProjectionError {
+    inconsistent(record, "the read-model row it updates does not exist")
 }
 
 #[cfg(test)]

@@ -399,6 +399,7 @@ impl History {
             to_json(&CampaignEvent::Started(CampaignStarted { at })),
         ];
         let mut paid = 0_u32;
+        let mut paid_ids = Vec::new();
         for n in 0..rng.below(5) {
             let participant_id = rng.uuid();
             events.push(to_json(&CampaignEvent::Joined(CampaignJoined {
@@ -422,6 +423,7 @@ impl History {
                         },
                     )));
                     paid += 1;
+                    paid_ids.push(participant_id);
                 }
                 1 => events.push(to_json(&CampaignEvent::ParticipantDropped(
                     CampaignParticipantDropped {
@@ -439,6 +441,31 @@ impl History {
                 is_virtual: false,
                 at,
             })));
+        }
+        // Later participant moves: the first paid one leaves (handing the lead on), the others
+        // order or are refunded. Chosen from the ids, not `rng`, so the histories the other
+        // tests generate from their seeds stay what they were.
+        for (n, &participant_id) in paid_ids.iter().enumerate() {
+            let pick = participant_id.as_u64_pair().0;
+            let derived = Uuid::from_u64_pair(pick, !pick);
+            events.push(to_json(&match (n, pick % 3) {
+                (0, _) => CampaignEvent::ParticipantLeft(CampaignParticipantLeft {
+                    participant_id,
+                    new_leader: paid_ids.get(1).copied(),
+                    at,
+                }),
+                (_, 0) => CampaignEvent::ParticipantOrdered(CampaignParticipantOrdered {
+                    participant_id,
+                    order_id: derived,
+                    at,
+                }),
+                (_, 1) => CampaignEvent::ParticipantRefunded(CampaignParticipantRefunded {
+                    participant_id,
+                    payment_id: (pick % 2 == 0).then_some(derived),
+                    at,
+                }),
+                _ => continue,
+            }));
         }
         self.stream(tenant, "campaign", &campaign_id.to_string(), events);
     }
