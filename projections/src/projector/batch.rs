@@ -66,10 +66,8 @@ impl Projector {
         }
         inventory::apply_batch(conn, &models.inventory).await?;
         campaign::apply_batch(conn, &models.campaigns).await?;
+        order::apply_batch(conn, &models.orders).await?;
         // Not converted yet: applied one event at a time (the stream bookkeeping stays batched).
-        for (record, event) in models.orders {
-            order::apply(conn, record, event, false).await?;
-        }
         for (record, event) in models.payments {
             payment::apply(conn, record, event, false).await?;
         }
