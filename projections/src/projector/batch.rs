@@ -67,16 +67,9 @@ impl Projector {
         inventory::apply_batch(conn, &models.inventory).await?;
         campaign::apply_batch(conn, &models.campaigns).await?;
         order::apply_batch(conn, &models.orders).await?;
-        // Not converted yet: applied one event at a time (the stream bookkeeping stays batched).
-        for (record, event) in models.payments {
-            payment::apply(conn, record, event, false).await?;
-        }
-        for (record, event) in models.products {
-            product::apply(conn, record, event).await?;
-        }
-        for (record, event) in models.shipments {
-            shipment::apply(conn, record, event).await?;
-        }
+        payment::apply_batch(conn, &models.payments).await?;
+        product::apply_batch(conn, &models.products).await?;
+        shipment::apply_batch(conn, &models.shipments).await?;
         save_streams(conn, &last).await
     }
 }
@@ -141,12 +134,11 @@ async fn streams(
 }
 
 /// The events to apply (duplicates left out) and each advanced stream's new last (sequence,
-/// position); `None` when some event is not its stream's next one, or its stream is irregular.
-#[allow(clippy::type_complexity)]
-fn plan(
-    events: &[DecodedEvent],
-    streams: HashMap<StreamKey, Stream>,
-) -> Option<(Vec<&DecodedEvent>, HashMap<StreamKey, (i64, i64)>)> {
+/// position).
+type Plan<'a> = (Vec<&'a DecodedEvent>, HashMap<StreamKey, (i64, i64)>);
+
+/// Plans a batch; `None` when some event is not its stream's next one, or its stream is irregular.
+fn plan(events: &[DecodedEvent], streams: HashMap<StreamKey, Stream>) -> Option<Plan<'_>> {
     if streams.values().any(|stream| stream.irregular) {
         return None;
     }

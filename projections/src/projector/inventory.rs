@@ -101,12 +101,15 @@ fn fold(
     })
 }
 
+/// sku, location, on hand, reserved, safety threshold, backorder limit, updated at.
+type LevelColumns = (String, String, i64, i64, i64, i64, DateTime<Utc>);
+
 pub(super) async fn apply(
     conn: &mut PgConnection,
     record: &EventRecord,
     event: &InventoryEvent,
 ) -> Result<(), ProjectionError> {
-    let row: Option<(String, String, i64, i64, i64, i64, DateTime<Utc>)> = sqlx::query_as(
+    let row: Option<LevelColumns> = sqlx::query_as(
         "SELECT sku, location, on_hand, reserved, safety_threshold, backorder_limit, updated_at
          FROM inventory_levels WHERE tenant_id = $1 AND aggregate_id = $2",
     )

@@ -197,7 +197,7 @@ type Stage = (&'static str, fn(&LineProgress) -> i64);
 /// What one order event does: the rule both paths apply. Every event then records the order's
 /// status in its history.
 enum Change<'a> {
-    Create(OrderRow, Vec<LineRow>),
+    Create(Box<OrderRow>, Vec<LineRow>),
     /// Sets `updated_at` and, when given, the status.
     Touch(Option<&'static str>),
     /// Confirmed: counts the order's sales on that day, once.
@@ -217,7 +217,7 @@ fn change<'a>(
     Ok(match event {
         OrderEvent::Created(created) => {
             let (order, lines) = create(record, order_id, created);
-            Change::Create(order, lines)
+            Change::Create(Box::new(order), lines)
         }
         OrderEvent::StockReserved(_)
         | OrderEvent::PaymentFailed(_)
@@ -609,7 +609,7 @@ impl Rows {
                         return Err(inconsistent(record, "the order names a line twice"));
                     }
                 }
-                self.orders.insert(key.clone(), order);
+                self.orders.insert(key.clone(), *order);
                 self.lines.insert(key.clone(), by_no);
                 self.changed_lines.insert(key.clone());
             }

@@ -124,6 +124,16 @@ impl History {
                 at,
             })));
         }
+        // From the stream key, not `rng`, so the other tests' histories stay what they were.
+        if sku.len().is_multiple_of(2) {
+            events.push(to_json(&ProductEvent::DetailsChanged(
+                ProductDetailsChanged {
+                    name: "Better thing".into(),
+                    description: Some("renamed".into()),
+                    at,
+                },
+            )));
+        }
         if rng.chance(30) {
             events.push(to_json(&ProductEvent::Discontinued(ProductDiscontinued {
                 at,
@@ -372,6 +382,11 @@ impl History {
         events.push(to_json(&ShipmentEvent::Shipped(ShipmentShipped { at })));
         if rng.chance(50) {
             events.push(to_json(&ShipmentEvent::Delivered(ShipmentDelivered { at })));
+        } else if shipment_id.as_u64_pair().0.is_multiple_of(2) {
+            events.push(to_json(&ShipmentEvent::Canceled(ShipmentCanceled {
+                reason: "lost".into(),
+                at,
+            })));
         }
         self.stream(tenant, "shipment", &shipment_id.to_string(), events);
     }
@@ -461,7 +476,7 @@ impl History {
                 }),
                 (_, 1) => CampaignEvent::ParticipantRefunded(CampaignParticipantRefunded {
                     participant_id,
-                    payment_id: (pick % 2 == 0).then_some(derived),
+                    payment_id: pick.is_multiple_of(2).then_some(derived),
                     at,
                 }),
                 _ => continue,
