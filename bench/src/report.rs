@@ -435,11 +435,12 @@ pub fn render(report: &Report) -> String {
         line(
             &mut out,
             format!(
-                "    accepted {}, refused (full) {}, failed {}; {:.0} joins/s overall, {:.0}/s for the first {}; p50 {:.1} ms, p99 {:.1} ms",
+                "    accepted {}, refused (full) {}, failed {}; {:.0} joins/s overall ({:.0} events/s appended with the process managers' commands), {:.0}/s for the first {}; p50 {:.1} ms, p99 {:.1} ms",
                 b.accepted,
                 b.refused_full,
                 b.failed,
                 b.joins_per_s,
+                b.events_per_s,
                 b.first_joins_per_s,
                 b.accepted.min(10_000),
                 b.latency.p50_ms,

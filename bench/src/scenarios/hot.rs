@@ -36,6 +36,10 @@ pub struct Hot {
     pub failures: BTreeMap<String, u64>,
     /// Accepted joins per second, until the last accepted one.
     pub joins_per_s: f64,
+    /// Events appended per second (all streams) while the joins ran: the joins and what the
+    /// process managers commanded meanwhile for them (stock reservation, payment, paid
+    /// participant), several events per join.
+    pub events_per_s: f64,
     /// Rate of the first 10,000 accepted joins (or all when fewer).
     pub first_joins_per_s: f64,
     /// Rate of each tenth of the accepted joins, in order: flat if the stream's growth costs nothing.
@@ -75,6 +79,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
         })
         .collect::<anyhow::Result<_>>()?;
     let tokens = Arc::new(tokens);
+    let position_before = log_head(bench).await?;
     let run = closed_loop(bench.plan.hot_clients, Stop::Count(requests), move |n| {
         let auth = usize::try_from(n)
             .ok()
@@ -94,6 +99,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
         }
     })
     .await;
+    let appended = appended_after(bench, position_before).await?;
     let accepted_at = &run.completions_us;
     let elapsed_to = |index: usize| std::time::Duration::from_micros(accepted_at[index]);
     let accepted = accepted_at.len();
@@ -116,6 +122,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
         } else {
             rate(run.ok, elapsed_to(accepted - 1))
         },
+        events_per_s: rate(appended, run.elapsed),
         first_joins_per_s: if first == 0 {
             0.0
         } else {
@@ -134,10 +141,29 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Hot> {
         memory_after: bench.memory_mib(),
     };
     eprintln!(
-        "(b) {} joins on one campaign: {} accepted, {} full, {} failed, {:.0} joins/s",
-        hot.requests, hot.accepted, hot.refused_full, hot.failed, hot.joins_per_s
+        "(b) {} joins on one campaign: {} accepted, {} full, {} failed, {:.0} joins/s, {:.0} events/s appended",
+        hot.requests, hot.accepted, hot.refused_full, hot.failed, hot.joins_per_s, hot.events_per_s
     );
     Ok(hot)
+}
+
+/// The newest global log position (0 for an empty log).
+async fn log_head(bench: &Bench) -> anyhow::Result<i64> {
+    let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+        .fetch_one(&bench.pool)
+        .await
+        .context("the log's head")?;
+    Ok(head.unwrap_or(0))
+}
+
+/// Events stored after `position` (counted: a rolled-back append leaves a hole in positions).
+async fn appended_after(bench: &Bench, position: i64) -> anyhow::Result<u64> {
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position > $1")
+        .bind(position)
+        .fetch_one(&bench.pool)
+        .await
+        .context("events appended during (b)")?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// 200 succeeds; 409 "the campaign is full" is a correct refusal; anything else fails.
