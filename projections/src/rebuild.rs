@@ -2,7 +2,8 @@
 //!
 //! The replacement is built from an [`EventSource`] into the shadow schema `rm_shadow` by the same
 //! [`Projector`] the workers use, in batches (short transactions keep the event store's visibility
-//! horizon moving). An empty batch only means "nothing more visible yet": the build goes on until
+//! horizon moving), each applied set-based (`Projector::project_batch`: a few statements per
+//! table and batch, with the per-event path's rules). An empty batch only means "nothing more visible yet": the build goes on until
 //! the shadow has reached, on every stream, what the live models show (waiting for the horizon
 //! without the lock, so the workers keep applying). Then, holding the swap lock exclusively (the workers hold it shared for each of
 //! their transactions, so they pause for that moment), the tail that arrived meanwhile is read,
@@ -130,8 +131,10 @@ pub struct Progress {
     pub swapped: bool,
 }
 
-/// Events per batch (and per shadow transaction).
-const BATCH: usize = 500;
+/// Events per batch (and per shadow transaction). A batch costs a few statements per table
+/// whatever its size, so larger batches go faster (measured: 500 → 5,000 events took the rate from
+/// about 7,000 to 14,000 events/s); a 5,000-event transaction still commits within a second.
+const BATCH: usize = 5_000;
 /// How long the build phase waits (without the swap lock) for the source to show what the live
 /// models already applied, before the locked final check decides.
 const SETTLE: Duration = Duration::from_secs(120);

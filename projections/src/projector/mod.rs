@@ -9,8 +9,11 @@
 //! other cases lock the row and look further. The same code builds the live schema and a rebuild's shadow schema: the
 //! schema is chosen by the transaction's search path ([`Projector::begin`]).
 //!
-//! Layout: this file holds the stream bookkeeping; one submodule per aggregate applies its events;
-//! [`crate::facets`] holds the pure rules (statuses, counters) those submodules use.
+//! Layout: this file holds the stream bookkeeping; one submodule per aggregate applies its events,
+//! one at a time (`apply`) or a rebuild batch's set-based (`apply_batch`), both from the same
+//! pure rule of the submodule (what each event changes); [`crate::facets`] holds the pure rules
+//! (statuses, counters) those submodules use; `batch` plans and drives the set-based path and
+//! `rows` reads and writes whole rows a batch at a time.
 
 mod batch;
 mod campaign;
