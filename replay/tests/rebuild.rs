@@ -240,3 +240,92 @@ async fn a_rebuild_under_live_load_swaps_in_the_fold_of_the_store_and_loses_noth
         "live only: {live_only:?}\nrebuilt only: {rebuilt_only:?}"
     );
 }
+
+/// Rows/s of a raw keyset read of `events` (the bench's (e) baseline, `bench/src/baseline.rs`).
+#[allow(clippy::float_arithmetic)] // a printed rate
+async fn raw_read_rate(pool: &PgPool) -> f64 {
+    use futures::TryStreamExt;
+    use sqlx::Row;
+    let started = Instant::now();
+    let (mut after, mut events) = (0_i64, 0_u64);
+    loop {
+        let mut rows =
+            sqlx::query("SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT 5000")
+                .bind(after)
+                .fetch(pool);
+        let mut in_batch = 0;
+        while let Some(row) = rows.try_next().await.expect("read events") {
+            after = row.try_get("position").expect("position");
+            in_batch += 1;
+        }
+        events += in_batch;
+        if in_batch < 5000 {
+            break;
+        }
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check: run with --ignored (and --release) to print the rates"]
+#[allow(clippy::float_arithmetic)] // printed rates
+async fn rebuild_rate_beside_a_raw_read_of_the_store() {
+    // Given a store of REBUILD_EVENTS (default 30,000) stock events over 3,000 streams
+    let db = TestDatabase::create()
+        .await
+        .expect("test database (DATABASE_URL)");
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .connect(db.url())
+        .await
+        .expect("connect");
+    migrate(&pool).await.expect("event store migrations");
+    commerce_projections::migrate(&pool)
+        .await
+        .expect("read-model migrations");
+    let store = PgEventStore::new(pool.clone());
+    let total: u64 = std::env::var("REBUILD_EVENTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(30_000);
+    let writers: Vec<_> = (0..16_u64)
+        .map(|writer| {
+            let executor = CommandExecutor::<Inventory>::new(store.clone(), ());
+            tokio::spawn(async move {
+                for n in 0..total / 16 {
+                    let sku = Sku::new(format!("SKU-{}", (n * 16 + writer) % 3_000)).expect("sku");
+                    let item = StockItem::new(sku, LocationId::default_location());
+                    let stream = StreamId::new(TENANT, item.stream_key()).expect("stream id");
+                    executor
+                        .execute(
+                            stream,
+                            InventoryCommand::SetStock {
+                                item,
+                                on_hand: n % 500,
+                                reason: "count".to_owned(),
+                                at: Utc::now(),
+                            },
+                            CommandContext::new(EventMetadata::new(TENANT, "writer")),
+                        )
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    // When the store is read raw, then rebuilt into the read models
+    let raw = raw_read_rate(&pool).await;
+    let summary = rebuild_read_models(&store, Rebuild::All, |_| {})
+        .await
+        .expect("rebuild");
+    // Then both rates are printed
+    let rebuild = summary.events as f64 / summary.elapsed.as_secs_f64();
+    println!(
+        "{} events: raw read {raw:.0}/s, rebuild {rebuild:.0}/s ({:.1} % of the raw read)",
+        summary.events,
+        rebuild / raw * 100.0
+    );
+}
