@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::batch::Events;
-use super::rows::Table;
+use super::rows::{Table, micros, micros_opt};
 use super::{expect_row, inconsistent, no_row, uuid_id};
 use crate::error::ProjectionError;
 use crate::event::EventRecord;
@@ -36,9 +36,13 @@ struct CampaignRow {
     max_participants: i64,
     per_customer_limit: i64,
     per_order_limit: i64,
+    #[serde(serialize_with = "micros")]
     start_time: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     end_time: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 
@@ -81,8 +85,11 @@ struct ParticipantRow {
     is_leader: bool,
     payment_id: Option<Uuid>,
     order_id: Option<Uuid>,
+    #[serde(serialize_with = "micros_opt")]
     paid_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "micros")]
     joined_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 

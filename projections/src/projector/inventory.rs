@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 
 use super::batch::Events;
 use super::inconsistent;
-use super::rows::Table;
+use super::rows::{Table, micros};
 use crate::error::ProjectionError;
 use crate::event::EventRecord;
 use crate::facets::StockLevel;
@@ -44,6 +44,7 @@ pub(super) struct InventoryRow {
     reserved: i64,
     safety_threshold: i64,
     backorder_limit: i64,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 

@@ -27,7 +27,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::batch::Events;
-use super::rows::Table;
+use super::rows::{Table, micros};
 use super::{expect_row, inconsistent, no_row, uuid_id};
 use crate::analytics;
 use crate::error::ProjectionError;
@@ -50,8 +50,11 @@ struct OrderRow {
     channel: String,
     fulfillment_status: String,
     sales_day: Option<NaiveDate>,
+    #[serde(serialize_with = "micros")]
     expires_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 
@@ -122,6 +125,7 @@ struct HistoryRow {
     sequence: i64,
     event_type: String,
     status: String,
+    #[serde(serialize_with = "micros")]
     at: DateTime<Utc>,
 }
 

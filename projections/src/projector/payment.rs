@@ -14,7 +14,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::batch::Events;
-use super::rows::Table;
+use super::rows::{Table, micros};
 use super::{expect_row, inconsistent, uuid_id};
 use crate::analytics;
 use crate::error::ProjectionError;
@@ -42,7 +42,9 @@ struct PaymentTableRow {
     refund_pending_minor: i64,
     charged_back_minor: i64,
     failure_reason: Option<String>,
+    #[serde(serialize_with = "micros")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 

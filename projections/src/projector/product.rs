@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::batch::Events;
-use super::rows::Table;
+use super::rows::{Table, micros};
 use super::{expect_row, inconsistent, no_row};
 use crate::error::ProjectionError;
 use crate::event::EventRecord;
@@ -29,7 +29,9 @@ struct ProductRow {
     price_minor: i64,
     currency: String,
     discontinued: bool,
+    #[serde(serialize_with = "micros")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 

@@ -4,10 +4,12 @@
 //! Rows travel as one JSON array bound as a single parameter and unpacked by
 //! `jsonb_populate_recordset(NULL::<table>, $1)`, which types every field by the table's own
 //! columns (in the schema the search path names, so the shadow's during a rebuild). The row
-//! structs therefore name their fields exactly as the columns are named.
+//! structs therefore name their fields exactly as the columns are named, and serialise their
+//! timestamps with [`micros`] / [`micros_opt`].
 
-use serde::Serialize;
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
@@ -120,4 +122,19 @@ fn qualified(alias: &str, columns: &[&str]) -> String {
         .map(|column| format!("{alias}.{column}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A timestamp as the per-event path stores it: sqlx cuts a bound value to whole microseconds,
+/// where PostgreSQL would round the text of a finer one; so the JSON carries it already cut.
+pub(super) fn micros<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    at.trunc_subsecs(6).serialize(serializer)
+}
+
+/// [`micros`] for a nullable timestamp.
+#[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+pub(super) fn micros_opt<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    at.map(|at| at.trunc_subsecs(6)).serialize(serializer)
 }

@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::batch::Events;
-use super::rows::Table;
+use super::rows::{Table, micros, micros_opt};
 use super::{expect_row, inconsistent, no_row, uuid_id};
 use crate::error::ProjectionError;
 use crate::event::EventRecord;
@@ -31,9 +31,13 @@ struct ShipmentRow {
     label_url: String,
     status: String,
     cancel_reason: Option<String>,
+    #[serde(serialize_with = "micros")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros_opt")]
     shipped_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "micros_opt")]
     delivered_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "micros")]
     updated_at: DateTime<Utc>,
 }
 

@@ -56,6 +56,8 @@ impl History {
             .single()
             .unwrap_or_default()
             + Duration::seconds(self.clock)
+            // Finer than PostgreSQL keeps, as `Utc::now()` gives: both paths must store the same.
+            + Duration::nanoseconds(123_456_789)
     }
 
     fn stream(
