@@ -13,6 +13,9 @@
 
 use std::collections::HashMap;
 
+use commerce_contracts::events::{
+    CampaignEvent, InventoryEvent, OrderEvent, PaymentEvent, ProductEvent, ShipmentEvent,
+};
 use sqlx::PgConnection;
 
 use super::{Projector, StreamKey, campaign, inventory, order, payment, product, shipment};
@@ -25,12 +28,12 @@ pub(super) type Events<'a, E> = Vec<(&'a EventRecord, &'a E)>;
 /// The applicable events of a batch, per read model.
 #[derive(Default)]
 struct Models<'a> {
-    orders: Events<'a, commerce_contracts::events::OrderEvent>,
-    payments: Events<'a, commerce_contracts::events::PaymentEvent>,
-    inventory: Events<'a, commerce_contracts::events::InventoryEvent>,
-    campaigns: Events<'a, commerce_contracts::events::CampaignEvent>,
-    products: Events<'a, commerce_contracts::events::ProductEvent>,
-    shipments: Events<'a, commerce_contracts::events::ShipmentEvent>,
+    orders: Events<'a, OrderEvent>,
+    payments: Events<'a, PaymentEvent>,
+    inventory: Events<'a, InventoryEvent>,
+    campaigns: Events<'a, CampaignEvent>,
+    products: Events<'a, ProductEvent>,
+    shipments: Events<'a, ShipmentEvent>,
 }
 
 impl Projector {
@@ -41,6 +44,9 @@ impl Projector {
         conn: &mut PgConnection,
         events: &[DecodedEvent],
     ) -> Result<(), ProjectionError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let plan = if self.analytics {
             None
         } else {
