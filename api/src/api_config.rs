@@ -80,6 +80,16 @@ pub struct ApiArgs {
     )]
     pub consistency_wait_ms: u64,
 
+    /// Requests served at once by this process (503 with `Retry-After` above it; health,
+    /// readiness and metrics are always answered).
+    #[arg(
+        long,
+        env = "COMMERCE_MAX_IN_FLIGHT",
+        default_value_t = 1_024,
+        global = true
+    )]
+    pub max_in_flight: u32,
+
     /// Sustained requests per second per tenant (429 above it, other tenants unaffected).
     #[arg(
         long,
@@ -161,6 +171,7 @@ impl ApiSettings {
                 args.rate_limit_per_second,
             )?,
             tenant_burst: non_zero("COMMERCE_RATE_LIMIT_BURST", args.rate_limit_burst)?,
+            max_in_flight: non_zero("COMMERCE_MAX_IN_FLIGHT", args.max_in_flight)?,
         };
         let webhooks = WebhookSecrets::parse(args.webhook_secret.as_deref().unwrap_or_default())
             .map_err(|reason| invalid("COMMERCE_WEBHOOK_SECRET", reason))?;

@@ -1,7 +1,8 @@
 //! The HTTP application: every route (from [`crate::routes`]) behind the cross-cutting layers.
 //!
-//! Outermost first: [`observe`] (correlation id, one tracing span per request, request
-//! timeout, metrics, and problem+json for the framework's own bare error responses), then the
+//! Outermost first: [`observe`] (correlation id, one tracing span per request, the bound on
+//! requests in flight, request timeout, metrics, and problem+json for the framework's own bare
+//! error responses), then the
 //! global body limit. Authentication, tenant check and the per-tenant rate limit happen in the
 //! [`crate::auth::Principal`] extractor of each protected handler.
 
@@ -20,6 +21,9 @@ use crate::extract::{CORRELATION_ID, CorrelationId};
 use crate::problem::{ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 use crate::{metrics, routes};
+
+/// Routes served even when [`crate::limits::Limits::max_in_flight`] requests are in flight.
+const ALWAYS_ADMITTED: [&str; 3] = ["/health", "/ready", "/metrics"];
 
 /// The API's router over `state`.
 pub fn router(state: AppState) -> Router {
@@ -48,15 +52,24 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
         tenant = Empty,
         correlation_id = %correlation.0,
     );
-    let timeout = state.limits().request_timeout;
-    let outcome = tokio::time::timeout(timeout, next.run(request))
-        .instrument(span.clone())
-        .await;
-    let mut response = match outcome {
-        Ok(response) => as_problem(response),
-        Err(_) => {
-            tracing::warn!(parent: &span, ?timeout, "request timed out");
-            ApiError::Timeout.into_response()
+    // Probes answer even when the process is full, so an orchestrator never restarts a
+    // process for being busy.
+    let permit = state.admit();
+    let mut response = if permit.is_none() && !ALWAYS_ADMITTED.contains(&route.as_str()) {
+        tracing::debug!(parent: &span, "refused: as many requests in flight as allowed");
+        ApiError::Overloaded.into_response()
+    } else {
+        let timeout = state.limits().request_timeout;
+        let outcome = tokio::time::timeout(timeout, next.run(request))
+            .instrument(span.clone())
+            .await;
+        drop(permit);
+        match outcome {
+            Ok(response) => as_problem(response),
+            Err(_) => {
+                tracing::warn!(parent: &span, ?timeout, "request timed out");
+                ApiError::Timeout.into_response()
+            }
         }
     };
     if let Ok(value) = HeaderValue::from_str(&correlation.0.to_string()) {

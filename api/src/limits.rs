@@ -1,6 +1,6 @@
 //! Resource limits of the HTTP API (OWASP API4) and the per-tenant rate limiter.
 //!
-//! Body size and request time are enforced by tower layers in [`crate::app`]; lines per order
+//! Body size, request time and requests in flight are enforced in [`crate::app`]; lines per order
 //! and list sizes by the handlers; the request rate by [`TenantRateLimiter`], keyed by the
 //! token's tenant so that one tenant's burst never slows another.
 
@@ -31,6 +31,11 @@ pub struct Limits {
     pub tenant_rate_per_second: NonZeroU32,
     /// Requests a tenant may send at once above the sustained rate.
     pub tenant_burst: NonZeroU32,
+    /// Requests the process serves at once; beyond it a request is answered 503 at once
+    /// (health, readiness and metrics excepted). Each request in flight holds a connection's
+    /// buffers and its task, so this bounds the memory an overload can take: without it, queries
+    /// waiting for a lagging read model piled up by the thousand (about 45 KiB each).
+    pub max_in_flight: NonZeroU32,
 }
 
 impl Default for Limits {
@@ -43,6 +48,7 @@ impl Default for Limits {
             consistency_wait: Duration::from_secs(5),
             tenant_rate_per_second: NonZeroU32::new(1_000).expect("1000 is not zero"),
             tenant_burst: NonZeroU32::new(2_000).expect("2000 is not zero"),
+            max_in_flight: NonZeroU32::new(1_024).expect("1024 is not zero"),
         }
     }
 }

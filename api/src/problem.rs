@@ -94,6 +94,9 @@ pub enum ApiError {
     /// A backing service is unavailable; the client may retry.
     #[error("service unavailable")]
     Unavailable,
+    /// The process already serves as many requests as it allows; the client may retry.
+    #[error("overloaded")]
+    Overloaded,
     /// An unexpected failure (logged with the correlation id, never shown).
     #[error("internal error")]
     Internal,
@@ -121,7 +124,7 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Timeout | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout | Self::Unavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -184,6 +187,11 @@ impl ApiError {
                 "Service unavailable",
                 Some("a backing service is unavailable; retry later".to_owned()),
             ),
+            Self::Overloaded => (
+                "overloaded",
+                "Overloaded",
+                Some("the server is serving as many requests as it allows; retry later".to_owned()),
+            ),
             Self::Internal => ("internal", "Internal error", None),
         };
         Problem {
@@ -213,7 +221,7 @@ impl IntoResponse for ApiError {
             Self::RateLimited { retry_after } => {
                 headers.insert(header::RETRY_AFTER, retry_after_value(*retry_after));
             }
-            Self::Timeout | Self::Unavailable => {
+            Self::Timeout | Self::Unavailable | Self::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use commerce_relay::RelayStatus;
 
 use sqlx::PgPool;
@@ -34,6 +36,8 @@ struct Shared {
     brokers: Option<KafkaBrokers>,
     /// The relay of this process, when it runs one (set once, after the engine started).
     relay: OnceLock<RelayStatus>,
+    /// One permit per request in flight ([`Limits::max_in_flight`]).
+    in_flight: Arc<Semaphore>,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -63,6 +67,9 @@ impl AppState {
                 verifier,
                 tenants: TenantRegistry::new(pool.clone()),
                 rate_limiter: TenantRateLimiter::new(&limits),
+                in_flight: Arc::new(Semaphore::new(
+                    usize::try_from(limits.max_in_flight.get()).unwrap_or(usize::MAX),
+                )),
                 commands: Commands::new(pool.clone()),
                 metrics: Metrics::global(),
                 limits,
@@ -88,6 +95,12 @@ impl AppState {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// A place for one more request in flight, held until dropped; `None` when the process
+    /// already serves [`Limits::max_in_flight`] requests.
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.inner.in_flight).try_acquire_owned().ok()
     }
 
     pub fn metrics(&self) -> &Metrics {

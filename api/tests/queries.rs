@@ -648,3 +648,62 @@ async fn given_no_projection_running_when_queried_with_a_token_then_503_with_ret
     problem(response, 404).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_as_many_requests_in_flight_as_allowed_when_another_comes_then_503_overloaded_and_probes_still_answer()
+ {
+    // Given an API that serves one request at a time, busy with a query waiting for a read model
+    // nothing projects
+    let limits = Limits {
+        consistency_wait: Duration::from_secs(2),
+        max_in_flight: std::num::NonZeroU32::MIN,
+        ..Limits::default()
+    };
+    let app = EngineApp::start(Components::NONE, limits).await;
+    let (_, stock_token) = product_with_stock(&app, TENANT_A, "INK").await;
+    let op = operator(TENANT_A);
+    let waiting = app.get_after("/inventory/INK", &op, &stock_token).send();
+    let waiting = tokio::spawn(waiting);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // When another request comes meanwhile
+    let response = app
+        .get("/inventory/INK", &op)
+        .send()
+        .await
+        .expect("answered");
+
+    // Then it is refused at once with 503, Retry-After and a problem naming the overload
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body = problem(response, 503).await;
+    assert_eq!(body["type"], "/problems/overloaded");
+    // And the probes still answer
+    let health = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(health.status().as_u16(), 200);
+
+    // And once the waiting query is answered, requests are served again (nothing projected
+    // the stock: a plain 404, not a refusal)
+    let waited = waiting.await.expect("task").expect("answered");
+    assert_eq!(
+        problem(waited, 503).await["type"],
+        "/problems/read-model-lagging"
+    );
+    let response = app
+        .get("/inventory/INK", &op)
+        .send()
+        .await
+        .expect("answered");
+    problem(response, 404).await;
+    app.stop().await;
+}

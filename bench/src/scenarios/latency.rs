@@ -1,7 +1,8 @@
 //! (c) End-to-end latency at a steady rate: each request sets the stock of a new SKU; from the
 //! moment the command is accepted (its 204 arrived) until the query API shows that stock.
 //! The query carries the command's `Consistency-Token`, so it waits server-side for the read
-//! model; a 404 or 503 is retried every millisecond up to [`VISIBLE_WITHIN`].
+//! model; a 404 or 503 is retried every millisecond (50 ms after a 503 "overloaded") up to
+//! [`VISIBLE_WITHIN`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use super::{Bench, CONSISTENCY_TOKEN, consistency_token};
 use crate::load::{Outcome, open_loop, transport};
 use crate::stats::{Percentiles, rate};
 
+/// How long a query refused as overloaded waits before it asks again.
+const OVERLOADED_PAUSE: Duration = Duration::from_millis(50);
 /// A command not visible after this long counts as failed.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -91,8 +94,18 @@ async fn command_then_query(client: &reqwest::Client, base: &str, auth: &str, n:
                 }
                 last = "200 with an older stock".to_owned();
             }
-            Ok(answer) if matches!(answer.status().as_u16(), 404 | 503) => {
-                last = format!("HTTP {}", answer.status().as_u16());
+            Ok(answer) if answer.status().as_u16() == 503 => {
+                let problem = answer.text().await.unwrap_or_default();
+                if problem.contains("/problems/overloaded") {
+                    // Refused at once: retrying every millisecond would only add to the load.
+                    last = "HTTP 503 (overloaded)".to_owned();
+                    tokio::time::sleep(OVERLOADED_PAUSE).await;
+                } else {
+                    last = "HTTP 503".to_owned();
+                }
+            }
+            Ok(answer) if answer.status().as_u16() == 404 => {
+                last = "HTTP 404".to_owned();
             }
             Ok(answer) => {
                 return Outcome::Failed(format!("query HTTP {}", answer.status().as_u16()));
