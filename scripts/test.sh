@@ -48,3 +48,9 @@ cargo test -p commerce-faults --test faults -- --test-threads 1
 if [ "${COMMERCE_FAULTS:-0}" = 1 ]; then
     cargo test -p commerce-faults --test faults -- --ignored --test-threads 1
 fi
+# The rebuild-rate measurements (printed, not asserted) are #[ignore]d too; set
+# COMMERCE_MEASURE=1 to run them, in a release build so the rates mean something.
+if [ "${COMMERCE_MEASURE:-0}" = 1 ]; then
+    cargo test --release -p commerce-projections --lib rebuild::tests -- --ignored --nocapture
+    cargo test --release -p commerce-replay --test rebuild -- --ignored --nocapture
+fi

@@ -36,21 +36,10 @@ struct Stack {
 impl Stack {
     /// A migrated database with the relay and one projection worker running on it.
     async fn start() -> Self {
-        let db = TestDatabase::create()
-            .await
-            .expect("test database (DATABASE_URL)");
-        let pool = PgPoolOptions::new()
-            .max_connections(12)
-            .connect(db.url())
-            .await
-            .expect("connect");
-        migrate(&pool).await.expect("event store migrations");
+        let (db, pool) = migrated_database(12).await;
         commerce_relay::migrate(&pool)
             .await
             .expect("relay migrations");
-        commerce_projections::migrate(&pool)
-            .await
-            .expect("read-model migrations");
         let brokers = kafka_brokers().expect("KAFKA_BROKERS");
         let prefix = format!("{}.", unique_topic("rb"));
         let mut worker_config = WorkerConfig::new(&brokers);
@@ -196,6 +185,24 @@ async fn snapshot(pool: &PgPool) -> Vec<String> {
     rows
 }
 
+/// A fresh test database with the event store's and the read models' tables, and a pool of
+/// `connections` to it.
+async fn migrated_database(connections: u32) -> (TestDatabase, PgPool) {
+    let db = TestDatabase::create()
+        .await
+        .expect("test database (DATABASE_URL)");
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(db.url())
+        .await
+        .expect("connect");
+    migrate(&pool).await.expect("event store migrations");
+    commerce_projections::migrate(&pool)
+        .await
+        .expect("read-model migrations");
+    (db, pool)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rebuild_under_live_load_swaps_in_the_fold_of_the_store_and_loses_nothing() {
     // Given the relay and a worker running, and writers appending
@@ -267,22 +274,11 @@ async fn raw_read_rate(pool: &PgPool) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "a measurement, not a check: run with --ignored (and --release) to print the rates"]
+#[ignore = "a measurement (rebuild and raw-read rates, printed, not asserted); runs in a release build with COMMERCE_MEASURE=1 ./scripts/test.sh (the README's test command with that variable set)"]
 #[allow(clippy::float_arithmetic)] // printed rates
 async fn rebuild_rate_beside_a_raw_read_of_the_store() {
     // Given a store of REBUILD_EVENTS (default 30,000) stock events over 3,000 streams
-    let db = TestDatabase::create()
-        .await
-        .expect("test database (DATABASE_URL)");
-    let pool = PgPoolOptions::new()
-        .max_connections(20)
-        .connect(db.url())
-        .await
-        .expect("connect");
-    migrate(&pool).await.expect("event store migrations");
-    commerce_projections::migrate(&pool)
-        .await
-        .expect("read-model migrations");
+    let (_db, pool) = migrated_database(20).await;
     let store = PgEventStore::new(pool.clone());
     let total: u64 = std::env::var("REBUILD_EVENTS")
         .ok()

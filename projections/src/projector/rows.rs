@@ -59,12 +59,7 @@ impl Table {
             .filter(|column| !self.key.contains(column))
             .map(|column| format!("{column} = EXCLUDED.{column}"))
             .collect();
-        let conflict = format!(
-            "ON CONFLICT ({}) DO UPDATE SET {}",
-            self.key.join(", "),
-            set.join(", ")
-        );
-        self.write(conn, rows, &conflict).await
+        self.write(conn, rows, &self.on_conflict(&set)).await
     }
 
     /// Inserts `rows`, adding the `summed` columns of those whose key exists to the stored values.
@@ -78,12 +73,16 @@ impl Table {
             .iter()
             .map(|column| format!("{column} = s.{column} + EXCLUDED.{column}"))
             .collect();
-        let conflict = format!(
+        self.write(conn, rows, &self.on_conflict(&set)).await
+    }
+
+    /// The clause that turns an insert on an existing key into the `set` assignments.
+    fn on_conflict(&self, set: &[String]) -> String {
+        format!(
             "ON CONFLICT ({}) DO UPDATE SET {}",
             self.key.join(", "),
             set.join(", ")
-        );
-        self.write(conn, rows, &conflict).await
+        )
     }
 
     /// Inserts `rows` (append-only tables).

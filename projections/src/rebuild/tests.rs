@@ -2,32 +2,14 @@
 
 use std::time::Instant;
 
-use async_trait::async_trait;
 use commerce_devstack::testkit::TestDatabase;
 
 use super::*;
 use crate::schema::migrate;
-use crate::testing::{History, Rng};
-
-/// A source over an in-memory log, so the figures are the application's alone.
-struct VecSource(std::vec::IntoIter<EventRecord>);
-
-#[async_trait]
-impl EventSource for VecSource {
-    async fn next_batch(
-        &mut self,
-        max: usize,
-    ) -> Result<Vec<EventRecord>, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self.0.by_ref().take(max).collect())
-    }
-
-    async fn estimated_total(&mut self) -> Option<u64> {
-        Some(self.0.len() as u64)
-    }
-}
+use crate::testing::{History, Rng, VecSource};
 
 #[tokio::test]
-#[ignore = "a measurement, not a check: run with --ignored (and --release) to print the rebuild rate"]
+#[ignore = "a measurement (the rebuild rate, printed, not asserted); runs in a release build with COMMERCE_MEASURE=1 ./scripts/test.sh (the README's test command with that variable set)"]
 async fn rebuild_rate_on_a_generated_history() {
     // Given a generated history of every aggregate type (REBUILD_STREAMS sets its size)
     let db = TestDatabase::create()

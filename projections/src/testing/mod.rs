@@ -1,5 +1,5 @@
-//! Test support: random but valid event histories of every aggregate, and read-model dumps to
-//! compare two schemas.
+//! Test support: random but valid event histories of every aggregate, an in-memory event source
+//! for rebuilds, and read-model dumps to compare two schemas.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use commerce_contracts::events::*;
@@ -9,6 +9,24 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::event::EventRecord;
+use crate::rebuild::EventSource;
+
+/// A rebuild source over an in-memory log, in its order.
+pub struct VecSource<I>(pub I);
+
+#[async_trait::async_trait]
+impl<I: Iterator<Item = EventRecord> + ExactSizeIterator + Send> EventSource for VecSource<I> {
+    async fn next_batch(
+        &mut self,
+        max: usize,
+    ) -> Result<Vec<EventRecord>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.by_ref().take(max).collect())
+    }
+
+    async fn estimated_total(&mut self) -> Option<u64> {
+        Some(self.0.len() as u64)
+    }
+}
 
 /// A small deterministic generator (xorshift64*), so a history is reproducible from its seed.
 #[derive(Debug)]

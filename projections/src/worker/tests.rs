@@ -6,33 +6,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use commerce_devstack::testkit::{TestDatabase, create_topics, kafka_brokers, unique_topic};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Connection;
 
 use super::*;
-use crate::rebuild::{EventSource, Rebuild, rebuild};
+use crate::rebuild::{Rebuild, rebuild};
 use crate::schema::migrate;
-use crate::testing::{History, Rng, dump};
+use crate::testing::{History, Rng, VecSource, dump};
 use crate::{open_dead_letters, resolve_dead_letter};
-
-struct VecSource<I>(I);
-
-#[async_trait]
-impl<I: Iterator<Item = EventRecord> + ExactSizeIterator + Send> EventSource for VecSource<I> {
-    async fn next_batch(
-        &mut self,
-        max: usize,
-    ) -> Result<Vec<EventRecord>, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self.0.by_ref().take(max).collect())
-    }
-
-    async fn estimated_total(&mut self) -> Option<u64> {
-        Some(self.0.len() as u64)
-    }
-}
 
 struct Setup {
     db: TestDatabase,
