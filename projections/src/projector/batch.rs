@@ -1,15 +1,17 @@
-//! Set-based application of a batch of events, the rebuild's path: the same rules as
-//! [`Projector::project`], with a constant number of statements per batch instead of several per
-//! event.
+//! Set-based application of a batch of events, the rebuild's and the live workers' path: the
+//! same rules as [`Projector::project`], with a constant number of statements per batch instead
+//! of several per event.
 //!
-//! The batch's streams are read from `stream_state` with one statement. When every event is
-//! either its stream's next one or a duplicate (the rebuild's source is the gap-free global log,
-//! so always there), the events are grouped by read model; each model reads the rows the batch
-//! touches with one statement per table, folds the events into them in memory with the pure
-//! rules its per-event path uses, and writes each table with one statement; `stream_state` is
-//! then written once for all streams. Anything else (a gap, a blocked stream, events parked in
-//! `pending_events`, or an analytics-queuing projector, whose per-event records a rebuild never
-//! writes) takes the per-event path for the whole batch, so nothing is ever applied out of order.
+//! Events that queue analyst records (orders and payments, for a live projector) go one by one:
+//! an order's summary is read back from the read models after each of its changes. The others
+//! are planned together: their streams are read from `stream_state` with one statement, and when
+//! every event is either its stream's next one or a duplicate (the rebuild's source is the
+//! gap-free global log, so always there; a live worker's partitions nearly always), the events
+//! are grouped by read model; each model reads the rows the batch touches with one statement per
+//! table, folds the events into them in memory with the pure rules its per-event path uses, and
+//! writes each table with one statement; `stream_state` is then written once for all streams.
+//! Anything else (a gap, a blocked stream, events parked in `pending_events`) takes the
+//! per-event path for the whole group, so nothing is ever applied out of order.
 
 use std::collections::HashMap;
 
@@ -18,7 +20,9 @@ use commerce_contracts::events::{
 };
 use sqlx::PgConnection;
 
-use super::{Projector, StreamKey, campaign, inventory, order, payment, product, shipment};
+use super::{
+    Outcome, Projector, StreamKey, campaign, inventory, order, payment, product, shipment,
+};
 use crate::error::ProjectionError;
 use crate::event::{AggregateEvent, DecodedEvent, EventRecord};
 
@@ -38,28 +42,36 @@ struct Models<'a> {
 
 impl Projector {
     /// Applies `events` (in log order) like [`Projector::project`] applied to each in turn would,
-    /// set-based when the batch allows it (see the module documentation).
+    /// set-based where the batch allows it (see the module documentation), and says what
+    /// happened to each event (`Applied` never counts drained events on the set-based path,
+    /// which only runs when nothing is parked).
     pub(crate) async fn project_batch(
         &self,
         conn: &mut PgConnection,
         events: &[DecodedEvent],
-    ) -> Result<(), ProjectionError> {
-        if events.is_empty() {
-            return Ok(());
+    ) -> Result<Vec<Outcome>, ProjectionError> {
+        let mut outcomes = vec![Outcome::Duplicate; events.len()];
+        // Streams never span aggregate types and each model writes only its own tables, so the
+        // two groups may go one after the other; within each, log order is kept.
+        let (one_by_one, set_based): (Vec<usize>, Vec<usize>) =
+            (0..events.len()).partition(|&index| self.queues_analytics(&events[index]));
+        for index in one_by_one {
+            outcomes[index] = self.project(conn, &events[index]).await?;
         }
-        let plan = if self.analytics {
-            None
-        } else {
-            plan(events, streams(conn, events).await?)
-        };
-        let Some((applicable, last)) = plan else {
-            for event in events {
-                self.project(conn, event).await?;
+        let selected: Vec<&DecodedEvent> = set_based.iter().map(|&index| &events[index]).collect();
+        if selected.is_empty() {
+            return Ok(outcomes);
+        }
+        let Some((applicable, last)) = plan(&selected, streams(conn, &selected).await?) else {
+            for (&index, event) in set_based.iter().zip(&selected) {
+                outcomes[index] = self.project(conn, event).await?;
             }
-            return Ok(());
+            return Ok(outcomes);
         };
         let mut models = Models::default();
-        for event in applicable {
+        for &position in &applicable {
+            let event = selected[position];
+            outcomes[set_based[position]] = Outcome::Applied { drained: 0 };
             let record = &event.record;
             match &event.event {
                 AggregateEvent::Order(e) => models.orders.push((record, e)),
@@ -76,7 +88,8 @@ impl Projector {
         payment::apply_batch(conn, &models.payments).await?;
         product::apply_batch(conn, &models.products).await?;
         shipment::apply_batch(conn, &models.shipments).await?;
-        save_streams(conn, &last).await
+        save_streams(conn, &last).await?;
+        Ok(outcomes)
     }
 }
 
@@ -90,7 +103,7 @@ struct Stream {
 /// The stored state of the batch's streams (those without a row are absent).
 async fn streams(
     conn: &mut PgConnection,
-    events: &[DecodedEvent],
+    events: &[&DecodedEvent],
 ) -> Result<HashMap<StreamKey, Stream>, ProjectionError> {
     let mut keys: Vec<StreamKey> = events
         .iter()
@@ -139,12 +152,12 @@ async fn streams(
         .collect())
 }
 
-/// The events to apply (duplicates left out) and each advanced stream's new last (sequence,
-/// position).
-type Plan<'a> = (Vec<&'a DecodedEvent>, HashMap<StreamKey, (i64, i64)>);
+/// Where the events to apply sit in the batch (duplicates left out), and each advanced stream's
+/// new last (sequence, position).
+type Plan = (Vec<usize>, HashMap<StreamKey, (i64, i64)>);
 
 /// Plans a batch; `None` when some event is not its stream's next one, or its stream is irregular.
-fn plan(events: &[DecodedEvent], streams: HashMap<StreamKey, Stream>) -> Option<Plan<'_>> {
+fn plan(events: &[&DecodedEvent], streams: HashMap<StreamKey, Stream>) -> Option<Plan> {
     if streams.values().any(|stream| stream.irregular) {
         return None;
     }
@@ -154,7 +167,7 @@ fn plan(events: &[DecodedEvent], streams: HashMap<StreamKey, Stream>) -> Option<
         .collect();
     let mut applicable = Vec::with_capacity(events.len());
     let mut last = HashMap::new();
-    for event in events {
+    for (position, event) in events.iter().enumerate() {
         let record = &event.record;
         let key = StreamKey::of(record);
         let sequence = known.get(&key).copied().unwrap_or(0);
@@ -166,7 +179,7 @@ fn plan(events: &[DecodedEvent], streams: HashMap<StreamKey, Stream>) -> Option<
         }
         known.insert(key.clone(), record.sequence);
         last.insert(key, (record.sequence, record.position));
-        applicable.push(event);
+        applicable.push(position);
     }
     Some((applicable, last))
 }

@@ -470,25 +470,57 @@ impl Rows {
     }
 }
 
-/// Applies a batch's campaign events set-based: reads the campaigns they touch and all their
-/// participants (one statement each), folds, writes the changed rows (one statement each).
+/// Applies a batch's campaign events set-based: reads the campaigns they touch and the
+/// participants they name (one statement each, so a live batch on a campaign of thousands of
+/// participants reads only the few it changes), folds, writes the changed rows (one statement
+/// each).
 pub(super) async fn apply_batch(
     conn: &mut PgConnection,
     events: &Events<'_, CampaignEvent>,
 ) -> Result<(), ProjectionError> {
-    let mut ids = Vec::with_capacity(events.len());
-    let mut keys = HashSet::new();
-    for (record, _) in events {
+    let mut changes = Vec::with_capacity(events.len());
+    let mut campaign_keys = HashSet::new();
+    let mut participant_keys = HashSet::new();
+    for (record, event) in events {
         let campaign_id = uuid_id(record)?;
-        ids.push(campaign_id);
-        keys.insert((record.tenant_id.as_str(), campaign_id));
+        campaign_keys.insert((record.tenant_id.as_str(), campaign_id));
+        let change = change(record, campaign_id, event);
+        match &change {
+            Change::Join(row) => {
+                participant_keys.insert((
+                    record.tenant_id.as_str(),
+                    campaign_id,
+                    row.participant_id,
+                ));
+            }
+            Change::Participant {
+                participant_id,
+                new_leader,
+                ..
+            } => {
+                participant_keys.insert((record.tenant_id.as_str(), campaign_id, *participant_id));
+                if let Some(leader) = new_leader {
+                    participant_keys.insert((record.tenant_id.as_str(), campaign_id, *leader));
+                }
+            }
+            Change::Create(_) | Change::Campaign(_) => {}
+        }
+        changes.push((record, campaign_id, change));
     }
-    let keys: Vec<serde_json::Value> = keys
+    let campaign_keys: Vec<serde_json::Value> = campaign_keys
         .into_iter()
         .map(|(tenant_id, campaign_id)| json!({"tenant_id": tenant_id, "campaign_id": campaign_id}))
         .collect();
-    let campaigns: Vec<CampaignRow> = CAMPAIGNS.fetch(conn, CAMPAIGNS.key, &keys).await?;
-    let participants: Vec<ParticipantRow> = PARTICIPANTS.fetch(conn, CAMPAIGNS.key, &keys).await?;
+    let participant_keys: Vec<serde_json::Value> = participant_keys
+        .into_iter()
+        .map(|(tenant_id, campaign_id, participant_id)| {
+            json!({"tenant_id": tenant_id, "campaign_id": campaign_id, "participant_id": participant_id})
+        })
+        .collect();
+    let campaigns: Vec<CampaignRow> = CAMPAIGNS.fetch(conn, CAMPAIGNS.key, &campaign_keys).await?;
+    let participants: Vec<ParticipantRow> = PARTICIPANTS
+        .fetch(conn, PARTICIPANTS.key, &participant_keys)
+        .await?;
     let mut rows = Rows {
         campaigns: campaigns
             .into_iter()
@@ -505,8 +537,8 @@ pub(super) async fn apply_batch(
             .collect(),
         ..Rows::default()
     };
-    for ((record, event), campaign_id) in events.iter().zip(ids) {
-        rows.apply(record, campaign_id, change(record, campaign_id, event))?;
+    for (record, campaign_id, change) in changes {
+        rows.apply(record, campaign_id, change)?;
     }
     let changed: Vec<&CampaignRow> = rows
         .changed_campaigns

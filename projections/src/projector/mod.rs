@@ -10,7 +10,7 @@
 //! schema is chosen by the transaction's search path ([`Projector::begin`]).
 //!
 //! Layout: this file holds the stream bookkeeping; one submodule per aggregate applies its events,
-//! one at a time (`apply`) or a rebuild batch's set-based (`apply_batch`), both from the same
+//! one at a time (`apply`) or a batch's set-based (`apply_batch`), both from the same
 //! pure rule of the submodule (what each event changes); [`crate::facets`] holds the pure rules
 //! (statuses, counters) those submodules use; `batch` plans and drives the set-based path and
 //! `rows` reads and writes whole rows a batch at a time.
@@ -205,6 +205,15 @@ impl Projector {
             *last = (event.record.sequence, event.record.position);
             drained = drained.saturating_add(1);
         }
+    }
+
+    /// Whether applying `event` queues analyst records (see [`crate::analytics`]).
+    fn queues_analytics(&self, event: &DecodedEvent) -> bool {
+        self.analytics
+            && matches!(
+                event.event,
+                AggregateEvent::Order(_) | AggregateEvent::Payment(_)
+            )
     }
 
     async fn apply(

@@ -39,7 +39,7 @@ use self::context::{Owned, WorkerContext};
 use self::membership::Membership;
 use crate::analytics::{create_topics, publish_outbox};
 use crate::error::ProjectionError;
-use crate::event::{AGGREGATE_TYPES, EventRecord};
+use crate::event::{AGGREGATE_TYPES, DecodedEvent, EventRecord};
 use crate::projector::{Outcome, Projector, StreamKey};
 use crate::schema::{ReadModelSchema, SWAP_LOCK_KEY};
 use crate::wakeup;
@@ -560,10 +560,11 @@ fn is_permanent(error: &ProjectionError) -> bool {
 /// (for the metrics, reported once committed).
 type Handled = (HashMap<(String, i32), i64>, Vec<(EventRecord, Outcome)>);
 
-/// One transaction for the whole batch: each record's effect (or its parking, when it cannot
-/// be projected), then one compare-and-set per partition. A `careful` run gives each record a
-/// savepoint of its own, so a record the read models refuse is parked and the others applied;
-/// the first run of a batch does without (two round trips fewer per record) and fails instead.
+/// One transaction for the whole batch: the records' effects, then one compare-and-set per
+/// partition. The first run of a batch applies it with [`Projector::project_batch`] (set-based
+/// where it can) and fails as a whole when a record is refused; a `careful` run, and any batch
+/// holding an undecodable record, goes record by record, each in a savepoint of its own, so a
+/// record that cannot be projected is parked (and its stream blocked) and the others applied.
 async fn handle(
     pool: &PgPool,
     config: &WorkerConfig,
@@ -573,52 +574,35 @@ async fn handle(
     careful: bool,
 ) -> Result<Handled, ProjectionError> {
     let mut tx = begin(pool, projector).await?;
-    let mut outcomes = Vec::with_capacity(records.len());
+    let decoded: Vec<Decoded> = records
+        .iter()
+        .map(|record| decode(config, record.message))
+        .collect();
+    let all_events = decoded
+        .iter()
+        .all(|decoded| matches!(decoded, Decoded::Event(_)));
+    let outcomes = if !careful && all_events {
+        let events: Vec<DecodedEvent> = decoded
+            .into_iter()
+            .filter_map(|decoded| match decoded {
+                Decoded::Event(event) => Some(*event),
+                Decoded::Poison { .. } => None,
+            })
+            .collect();
+        // A permanent error here aborts the transaction: the caller runs the batch again,
+        // carefully.
+        let outcomes = projector.project_batch(&mut tx, &events).await?;
+        events
+            .into_iter()
+            .map(|event| event.record)
+            .zip(outcomes)
+            .collect()
+    } else {
+        one_by_one(&mut tx, config, projector, records, decoded).await?
+    };
     let mut next: HashMap<(String, i32), i64> = HashMap::new();
     for record in records {
-        let message = record.message;
-        let parked = match decode(config, message) {
-            Decoded::Event(event) if !careful => {
-                // A permanent error here aborts the transaction: the caller runs the batch
-                // again, carefully.
-                let outcome = projector.project(&mut tx, &event).await?;
-                outcomes.push((event.record, outcome));
-                None
-            }
-            Decoded::Event(event) => {
-                let mut savepoint = tx.begin().await?;
-                match projector.project(&mut savepoint, &event).await {
-                    Ok(outcome) => {
-                        savepoint.commit().await?;
-                        outcomes.push((event.record, outcome));
-                        None
-                    }
-                    Err(error) if is_permanent(&error) => {
-                        savepoint.rollback().await?;
-                        let stream = StreamKey {
-                            tenant_id: event.record.tenant_id.clone(),
-                            aggregate_type: event.record.aggregate_type.clone(),
-                            aggregate_id: event.record.aggregate_id.clone(),
-                        };
-                        Some((error.to_string(), Some(stream)))
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            Decoded::Poison { reason, stream } => Some((reason, stream)),
-        };
-        if let Some((reason, stream)) = parked {
-            park(
-                &mut tx,
-                config,
-                projector,
-                message,
-                &reason,
-                stream.as_ref(),
-            )
-            .await?;
-        }
-        next.insert(record.partition_key.clone(), message.offset() + 1);
+        next.insert(record.partition_key.clone(), record.message.offset() + 1);
     }
     for ((topic, partition), next) in &next {
         let expected = expected
@@ -648,6 +632,50 @@ async fn handle(
     }
     tx.commit().await?;
     Ok((next, outcomes))
+}
+
+/// Applies the records one at a time, each event in a savepoint; parks what cannot be
+/// projected. Returns the applied events' outcomes.
+async fn one_by_one(
+    tx: &mut PgConnection,
+    config: &WorkerConfig,
+    projector: &Projector,
+    records: &[Polled<'_, '_>],
+    decoded: Vec<Decoded>,
+) -> Result<Vec<(EventRecord, Outcome)>, ProjectionError> {
+    let mut outcomes = Vec::with_capacity(records.len());
+    for (record, decoded) in records.iter().zip(decoded) {
+        let parked = match decoded {
+            Decoded::Event(event) => {
+                let mut savepoint = tx.begin().await?;
+                match projector.project(&mut savepoint, &event).await {
+                    Ok(outcome) => {
+                        savepoint.commit().await?;
+                        outcomes.push((event.record, outcome));
+                        None
+                    }
+                    Err(error) if is_permanent(&error) => {
+                        savepoint.rollback().await?;
+                        Some((error.to_string(), Some(StreamKey::of(&event.record))))
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Decoded::Poison { reason, stream } => Some((reason, stream)),
+        };
+        if let Some((reason, stream)) = parked {
+            park(
+                tx,
+                config,
+                projector,
+                record.message,
+                &reason,
+                stream.as_ref(),
+            )
+            .await?;
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Parks a record in `rm_meta.dead_letters` with the reason and blocks its stream.
