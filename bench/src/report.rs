@@ -510,11 +510,12 @@ pub fn render(report: &Report) -> String {
         line(
             &mut out,
             format!(
-                "\n(e) {} events: raw sequential read {:.0}/s; rebuild {:.0}/s ({}); verify {:.0}/s ({}), damage {}",
+                "\n(e) {} events: raw sequential read {:.0}/s, then rebuild {:.0}/s ({}); raw sequential read {:.0}/s, then verify {:.0}/s ({}), damage {}",
                 e.events,
                 e.raw_read_events_per_s,
                 e.rebuild_events_per_s,
                 percent(e.rebuild_ratio),
+                e.raw_read_before_verify_events_per_s,
                 e.verify_events_per_s,
                 percent(e.verify_ratio),
                 e.verify_damage
