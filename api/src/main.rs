@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use commerce_api::{Cli, telemetry};
+use mimalloc::MiMalloc;
+
+/// mimalloc rather than glibc's malloc: see `BENCHMARKS.md` (memory and CPU of the engine).
+#[global_allocator]
+static ALLOCATOR: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
