@@ -14,7 +14,8 @@
 //! counted), steadier than the rates when other work shares the machine.
 //!
 //! Run: `cargo bench -p commerce-replay --bench replay` (add `--profile dev` to reuse the test
-//! build). `BENCH_EVENTS` sets the size of the log for the verify figures (default 20,000).
+//! build). `BENCH_EVENTS` sets the size of the log for the verify figures (default 20,000),
+//! `BENCH_ROUNDS` the rounds measured on it (default 3).
 
 #[allow(dead_code)]
 #[path = "../../eventstore/tests/common/counter.rs"]
@@ -127,24 +128,25 @@ async fn raw_sequential_read(pool: &PgPool) -> u64 {
     }
 }
 
-/// CPU time this process has used, in clock ticks (user + system, `/proc/self/stat`; `None`
-/// where that is not readable): how much of its own CPU a reader spends per event, a figure
-/// the other load on a shared machine disturbs far less than the wall clock.
-fn cpu_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    let user: u64 = fields.get(11)?.parse().ok()?;
-    let system: u64 = fields.get(12)?.parse().ok()?;
-    Some(user + system)
+/// CPU time this process's threads have used, in nanoseconds (the first field of every
+/// `/proc/self/task/*/schedstat`; `None` where that is not readable): how much of its own CPU a
+/// reader spends per event, a figure the other load on a shared machine disturbs far less
+/// than the wall clock (and finer than `/proc/self/stat`'s 10 ms ticks).
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split(' ').next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
-/// Microseconds of CPU per event between two [`cpu_ticks`] readings (ticks of 10 ms).
+/// Microseconds of CPU per event between two [`cpu_ns`] readings.
 fn cpu_us_per_event(before: Option<u64>, after: Option<u64>, events: u64) -> String {
     match (before, after) {
         (Some(before), Some(after)) => {
-            let tenths = after.saturating_sub(before) * 100_000 / events.max(1);
-            format!("{}.{}", tenths / 10, tenths % 10)
+            let hundredths = after.saturating_sub(before) / 10 / events.max(1);
+            format!("{}.{:02}", hundredths / 100, hundredths % 100)
         }
         _ => "n/a".to_owned(),
     }
@@ -232,7 +234,11 @@ async fn main() {
         }
     );
 
-    for round in 1..=3 {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(3);
+    for round in 1..=rounds {
         let started = Instant::now();
         let replayed = history::<Counter>(&store, &long, Upto::End)
             .await
@@ -240,15 +246,15 @@ async fn main() {
         let replay_us = started.elapsed().as_micros();
         assert_eq!(replayed.entries.len(), 1_000);
 
-        let (started, cpu_before) = (Instant::now(), cpu_ticks());
+        let (started, cpu_before) = (Instant::now(), cpu_ns());
         let raw = raw_sequential_read(&pool).await;
         let raw_us = started.elapsed().as_micros().max(1);
-        let raw_cpu = cpu_us_per_event(cpu_before, cpu_ticks(), raw);
+        let raw_cpu = cpu_us_per_event(cpu_before, cpu_ns(), raw);
 
-        let (started, cpu_before) = (Instant::now(), cpu_ticks());
+        let (started, cpu_before) = (Instant::now(), cpu_ns());
         let report = verify_database(&pool, &key).await.expect("verify");
         let verify_us = started.elapsed().as_micros().max(1);
-        let verify_cpu = cpu_us_per_event(cpu_before, cpu_ticks(), report.events);
+        let verify_cpu = cpu_us_per_event(cpu_before, cpu_ns(), report.events);
         assert!(report.is_clean());
         let verify_rate = u128::from(report.events) * 1_000_000 / verify_us;
         let raw_rate = u128::from(raw) * 1_000_000 / raw_us;
