@@ -42,6 +42,9 @@ pub async fn run(bench: &Bench, target_rate: u64) -> anyhow::Result<Latency> {
         async move { command_then_query(&client, &base, &auth, n).await }
     })
     .await;
+    // Above what the read side sustains, (c) leaves a backlog: the next phase must not pay
+    // for it.
+    bench.settle().await?;
     let latency = Latency {
         target_rate,
         achieved_rate: rate(run.ok, run.elapsed),

@@ -94,13 +94,17 @@ impl Bench {
 }
 
 /// The number of events, and how many of the most recent ones the read models have not
-/// applied yet (`rm.stream_state` keeps the last position applied per stream).
+/// applied yet (`rm.stream_state` keeps the last position applied per stream) or the process
+/// managers have not read yet (`workflow_cursor`; most events need no reaction, so the event
+/// count alone does not show that they are still reading).
 const UNPROJECTED: &str = "SELECT (SELECT count(*) FROM events), count(*) FROM events e \
      LEFT JOIN rm.stream_state s ON s.tenant_id = split_part(e.aggregate_id, '/', 1) \
        AND s.aggregate_type = e.aggregate_type \
        AND s.aggregate_id = substr(e.aggregate_id, strpos(e.aggregate_id, '/') + 1) \
      WHERE e.position > (SELECT coalesce(max(position), 0) - 50000 FROM events) \
-       AND (s.last_position IS NULL OR e.position > s.last_position)";
+       AND (s.last_position IS NULL OR e.position > s.last_position \
+         OR NOT EXISTS (SELECT 1 FROM workflow_cursor c \
+           WHERE (e.transaction_id::text::bigint, e.position) <= (c.transaction_id, c.position)))";
 
 /// A command response's `Consistency-Token`.
 pub fn consistency_token(response: &reqwest::Response) -> Option<i64> {
