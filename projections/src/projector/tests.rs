@@ -291,7 +291,13 @@ fn incremental_with_duplicates_and_disorder_equals_a_rebuild() {
 /// Applies `log` to the shadow set-based, in consecutive batches of `size` events, one
 /// transaction each, as a rebuild does.
 async fn project_set_based(pool: &PgPool, log: &[EventRecord], size: usize) {
-    project_in_batches(pool, Projector::new(ReadModelSchema::Shadow, false), log, size).await;
+    project_in_batches(
+        pool,
+        Projector::new(ReadModelSchema::Shadow, false),
+        log,
+        size,
+    )
+    .await;
 }
 
 /// Applies `log` with `projector` in consecutive batches of `size` events, one transaction
@@ -323,18 +329,16 @@ async fn project_in_batches(
 
 /// The analyst records queued so far, in queue order, and the queue emptied.
 async fn take_outbox(pool: &PgPool) -> Vec<(String, String, serde_json::Value)> {
-    sqlx::query_as(
-        "DELETE FROM rm_meta.analytics_outbox RETURNING stream, record_key, payload, id",
-    )
-    .fetch_all(pool)
-    .await
-    .map(|mut rows: Vec<(String, String, serde_json::Value, i64)>| {
-        rows.sort_by_key(|row| row.3);
-        rows.into_iter()
-            .map(|(stream, key, payload, _)| (stream, key, payload))
-            .collect()
-    })
-    .expect("analytics outbox")
+    sqlx::query_as("DELETE FROM rm_meta.analytics_outbox RETURNING stream, record_key, payload, id")
+        .fetch_all(pool)
+        .await
+        .map(|mut rows: Vec<(String, String, serde_json::Value, i64)>| {
+            rows.sort_by_key(|row| row.3);
+            rows.into_iter()
+                .map(|(stream, key, payload, _)| (stream, key, payload))
+                .collect()
+        })
+        .expect("analytics outbox")
 }
 
 #[test]
