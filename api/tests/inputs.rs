@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use commerce_api::limits::Limits;
-use common::{TENANT_A, TENANT_B, TestApp, operator, problem};
+use common::{TENANT_A, TENANT_B, TestApp, operator, problem, retry_after};
 use serde_json::json;
 
 #[tokio::test]
@@ -149,9 +149,9 @@ async fn given_a_tenant_over_its_rate_when_it_bursts_then_429_and_other_tenants_
         }
     }
     let response = limited.expect("the burst is limited");
-    let retry_after = response.headers().get("retry-after").cloned();
+    let retry = retry_after(&response);
     problem(response, 429).await;
-    assert!(retry_after.is_some(), "Retry-After is set");
+    assert!(retry.is_some(), "Retry-After is set");
 
     let response = app
         .put("/inventory", &quiet)

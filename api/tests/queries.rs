@@ -21,7 +21,7 @@ use commerce_domain::TenantId;
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use common::{SECRET, TENANT_A, TENANT_B, customer, operator, problem};
+use common::{SECRET, TENANT_A, TENANT_B, customer, operator, problem, retry_after};
 
 /// The API and (some of) the engine's components on a database and topics of their own.
 struct EngineApp {
@@ -610,13 +610,7 @@ async fn given_no_projection_running_when_queried_with_a_token_then_503_with_ret
         .expect("answered");
     // Then it gives up after the configured wait with 503 and Retry-After
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(retry_after(&response).as_deref(), Some("1"));
     let body = problem(response, 503).await;
     assert_eq!(body["type"], "/problems/read-model-lagging");
 
@@ -674,13 +668,7 @@ async fn given_as_many_requests_in_flight_as_allowed_when_another_comes_then_503
         .expect("answered");
 
     // Then it is refused at once with 503, Retry-After and a problem naming the overload
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(retry_after(&response).as_deref(), Some("1"));
     let body = problem(response, 503).await;
     assert_eq!(body["type"], "/problems/overloaded");
     // And the probes still answer

@@ -136,6 +136,15 @@ pub fn customer(tenant: &str, subject: &str) -> String {
     token(tenant, subject, &[Role::Customer])
 }
 
+/// The `Retry-After` header of `response`, if any.
+pub fn retry_after(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Asserts `response` is a problem+json with `status`; returns its body.
 pub async fn problem(response: Response, status: u16) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");

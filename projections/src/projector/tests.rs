@@ -231,21 +231,39 @@ async fn queries_answer_from_the_read_models_and_only_for_the_tenant() {
     ));
 }
 
+/// Empties both the live and the shadow read models.
+async fn reset_both(pool: &PgPool) {
+    reset(pool, ReadModelSchema::Live).await;
+    reset(pool, ReadModelSchema::Shadow).await;
+}
+
+/// Dumps of `rm` and `rm_shadow`.
+async fn dump_both(pool: &PgPool) -> (serde_json::Value, serde_json::Value) {
+    let mut conn = pool.acquire().await.expect("conn");
+    (
+        dump(&mut conn, "rm").await,
+        dump(&mut conn, "rm_shadow").await,
+    )
+}
+
+/// A random log whose events are, some of them, repeated later in it (redeliveries).
+fn log_with_repeats(rng: &mut Rng, size: u64) -> Vec<EventRecord> {
+    let mut log = History::random(rng, size).interleave(rng);
+    let again: Vec<EventRecord> = log.iter().filter(|_| rng.chance(15)).cloned().collect();
+    log.extend(again);
+    log
+}
+
 /// Dumps of `rm` (built incrementally from `deliveries`) and `rm_shadow` (built in log order).
 async fn compare(
     pool: &PgPool,
     log: &[EventRecord],
     deliveries: &[EventRecord],
 ) -> (serde_json::Value, serde_json::Value) {
-    reset(pool, ReadModelSchema::Live).await;
-    reset(pool, ReadModelSchema::Shadow).await;
+    reset_both(pool).await;
     project_each(pool, live(), deliveries).await;
     project_batch(pool, Projector::new(ReadModelSchema::Shadow, false), log).await;
-    let mut conn = pool.acquire().await.expect("conn");
-    (
-        dump(&mut conn, "rm").await,
-        dump(&mut conn, "rm_shadow").await,
-    )
+    dump_both(pool).await
 }
 
 #[test]
@@ -329,16 +347,13 @@ async fn project_in_batches(
 
 /// The analyst records queued so far, in queue order, and the queue emptied.
 async fn take_outbox(pool: &PgPool) -> Vec<(String, String, serde_json::Value)> {
-    sqlx::query_as("DELETE FROM rm_meta.analytics_outbox RETURNING stream, record_key, payload, id")
-        .fetch_all(pool)
-        .await
-        .map(|mut rows: Vec<(String, String, serde_json::Value, i64)>| {
-            rows.sort_by_key(|row| row.3);
-            rows.into_iter()
-                .map(|(stream, key, payload, _)| (stream, key, payload))
-                .collect()
-        })
-        .expect("analytics outbox")
+    sqlx::query_as(
+        "WITH taken AS (DELETE FROM rm_meta.analytics_outbox RETURNING id, stream, record_key, payload)
+         SELECT stream, record_key, payload FROM taken ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("analytics outbox")
 }
 
 #[test]
@@ -356,14 +371,9 @@ fn live_batches_build_and_queue_what_the_per_event_projector_does() {
         .run(
             &(any::<u64>(), 10_u64..60, 1_usize..80),
             |(seed, size, batch)| {
-                let mut rng = Rng::new(seed);
-                let mut log = History::random(&mut rng, size).interleave(&mut rng);
-                let again: Vec<EventRecord> =
-                    log.iter().filter(|_| rng.chance(15)).cloned().collect();
-                log.extend(again);
+                let log = log_with_repeats(&mut Rng::new(seed), size);
                 let (per_event, batched) = runtime.block_on(async {
-                    reset(db.pool(), ReadModelSchema::Live).await;
-                    reset(db.pool(), ReadModelSchema::Shadow).await;
+                    reset_both(db.pool()).await;
                     take_outbox(db.pool()).await;
                     let each = project_each(db.pool(), live(), &log).await;
                     let each_queued = take_outbox(db.pool()).await;
@@ -375,10 +385,10 @@ fn live_batches_build_and_queue_what_the_per_event_projector_does() {
                     )
                     .await;
                     let batched_queued = take_outbox(db.pool()).await;
-                    let mut conn = db.pool().acquire().await.expect("conn");
+                    let (live_tables, shadow_tables) = dump_both(db.pool()).await;
                     (
-                        (dump(&mut conn, "rm").await, each_queued, each),
-                        (dump(&mut conn, "rm_shadow").await, batched_queued, batched),
+                        (live_tables, each_queued, each),
+                        (shadow_tables, batched_queued, batched),
                     )
                 });
                 prop_assert_eq!(per_event, batched);
@@ -405,22 +415,16 @@ fn set_based_batches_build_what_the_per_event_projector_builds() {
             &(any::<u64>(), 10_u64..80, 1_usize..120, any::<bool>()),
             |(seed, size, batch, repeat)| {
                 let mut rng = Rng::new(seed);
-                let mut log = History::random(&mut rng, size).interleave(&mut rng);
-                if repeat {
-                    let again: Vec<EventRecord> =
-                        log.iter().filter(|_| rng.chance(15)).cloned().collect();
-                    log.extend(again);
-                }
+                let log = if repeat {
+                    log_with_repeats(&mut rng, size)
+                } else {
+                    History::random(&mut rng, size).interleave(&mut rng)
+                };
                 let (per_event, set_based) = runtime.block_on(async {
-                    reset(db.pool(), ReadModelSchema::Live).await;
-                    reset(db.pool(), ReadModelSchema::Shadow).await;
+                    reset_both(db.pool()).await;
                     project_each(db.pool(), live(), &log).await;
                     project_set_based(db.pool(), &log, batch).await;
-                    let mut conn = db.pool().acquire().await.expect("conn");
-                    (
-                        dump(&mut conn, "rm").await,
-                        dump(&mut conn, "rm_shadow").await,
-                    )
+                    dump_both(db.pool()).await
                 });
                 prop_assert_eq!(per_event, set_based);
                 Ok(())
