@@ -1,5 +1,6 @@
-//! The executor's retry counter: a stale cache that loses the append race is re-run once and
-//! counted as `command_retries_total{reason="conflict"}`.
+//! The executor's retry counters: a stale cache that loses the append race is re-run once and
+//! counted as `command_retries_total{reason="conflict"}`; a cold slot that wrongly guessed its
+//! stream was new is counted as `reason="cold"`.
 
 mod common;
 
@@ -92,4 +93,37 @@ async fn given_a_stale_cache_when_its_append_conflicts_then_the_retry_is_counted
     // then
     assert_eq!(counters.get(retries), 1);
     assert_eq!(store.stream_version("Counter", &s).await.expect("head"), 3);
+}
+
+#[tokio::test]
+async fn given_a_cold_slot_on_an_existing_stream_when_its_guess_misses_then_it_is_counted_as_cold()
+{
+    let counters = Counters::default();
+    let _recorder = metrics::set_default_local_recorder(&counters);
+    let cold = "command_retries_total{aggregate=Counter,reason=cold}";
+    let store = PgEventStore::new(fresh_pool().await);
+    let other = CommandExecutor::<Counter>::new(store.clone(), ());
+    let executor = CommandExecutor::<Counter>::new(store.clone(), ());
+
+    // given: a new stream created through a cold slot (the guess hits: nothing counted)
+    let s = stream("t", "guessed");
+    other
+        .execute(s.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("create");
+    assert_eq!(counters.get(cold), 0, "a right guess is not a retry");
+
+    // when: a process that never saw the stream appends to it
+    executor
+        .execute(s.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("appends after loading");
+
+    // then: one wrong guess, no conflict retry, and the event follows the stored one
+    assert_eq!(counters.get(cold), 1);
+    assert_eq!(
+        counters.get("command_retries_total{aggregate=Counter,reason=conflict}"),
+        0
+    );
+    assert_eq!(store.stream_version("Counter", &s).await.expect("head"), 2);
 }

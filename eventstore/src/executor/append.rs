@@ -4,8 +4,11 @@
 //! postgres-es' own `persist` opens its own transaction, so it cannot also write the
 //! idempotency row; this module inserts into the same `events` table with the same seven
 //! columns (the extra columns take their defaults), in one multi-row statement.
-//! A duplicate `(aggregate_type, aggregate_id, sequence)` is the optimistic-concurrency
-//! conflict; a duplicate `(tenant_id, idempotency_key)` means a concurrent twin won.
+//! A stream already past the expected version is the optimistic-concurrency conflict: the
+//! statement finds the first new sequence taken and writes nothing (no error, so a cold
+//! slot's wrong guess that its stream is new costs no more than a read), and the primary key
+//! `(aggregate_type, aggregate_id, sequence)` still catches two writers racing for it. A
+//! duplicate `(tenant_id, idempotency_key)` means a concurrent twin won.
 //!
 //! It also names `event_id`, `recorded_at` (microsecond precision), `prev_hash` and
 //! `chain_hash`: the chain hash covers the first two, so they are chosen here rather than by
@@ -107,6 +110,8 @@ pub(crate) async fn append(
         }
     };
     let inserted = match inserted {
+        // The guard found the first new sequence taken: the stream moved past `expected_version`.
+        Ok(inserted) if inserted.is_empty() && !rows.is_empty() => return Ok(Appended::Conflict),
         Ok(inserted) => inserted,
         Err(error) if violates(&error, EVENTS_PKEY) => return Ok(Appended::Conflict),
         Err(error) if violates(&error, IDEMPOTENCY_PKEY) => return Ok(Appended::KeyTaken),
@@ -134,12 +139,14 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
        FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
                    $10::bytea[], $11::bytea[]) \
             AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
+      WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                           AND sequence = ($3::bigint[])[1]) \
      RETURNING sequence, event_type, event_version, position, event_id, recorded_at";
 
 /// [`INSERT_EVENTS`] and the idempotency record (`$12` tenant, `$13` key, `$14` request
 /// hash) of the outcome `$15` completed with the inserted events (`$16` is their recorded
 /// time as the outcome serialises it). The record's `INSERT` reads the events'
-/// `RETURNING` rows, so both commit or fail together.
+/// `RETURNING` rows, so both commit or fail together, and a conflict writes neither.
 const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
           event_id, recorded_at, prev_hash, chain_hash) \
@@ -148,6 +155,8 @@ const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
        FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
                    $10::bytea[], $11::bytea[]) \
             AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
+      WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                           AND sequence = ($3::bigint[])[1]) \
      RETURNING sequence, event_type, event_version, position, event_id, recorded_at), \
      rec AS (INSERT INTO command_idempotency \
          (tenant_id, idempotency_key, request_hash, aggregate_type, aggregate_id, result) \
@@ -158,7 +167,7 @@ const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
              ORDER BY sequence), \
          'last_sequence', max(sequence), \
          'last_position', (array_agg(position ORDER BY sequence DESC))[1]) \
-       FROM ins) \
+       FROM ins HAVING count(*) > 0) \
      SELECT sequence, event_type, event_version, position, event_id, recorded_at FROM ins";
 
 /// The record of a keyed command that appended nothing.

@@ -4,7 +4,8 @@
 //! `command_retries_total{aggregate, reason}` counts every re-run of a command, whoever called
 //! the executor (HTTP handlers and process managers alike): `reason="conflict"` after an append
 //! lost the race to another process, `reason="stale"` when a refusal or no-op was decided on a
-//! cache another process had overtaken. Commands that give up (`command_conflicts_total`) and
+//! cache another process had overtaken, `reason="cold"` when a cold slot guessed its stream
+//! was new and it was not (the command then loads the stream). Commands that give up (`command_conflicts_total`) and
 //! appended events (`events_appended_total`) are counted by the API from the outcome, so they
 //! are not counted here a second time.
 
@@ -13,6 +14,7 @@
 pub(super) enum Retry {
     Conflict,
     Stale,
+    Cold,
 }
 
 impl Retry {
@@ -20,6 +22,7 @@ impl Retry {
         match self {
             Self::Conflict => "conflict",
             Self::Stale => "stale",
+            Self::Cold => "cold",
         }
     }
 }

@@ -3,18 +3,22 @@
 //!
 //! Layout: `cache` (per-stream slots and the bounded LRU of folded aggregates), `load` (a
 //! cold slot's snapshot, events and head hash in one statement), `append` (the one-statement
-//! append and idempotency record), `backoff` (retry delays),
+//! append and idempotency record), `speculation` (when a cold slot guesses its stream is
+//! new), `backoff` (retry delays),
 //! `metrics` (retry counters), `outcome` (context and results), `error`.
 //!
 //! How a command runs (design decision 8, "hot aggregates"):
 //! 1. A repeated idempotency key returns the stored outcome (or `IdempotencyMismatch`).
 //! 2. The stream's slot is locked: commands on one stream run one after another in this
 //!    process, so they never conflict with each other.
-//! 3. The cached aggregate is used as is; a cold slot loads the newest engine snapshot plus
-//!    the events after it.
+//! 3. The cached aggregate is used as is. A cold slot first guesses that its stream is new
+//!    and runs the command on the empty aggregate (see `speculation`); when that decides
+//!    nothing, or the append finds the stream not new after all, it loads the newest engine
+//!    snapshot plus the events after it and runs the command again at once.
 //! 4. The cache is trusted only through the database: appends insert at `version + 1..`,
 //!    and the primary key rejects them if another process wrote first. Outcomes that append
-//!    nothing (rejections, no-ops) first check the stream head with one indexed query.
+//!    nothing (rejections, no-ops) first check the stream head with one indexed query, unless
+//!    the attempt itself just loaded the stream.
 //! 5. On a conflict the aggregate is reloaded (snapshot + tail; the handler already applied
 //!    its events to the cached copy) and the command re-run after a jittered exponential
 //!    backoff, up to `max_attempts` times, then `Conflict`. When a rejection was decided on a
@@ -40,6 +44,7 @@ mod error;
 mod load;
 mod metrics;
 mod outcome;
+mod speculation;
 
 use std::fmt;
 use std::sync::Arc;
@@ -53,6 +58,7 @@ use crate::store::{LoadedAggregate, PgEventStore};
 use crate::stream::StreamId;
 use append::{Appended, NewEvent};
 use cache::{Cached, StreamSlots};
+use speculation::{Guess, Speculation};
 
 pub use error::ExecuteError;
 pub use outcome::{CommandContext, CommandOutcome, StoredEvent, request_hash};
@@ -74,6 +80,9 @@ pub struct ExecutorConfig {
     /// Tag of the aggregate's state shape and fold; bump it when either changes so older
     /// snapshots are ignored.
     pub state_version: String,
+    /// Let a cold slot assume its stream is new, saving the load's round trip when it is
+    /// (see the `speculation` module); throttled by itself when the guesses keep missing.
+    pub speculate_new_streams: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -87,6 +96,7 @@ impl Default for ExecutorConfig {
             // to load, so a larger cache mostly adds memory (and keeps growing it longer).
             cache_capacity: 2_048,
             state_version: "1".to_owned(),
+            speculate_new_streams: true,
         }
     }
 }
@@ -103,6 +113,7 @@ struct Inner<A: Aggregate> {
     services: A::Services,
     config: ExecutorConfig,
     slots: StreamSlots<A>,
+    speculation: Speculation,
 }
 
 impl<A: Aggregate> Clone for CommandExecutor<A> {
@@ -132,6 +143,9 @@ enum Attempt<A: Aggregate> {
     Conflict,
     /// A concurrent execution with the same idempotency key committed first.
     KeyTaken(String),
+    /// The attempt assumed a new stream and that did not settle the command (the slot is
+    /// cold again): run again now, loading the stream.
+    Unproven,
 }
 
 impl<A> CommandExecutor<A>
@@ -147,12 +161,14 @@ where
 
     pub fn with_config(store: PgEventStore, services: A::Services, config: ExecutorConfig) -> Self {
         let slots = StreamSlots::new(config.cache_capacity);
+        let speculation = Speculation::new(config.speculate_new_streams);
         Self {
             inner: Arc::new(Inner {
                 store,
                 services,
                 config,
                 slots,
+                speculation,
             }),
         }
     }
@@ -190,9 +206,10 @@ where
         let config = &self.inner.config;
         let max_attempts = config.max_attempts.max(1);
         let mut attempt = 1;
+        let mut may_guess = true;
         loop {
             match self
-                .attempt(&stream, &mut cached, command.clone(), &context)
+                .attempt(&stream, &mut cached, command.clone(), &context, may_guess)
                 .await?
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
@@ -207,6 +224,8 @@ where
                         .into()),
                     };
                 }
+                // A guess is not a try: it never counts against `max_attempts`.
+                Attempt::Unproven => may_guess = false,
                 Attempt::Stale | Attempt::Conflict if attempt >= max_attempts => {
                     return Err(ExecuteError::Conflict {
                         stream,
@@ -238,10 +257,18 @@ where
         slot: &mut Option<Cached<A>>,
         command: A::Command,
         context: &CommandContext,
+        may_guess: bool,
     ) -> Result<Attempt<A>, ExecuteError<A::Error>> {
         let store = &self.inner.store;
+        let guessing = slot.is_none() && may_guess && self.inner.speculation.should_guess();
+        let loaded_now = slot.is_none() && !guessing;
         let cached = match slot {
             Some(cached) => cached,
+            None if guessing => slot.insert(Cached {
+                aggregate: Arc::default(),
+                version: 0,
+                head_hash: None,
+            }),
             None => {
                 let (loaded, head_hash) =
                     load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
@@ -263,7 +290,12 @@ where
         // cached copy is ahead of the store and must not be reused.
         let touched = !events.is_empty();
 
-        if handled.is_err() || !touched {
+        if guessing && (handled.is_err() || !touched) {
+            // A refusal or a no-op on an assumed-empty stream says nothing about the stored one.
+            *slot = None;
+            return Ok(Attempt::Unproven);
+        }
+        if (handled.is_err() || !touched) && !loaded_now {
             // Nothing to append, so no primary key vouches for the cache: check the head.
             let head = store
                 .stream_version(A::TYPE, stream)
@@ -277,6 +309,8 @@ where
                 self.catch_up(stream, slot, touched).await?;
                 return Ok(Attempt::Stale);
             }
+        }
+        if handled.is_err() || !touched {
             if let Err(error) = handled {
                 if touched {
                     *slot = None;
@@ -326,6 +360,9 @@ where
         };
         match appended {
             Ok(Appended::Committed(outcome, head_hash)) => {
+                if guessing {
+                    self.inner.speculation.record(Guess::Hit);
+                }
                 store.signal_appended();
                 if let Some(cached) = slot.as_mut() {
                     cached.version = outcome.last_sequence;
@@ -333,6 +370,13 @@ where
                     self.maybe_snapshot(stream, cached, before).await;
                 }
                 Ok(Attempt::Done(outcome))
+            }
+            Ok(Appended::Conflict) if guessing => {
+                // Not a race: the stream existed before this command. Load it and run again.
+                *slot = None;
+                self.inner.speculation.record(Guess::Missed);
+                metrics::retried(A::TYPE, metrics::Retry::Cold);
+                Ok(Attempt::Unproven)
             }
             Ok(Appended::Conflict) => {
                 *slot = None;
