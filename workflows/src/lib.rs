@@ -19,8 +19,8 @@
 //! How it runs ([`Workflows::run`]):
 //! - **Intake** (`intake`): one leader per database (a PostgreSQL session advisory lock; other
 //!   engine processes stand by and take over) tails the event store's gap-free global log from
-//!   its persisted cursor (`workflow_cursor`), saved after each batch it read and at least every
-//!   second within one (most events need no reaction, and a save per event doubled the
+//!   its persisted cursor (`workflow_cursor`), saved every second while events flow and once
+//!   the log falls quiet (most events need no reaction, and a save per event doubled the
 //!   commits of a command-heavy load; the reactions since the last save replay idempotently
 //!   after a crash). The log rather than the Kafka topics: it is the
 //!   source of truth, totally ordered across aggregates (so a cancellation's compensation always
@@ -79,8 +79,8 @@ use deadlines::Deadlines;
 use engine::Engine;
 use links::Links;
 
-/// How long the reactions of one batch may run before the cursor is saved within it (it is
-/// always saved at the batch's end): bounds what a new leader replays after a crash.
+/// How long reactions may run before the cursor is saved (it is also saved when the log
+/// falls quiet): bounds what a new leader replays after a crash.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tuning of the process managers.
@@ -88,7 +88,8 @@ const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct WorkflowConfig {
     /// Payment attempts per order before it is canceled with `payment_failed` (1 = no retry).
     pub max_payment_attempts: u32,
-    /// How often the log and the deadlines are polled besides the append notifications.
+    /// How often the log is polled besides the append notifications, and how often the
+    /// leadership is checked and due deadlines fired.
     pub poll_interval: Duration,
     /// How often a standby tries to take the leader lock.
     pub standby_interval: Duration,
@@ -270,40 +271,52 @@ impl Workflows {
         }
     }
 
-    /// The leader's loop: drain the log, fire due deadlines, wait for appends or the poll.
+    /// The leader's loop: drain the log, wait for appends or the poll; every poll interval,
+    /// check the leadership and fire due deadlines.
+    ///
+    /// A trickle of commands wakes this loop once per command, so the loop's own round trips
+    /// are paid per command: the cursor is saved once a second while events flow and when the
+    /// log falls quiet, and the lock check and the deadline query run once per poll interval
+    /// (deadlines are due to the second; a lost lock is noticed within the same interval).
     async fn process(&self, leadership: &mut intake::Leadership) -> Result<(), WorkflowError> {
         let engine = &self.engine;
         let log = engine.store.global_log();
         let mut wakeups = log.wakeups().await?;
         let mut cursor = intake::load_cursor(&engine.pool).await?;
+        let mut unsaved = false;
+        let mut saved = Instant::now();
+        let mut housekept: Option<Instant> = None;
         loop {
-            if !leadership.still_held().await {
-                return Err(WorkflowError::decode(
-                    "leader lock",
-                    "the lock session ended",
-                ));
+            if housekept.is_none_or(|at| at.elapsed() >= engine.config.poll_interval) {
+                if !leadership.still_held().await {
+                    return Err(WorkflowError::decode(
+                        "leader lock",
+                        "the lock session ended",
+                    ));
+                }
+                self.fire_due().await?;
+                housekept = Some(Instant::now());
             }
             let batch = intake::next_batch(&log, cursor, engine.config.batch_size).await?;
             let drained = batch.len() < engine.config.batch_size as usize;
             if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                 tracing::debug!(%cursor, events = batch.len(), first = %LogCursor::after(first), last = %LogCursor::after(last), "workflows: batch");
             }
-            let mut saved = Instant::now();
             for event in &batch {
                 self.handle(event).await?;
                 cursor = LogCursor::after(event);
+                unsaved = true;
                 if saved.elapsed() >= CURSOR_SAVE_INTERVAL {
                     intake::save_cursor(&engine.pool, cursor).await?;
-                    saved = Instant::now();
+                    (unsaved, saved) = (false, Instant::now());
                 }
             }
-            if !batch.is_empty() {
-                intake::save_cursor(&engine.pool, cursor).await?;
-            }
-            self.fire_due().await?;
             if drained {
-                let _woken =
-                    tokio::time::timeout(engine.config.poll_interval, wakeups.next()).await;
+                let woken = tokio::time::timeout(engine.config.poll_interval, wakeups.next()).await;
+                if woken.is_err() && unsaved {
+                    intake::save_cursor(&engine.pool, cursor).await?;
+                    (unsaved, saved) = (false, Instant::now());
+                }
             }
         }
     }
