@@ -200,7 +200,7 @@ impl Request<'_> {
     ) -> Result<CommandOutcome, ApiError>
     where
         A: Aggregate<Error = CommandError> + Clone + 'static,
-        A::Command: Clone,
+        A::Command: Clone + Send + Sync,
     {
         let stream = StreamId::new(self.principal.tenant.as_str(), key)
             .map_err(|_| ApiError::NotFound(A::TYPE.to_owned()))?;

@@ -32,7 +32,7 @@
 //! ```no_run
 //! # use commerce_eventstore::*;
 //! # async fn demo<A: cqrs_es::Aggregate<Services = ()> + Clone + 'static>(pool: sqlx::PgPool, command: A::Command)
-//! # -> Result<(), Box<dyn std::error::Error>> where A::Command: Clone, A::Error: 'static {
+//! # -> Result<(), Box<dyn std::error::Error>> where A::Command: Clone + Send + Sync, A::Error: Send + 'static {
 //! migrate(&pool).await?;
 //! let store = PgEventStore::new(pool);
 //! let executor = CommandExecutor::<A>::new(store.clone(), ());

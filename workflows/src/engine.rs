@@ -148,7 +148,7 @@ impl Engine {
     ) -> Result<Issued, WorkflowError>
     where
         A: Aggregate<Error = CommandError> + Clone + 'static,
-        A::Command: Clone,
+        A::Command: Clone + Send + Sync,
     {
         let stream = cause.stream(key)?;
         let metadata = EventMetadata {
@@ -198,7 +198,9 @@ impl Engine {
 }
 
 /// An aggregate the process managers command, with the executor they command it through.
-pub(crate) trait Commanded: Aggregate<Command: Clone> + Clone + 'static {
+pub(crate) trait Commanded:
+    Aggregate<Command: Clone + Send + Sync, Error: Send> + Clone + 'static
+{
     fn executor(engine: &Engine) -> &CommandExecutor<Self>;
 }
 

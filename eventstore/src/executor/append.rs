@@ -70,6 +70,7 @@ pub(crate) async fn append(
     events: Vec<NewEvent>,
     context: &CommandContext,
 ) -> Result<Appended, StoreError> {
+    let events_len = events.len();
     let (expected_version, head_hash) = head;
     let chain = Chain {
         key,
@@ -78,7 +79,8 @@ pub(crate) async fn append(
         expected_version,
         head_hash,
     };
-    let rows = Rows::chain(&chain, events, context)?;
+    let metadata = event_metadata(context)?;
+    let rows = Rows::chain(&chain, events, vec![metadata; events_len])?;
     let idempotency_key = context.metadata.idempotency_key.as_deref();
     // What the record stores; the outer statement fills in the events and last position.
     let template = CommandOutcome {
@@ -129,16 +131,54 @@ pub(crate) async fn append(
     Ok(Appended::Committed(Box::new(outcome), rows.head_hash))
 }
 
-/// The events' columns, bound as arrays: `$1` aggregate type, `$2` aggregate id, `$6`
-/// metadata and `$8` recorded time are shared by every row.
+/// Appends the events of several unkeyed commands after `expected_version`, in one
+/// statement; `metadata` holds each event's metadata (its command's). Returns the stored
+/// events in sequence order and the chain hash of the new head, or `None` when the stream
+/// moved past `expected_version` (nothing was written).
+pub(crate) async fn append_batch(
+    pool: &PgPool,
+    key: &AuditKey,
+    aggregate_type: &'static str,
+    stream: &StreamId,
+    head: (u64, Option<Hash>),
+    events: Vec<NewEvent>,
+    metadata: Vec<serde_json::Value>,
+) -> Result<Option<(Vec<StoredEvent>, Option<Hash>)>, StoreError> {
+    let (expected_version, head_hash) = head;
+    let chain = Chain {
+        key,
+        aggregate_type,
+        stream,
+        expected_version,
+        head_hash,
+    };
+    let rows = Rows::chain(&chain, events, metadata)?;
+    match rows.bind(sqlx::query(INSERT_EVENTS)).fetch_all(pool).await {
+        Ok(inserted) if inserted.is_empty() => Ok(None),
+        Ok(inserted) => Ok(Some((stored_events(&inserted)?, rows.head_hash))),
+        Err(error) if violates(&error, EVENTS_PKEY) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The metadata column of the events `context`'s command appends.
+pub(crate) fn event_metadata(context: &CommandContext) -> Result<serde_json::Value, DecodeError> {
+    serde_json::to_value(context.metadata.to_map())
+        .map_err(|source| DecodeError::json("event metadata", source))
+}
+
+/// The events' columns, bound as arrays: `$1` aggregate type, `$2` aggregate id and `$8`
+/// recorded time are shared by every row (`$6` is each event's metadata: the events of a
+/// batch come from several commands).
 const INSERT_EVENTS: &str = "INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
           event_id, recorded_at, prev_hash, chain_hash) \
-     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6, \
+     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
             e.event_id, $8, e.prev_hash, e.chain_hash \
-       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
+       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $6::jsonb[], $9::uuid[], \
                    $10::bytea[], $11::bytea[]) \
-            AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
+            AS e(sequence, event_type, event_version, payload, metadata, event_id, prev_hash, \
+                 chain_hash) \
       WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
                            AND sequence = ($3::bigint[])[1]) \
      RETURNING sequence, event_type, event_version, position, event_id, recorded_at";
@@ -150,11 +190,12 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
 const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
           event_id, recorded_at, prev_hash, chain_hash) \
-     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $6, \
+     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
             e.event_id, $8, e.prev_hash, e.chain_hash \
-       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $9::uuid[], \
+       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $6::jsonb[], $9::uuid[], \
                    $10::bytea[], $11::bytea[]) \
-            AS e(sequence, event_type, event_version, payload, event_id, prev_hash, chain_hash) \
+            AS e(sequence, event_type, event_version, payload, metadata, event_id, prev_hash, \
+                 chain_hash) \
       WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
                            AND sequence = ($3::bigint[])[1]) \
      RETURNING sequence, event_type, event_version, position, event_id, recorded_at), \
@@ -209,7 +250,7 @@ struct Chain<'a> {
 struct Rows {
     aggregate_type: String,
     aggregate_id: String,
-    metadata: serde_json::Value,
+    metadata: Vec<serde_json::Value>,
     recorded_at: DateTime<Utc>,
     sequences: Vec<i64>,
     types: Vec<String>,
@@ -222,14 +263,13 @@ struct Rows {
 }
 
 impl Rows {
+    /// `metadata` holds each event's metadata, in the order of `events`.
     fn chain(
         chain: &Chain<'_>,
         events: Vec<NewEvent>,
-        context: &CommandContext,
+        metadata: Vec<serde_json::Value>,
     ) -> Result<Self, DecodeError> {
         let aggregate_id = chain.stream.aggregate_id();
-        let metadata = serde_json::to_value(context.metadata.to_map())
-            .map_err(|source| DecodeError::json("event metadata", source))?;
         // Microseconds: what `timestamptz` stores, so the hashed value is the stored value.
         let now = Utc::now();
         let recorded_at =
@@ -249,7 +289,7 @@ impl Rows {
             head_hash: chain.head_hash,
         };
         let mut next = chain.expected_version;
-        for event in events {
+        for (event, metadata) in events.into_iter().zip(&rows.metadata) {
             next = next.checked_add(1).ok_or_else(|| DecodeError::OutOfRange {
                 what: "sequence",
                 value: "u64::MAX + 1".to_owned(),
@@ -263,7 +303,7 @@ impl Rows {
                 event_type: &event.event_type,
                 event_version: &event.event_version,
                 payload: &event.payload,
-                metadata: &rows.metadata,
+                metadata,
                 event_id,
                 recorded_at,
                 prev_hash: prev.as_ref(),

@@ -28,26 +28,25 @@ pub(crate) struct Cached<A> {
     pub head_hash: Option<Hash>,
 }
 
-/// The cache entry of one stream; `None` means "load before use".
-pub(crate) type Slot<A> = Arc<tokio::sync::Mutex<Option<Cached<A>>>>;
-
-struct Entry<A> {
-    slot: Slot<A>,
+struct Entry<S> {
+    slot: Arc<S>,
     last_used: u64,
 }
 
-struct Shard<A> {
-    entries: HashMap<StreamId, Entry<A>>,
+struct Shard<S> {
+    entries: HashMap<StreamId, Entry<S>>,
     clock: u64,
 }
 
-pub(crate) struct StreamSlots<A> {
-    shards: Box<[Mutex<Shard<A>>]>,
+/// The slots `S` of the streams in use (the executor's slot holds the cached aggregate and
+/// the commands queued behind the one running).
+pub(crate) struct StreamSlots<S> {
+    shards: Box<[Mutex<Shard<S>>]>,
     per_shard: usize,
     hasher: RandomState,
 }
 
-impl<A> StreamSlots<A> {
+impl<S: Default> StreamSlots<S> {
     /// Room for about `capacity` cached streams (at least one per shard).
     pub fn new(capacity: usize) -> Self {
         let shards = (0..SHARDS)
@@ -66,7 +65,7 @@ impl<A> StreamSlots<A> {
     }
 
     /// The slot of `stream`, created empty on first use.
-    pub fn slot(&self, stream: &StreamId) -> Slot<A> {
+    pub fn slot(&self, stream: &StreamId) -> Arc<S> {
         let index = usize::try_from(self.hasher.hash_one(stream) % SHARDS as u64).unwrap_or(0);
         // A poisoned shard only means a panic elsewhere while the map was consistent.
         let mut shard = self.shards[index]
@@ -80,7 +79,7 @@ impl<A> StreamSlots<A> {
                 Arc::clone(&entry.slot)
             }
             None => {
-                let slot: Slot<A> = Arc::new(tokio::sync::Mutex::new(None));
+                let slot = Arc::new(S::default());
                 shard.entries.insert(
                     stream.clone(),
                     Entry {
@@ -115,7 +114,7 @@ impl<A> StreamSlots<A> {
 
 /// Drops the least recently used idle slots until the shard is at three quarters of its
 /// share (so eviction work is amortised over many inserts).
-fn evict<A>(shard: &mut Shard<A>, per_shard: usize) {
+fn evict<S>(shard: &mut Shard<S>, per_shard: usize) {
     let target = (per_shard * 3 / 4).max(1);
     let mut idle: Vec<(u64, StreamId)> = shard
         .entries

@@ -3,14 +3,17 @@
 //!
 //! Layout: `cache` (per-stream slots and the bounded LRU of folded aggregates), `load` (a
 //! cold slot's snapshot, events and head hash in one statement), `append` (the one-statement
-//! append and idempotency record), `speculation` (when a cold slot guesses its stream is
-//! new), `backoff` (retry delays),
-//! `metrics` (retry counters), `outcome` (context and results), `error`.
+//! append and idempotency record), `batch` (the slot's queue and the group commit of the
+//! commands queued on a busy stream), `speculation` (when a cold slot guesses its stream is
+//! new), `backoff` (retry delays), `metrics` (retry counters), `outcome` (context and
+//! results), `error`.
 //!
 //! How a command runs (design decision 8, "hot aggregates"):
 //! 1. A repeated idempotency key returns the stored outcome (or `IdempotencyMismatch`).
-//! 2. The stream's slot is locked: commands on one stream run one after another in this
-//!    process, so they never conflict with each other.
+//! 2. The stream's slot is taken: commands on one stream run one after another in this
+//!    process, so they never conflict with each other. A command finding the stream busy
+//!    queues; the queued commands then run as one batch with one append (see `batch`), each
+//!    deciding on the state the earlier ones left.
 //! 3. The cached aggregate is used as is. A cold slot first guesses that its stream is new
 //!    and runs the command on the empty aggregate (see `speculation`); when that decides
 //!    nothing, or the append finds the stream not new after all, it loads the newest engine
@@ -39,6 +42,7 @@
 
 mod append;
 mod backoff;
+mod batch;
 mod cache;
 mod error;
 mod load;
@@ -57,6 +61,7 @@ use crate::error::{DecodeError, StoreError};
 use crate::store::{LoadedAggregate, PgEventStore};
 use crate::stream::StreamId;
 use append::{Appended, NewEvent};
+use batch::{Queued, StreamSlot, Turn};
 use cache::{Cached, StreamSlots};
 use speculation::{Guess, Speculation};
 
@@ -112,7 +117,7 @@ struct Inner<A: Aggregate> {
     store: PgEventStore,
     services: A::Services,
     config: ExecutorConfig,
-    slots: StreamSlots<A>,
+    slots: StreamSlots<StreamSlot<A>>,
     speculation: Speculation,
 }
 
@@ -153,7 +158,9 @@ where
     // `Clone` only so a command can mutate the cached aggregate while a reader still holds a
     // snapshot of it (`Arc::make_mut`).
     A: Aggregate + Clone + 'static,
-    A::Command: Clone,
+    A::Command: Clone + Send + Sync,
+    // Queued commands are answered from the stream's driver task.
+    A::Error: Send,
 {
     pub fn new(store: PgEventStore, services: A::Services) -> Self {
         Self::with_config(store, services, ExecutorConfig::default())
@@ -202,20 +209,62 @@ where
             return Ok(outcome);
         }
         let slot = self.inner.slots.slot(&stream);
-        let mut cached = slot.lock().await;
+        let waiting = {
+            let mut queue = slot.queue();
+            if queue.driven {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                queue.items.push(Queued {
+                    command,
+                    context,
+                    reply,
+                });
+                Err(answer)
+            } else {
+                queue.driven = true;
+                Ok((command, context))
+            }
+        };
+        match waiting {
+            Ok((command, context)) => {
+                // Declared first, dropped last: the state is unlocked when the turn passes on.
+                let _turn = Turn {
+                    executor: self.clone(),
+                    stream: stream.clone(),
+                    slot: Arc::clone(&slot),
+                };
+                let mut cached = slot.state.lock().await;
+                self.run_alone(&stream, &mut cached, command, &context)
+                    .await
+            }
+            Err(answer) => answer.await.unwrap_or_else(|_| {
+                Err(ExecuteError::Store(sqlx::Error::Protocol(
+                    "the task running this command ended before it answered".to_owned(),
+                )))
+            }),
+        }
+    }
+
+    /// Runs one command on the locked slot, retrying as the module doc describes.
+    async fn run_alone(
+        &self,
+        stream: &StreamId,
+        cached: &mut Option<Cached<A>>,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ExecuteError<A::Error>> {
         let config = &self.inner.config;
         let max_attempts = config.max_attempts.max(1);
         let mut attempt = 1;
         let mut may_guess = true;
         loop {
             match self
-                .attempt(&stream, &mut cached, command.clone(), &context, may_guess)
+                .attempt(stream, cached, command.clone(), context, may_guess)
                 .await?
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
                 Attempt::Rejected(error) => return Err(ExecuteError::Domain(error)),
                 Attempt::KeyTaken(key) => {
-                    return match self.replay(&stream, &context, &key).await? {
+                    return match self.replay(stream, context, &key).await? {
                         Some(outcome) => Ok(outcome),
                         None => Err(StoreError::Decode(DecodeError::OutOfRange {
                             what: "idempotency record",
@@ -228,7 +277,7 @@ where
                 Attempt::Unproven => may_guess = false,
                 Attempt::Stale | Attempt::Conflict if attempt >= max_attempts => {
                     return Err(ExecuteError::Conflict {
-                        stream,
+                        stream: stream.clone(),
                         attempts: attempt,
                     });
                 }
@@ -482,7 +531,7 @@ where
     pub async fn cached_state(&self, stream: &StreamId) -> Option<(serde_json::Value, u64)> {
         let (aggregate, version) = {
             let slot = self.inner.slots.slot(stream);
-            let cached = slot.lock().await;
+            let cached = slot.state.lock().await;
             let cached = cached.as_ref()?;
             (Arc::clone(&cached.aggregate), cached.version)
         };
@@ -510,7 +559,7 @@ where
         // for this round trip: a cache at least this far along is current for this call.
         let head = store.stream_version(A::TYPE, stream).await?;
         let slot = self.inner.slots.slot(stream);
-        let mut cached = slot.lock().await;
+        let mut cached = slot.state.lock().await;
         match cached.as_ref() {
             Some(current) if current.version >= head => {}
             Some(_) => self.catch_up(stream, &mut cached, false).await?,
@@ -535,7 +584,7 @@ where
 
     /// Forgets the cached aggregate of `stream` (the next command reloads it).
     pub async fn evict(&self, stream: &StreamId) {
-        *self.inner.slots.slot(stream).lock().await = None;
+        *self.inner.slots.slot(stream).state.lock().await = None;
     }
 }
 
