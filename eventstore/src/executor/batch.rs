@@ -296,11 +296,12 @@ where
                 }
                 Err(error) => decisions.push(Decision::Refused(error)),
                 Ok(()) => {
-                    let of_command = append::event_metadata(&item.context)?;
                     decisions.push(Decision::Appends(appended.len()));
-                    for event in &appended {
-                        events.push(new_event::<A>(event)?);
-                        metadata.push(of_command.clone());
+                    let encoded = encode::<A>(&appended, &item.context, &mut events, &mut metadata);
+                    if let Err(error) = encoded {
+                        // The cached aggregate already holds events that will not be stored.
+                        *slot = None;
+                        return Err(error.into());
                     }
                 }
             }
@@ -349,13 +350,25 @@ where
     }
 }
 
-fn new_event<A: Aggregate>(event: &A::Event) -> Result<NewEvent, DecodeError> {
-    Ok(NewEvent {
-        event_type: event.event_type(),
-        event_version: event.event_version(),
-        payload: serde_json::to_value(event)
-            .map_err(|source| DecodeError::json(format!("{} event", A::TYPE), source))?,
-    })
+/// Serialises one command's `appended` events onto the batch's, each with the command's
+/// metadata.
+fn encode<A: Aggregate>(
+    appended: &[A::Event],
+    context: &CommandContext,
+    events: &mut Vec<NewEvent>,
+    metadata: &mut Vec<serde_json::Value>,
+) -> Result<(), DecodeError> {
+    let of_command = append::event_metadata(context)?;
+    for event in appended {
+        events.push(NewEvent {
+            event_type: event.event_type(),
+            event_version: event.event_version(),
+            payload: serde_json::to_value(event)
+                .map_err(|source| DecodeError::json(format!("{} event", A::TYPE), source))?,
+        });
+        metadata.push(of_command.clone());
+    }
+    Ok(())
 }
 
 /// Each command's answer: its own slice of the stored events (in sequence order), or its
