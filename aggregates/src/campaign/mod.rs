@@ -18,10 +18,10 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use imbl::{HashMap, Vector};
 use commerce_contracts::events::{CampaignCreated, CampaignEvent};
 use commerce_domain::{
     CampaignId, LocationId, Money, OrderId, ParticipantId, PaymentId, ProductId, Sku,
@@ -232,8 +232,10 @@ pub struct Campaign {
     /// `None` until `campaign.created`.
     config: Option<CampaignConfig>,
     status: CampaignStatus,
-    /// In join order.
-    participants: Vec<Participant>,
+    /// In join order. Persistent collections here and in the index: a command mutates the
+    /// cached campaign while a process manager may hold a snapshot of it, and a flash sale's
+    /// campaign holds a hundred thousand participants, so a copy must share, not duplicate.
+    participants: Vector<Participant>,
     leader: Option<ParticipantId>,
     payments_recorded: u32,
     /// `campaign.successful` was appended (it is appended at most once, CMP-5).
@@ -248,7 +250,7 @@ pub struct Campaign {
 struct StoredCampaign {
     config: Option<CampaignConfig>,
     status: CampaignStatus,
-    participants: Vec<Participant>,
+    participants: Vector<Participant>,
     leader: Option<ParticipantId>,
     payments_recorded: u32,
     succeeded: bool,
@@ -295,7 +297,7 @@ impl PartialEq for ParticipantIndex {
 }
 
 impl ParticipantIndex {
-    fn of(participants: &[Participant]) -> Self {
+    fn of(participants: &Vector<Participant>) -> Self {
         let mut index = Self::default();
         for (position, participant) in participants.iter().enumerate() {
             index.add(position, participant);
@@ -349,7 +351,7 @@ impl Campaign {
 
     /// Every participation, in join order, whatever its state.
     #[must_use]
-    pub fn participants(&self) -> &[Participant] {
+    pub fn participants(&self) -> &Vector<Participant> {
         &self.participants
     }
 
@@ -416,7 +418,7 @@ impl Campaign {
 
     fn add_participant(&mut self, participant: Participant) {
         self.index.add(self.participants.len(), &participant);
-        self.participants.push(participant);
+        self.participants.push_back(participant);
     }
 }
 
