@@ -290,8 +290,6 @@ impl PgEventStore {
         version: u64,
         state_version: &str,
     ) -> Result<(), StoreError> {
-        let payload = serde_json::to_value(aggregate)
-            .map_err(|source| DecodeError::json(format!("{} snapshot", A::TYPE), source))?;
         sqlx::query(
             "INSERT INTO aggregate_snapshots \
                  (aggregate_type, aggregate_id, last_sequence, state_version, payload) \
@@ -306,7 +304,9 @@ impl PgEventStore {
         .bind(stream.aggregate_id())
         .bind(sequence_to_db(version)?)
         .bind(state_version)
-        .bind(payload)
+        // Encoded straight into the statement's buffer: a flash sale's campaign is tens of
+        // megabytes of JSON, and a `serde_json::Value` of it first would be several times that.
+        .bind(sqlx::types::Json(aggregate))
         .execute(&self.pool)
         .await?;
         Ok(())
