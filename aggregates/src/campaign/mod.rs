@@ -21,11 +21,11 @@ mod tests;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use imbl::{HashMap, Vector};
 use commerce_contracts::events::{CampaignCreated, CampaignEvent};
 use commerce_domain::{
     CampaignId, LocationId, Money, OrderId, ParticipantId, PaymentId, ProductId, Sku,
 };
+use imbl::{HashMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::{Catalog, guard};
