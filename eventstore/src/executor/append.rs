@@ -15,6 +15,7 @@
 //! column defaults (see `crate::chain`).
 
 use chrono::{DateTime, Utc};
+use cqrs_es::{Aggregate, DomainEvent};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
@@ -33,6 +34,18 @@ pub(crate) struct NewEvent {
     pub event_type: String,
     pub event_version: String,
     pub payload: serde_json::Value,
+}
+
+impl NewEvent {
+    /// `event` serialised for the append.
+    pub(crate) fn of<A: Aggregate>(event: &A::Event) -> Result<Self, DecodeError> {
+        Ok(Self {
+            event_type: event.event_type(),
+            event_version: event.event_version(),
+            payload: serde_json::to_value(event)
+                .map_err(|source| DecodeError::json(format!("{} event", A::TYPE), source))?,
+        })
+    }
 }
 
 /// What the append did.

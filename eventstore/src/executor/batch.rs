@@ -22,13 +22,13 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
 use tokio::sync::oneshot;
 
 use super::append::{self, NewEvent};
 use super::cache::Cached;
-use super::{CommandExecutor, backoff, load, metrics};
+use super::{CommandExecutor, backoff, metrics};
 use crate::error::{DecodeError, StoreError};
 use crate::executor::error::ExecuteError;
 use crate::executor::outcome::{CommandContext, CommandOutcome};
@@ -177,13 +177,25 @@ where
             }
             self.run_batch(stream, slot, std::mem::take(&mut batch))
                 .await;
+            self.run_each_alone(stream, slot, vec![item]).await;
+        }
+        self.run_batch(stream, slot, batch).await;
+    }
+
+    /// Runs `items` one at a time, in order, and answers each.
+    async fn run_each_alone(
+        &self,
+        stream: &StreamId,
+        slot: &mut Option<Cached<A>>,
+        items: Vec<Queued<A>>,
+    ) {
+        for item in items {
             let answer = self
                 .run_alone(stream, slot, item.command, &item.context)
                 .await;
             // A caller that went away no longer wants the answer.
             let _unwanted = item.reply.send(answer);
         }
-        self.run_batch(stream, slot, batch).await;
     }
 
     async fn run_batch(
@@ -193,13 +205,7 @@ where
         batch: Vec<Queued<A>>,
     ) {
         if batch.len() < 2 {
-            for item in batch {
-                let answer = self
-                    .run_alone(stream, slot, item.command, &item.context)
-                    .await;
-                let _unwanted = item.reply.send(answer);
-            }
-            return;
+            return self.run_each_alone(stream, slot, batch).await;
         }
         let max_attempts = self.inner.config.max_attempts.max(1);
         let mut attempt = 1;
@@ -207,13 +213,7 @@ where
             match self.attempt_batch(stream, slot, &batch).await {
                 Ok(BatchAttempt::Done(answers)) => break answers,
                 Ok(BatchAttempt::OneByOne) => {
-                    for item in batch {
-                        let answer = self
-                            .run_alone(stream, slot, item.command, &item.context)
-                            .await;
-                        let _unwanted = item.reply.send(answer);
-                    }
-                    return;
+                    return self.run_each_alone(stream, slot, batch).await;
                 }
                 Ok(BatchAttempt::Stale | BatchAttempt::Conflict) if attempt >= max_attempts => {
                     break batch
@@ -269,15 +269,7 @@ where
         let loaded_now = slot.is_none();
         let cached = match slot {
             Some(cached) => cached,
-            None => {
-                let (loaded, head_hash) =
-                    load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
-                slot.insert(Cached {
-                    aggregate: Arc::new(loaded.aggregate),
-                    version: loaded.version,
-                    head_hash,
-                })
-            }
+            None => slot.insert(self.load_cached(stream).await?),
         };
         let before = cached.version;
         let mut decisions = Vec::with_capacity(batch.len());
@@ -360,12 +352,7 @@ fn encode<A: Aggregate>(
 ) -> Result<(), DecodeError> {
     let of_command = append::event_metadata(context)?;
     for event in appended {
-        events.push(NewEvent {
-            event_type: event.event_type(),
-            event_version: event.event_version(),
-            payload: serde_json::to_value(event)
-                .map_err(|source| DecodeError::json(format!("{} event", A::TYPE), source))?,
-        });
+        events.push(NewEvent::of::<A>(event)?);
         metadata.push(of_command.clone());
     }
     Ok(())

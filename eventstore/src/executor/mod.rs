@@ -54,8 +54,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
 
 use crate::error::{DecodeError, StoreError};
 use crate::store::{LoadedAggregate, PgEventStore};
@@ -318,15 +318,7 @@ where
                 version: 0,
                 head_hash: None,
             }),
-            None => {
-                let (loaded, head_hash) =
-                    load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
-                slot.insert(Cached {
-                    aggregate: Arc::new(loaded.aggregate),
-                    version: loaded.version,
-                    head_hash,
-                })
-            }
+            None => slot.insert(self.load_cached(stream).await?),
         };
         let before = cached.version;
         let sink = EventSink::default();
@@ -381,15 +373,7 @@ where
 
         let new_events = events
             .iter()
-            .map(|event| {
-                Ok(NewEvent {
-                    event_type: event.event_type(),
-                    event_version: event.event_version(),
-                    payload: serde_json::to_value(event).map_err(|source| {
-                        DecodeError::json(format!("{} event", A::TYPE), source)
-                    })?,
-                })
-            })
+            .map(NewEvent::of::<A>)
             .collect::<Result<Vec<_>, DecodeError>>();
         let appended = match new_events {
             Ok(new_events) => {
@@ -443,6 +427,18 @@ where
                 Err(error.into())
             }
         }
+    }
+
+    /// A cold slot's aggregate: the newest snapshot and the events after it.
+    async fn load_cached(&self, stream: &StreamId) -> Result<Cached<A>, StoreError> {
+        let (loaded, head_hash) =
+            load::load_head::<A>(&self.inner.store, stream, &self.inner.config.state_version)
+                .await?;
+        Ok(Cached {
+            aggregate: Arc::new(loaded.aggregate),
+            version: loaded.version,
+            head_hash,
+        })
     }
 
     /// Brings a stale slot up to date: only the missing events when the cached aggregate is
@@ -563,15 +559,7 @@ where
         match cached.as_ref() {
             Some(current) if current.version >= head => {}
             Some(_) => self.catch_up(stream, &mut cached, false).await?,
-            None => {
-                let (loaded, head_hash) =
-                    load::load_head::<A>(store, stream, &self.inner.config.state_version).await?;
-                *cached = Some(Cached {
-                    aggregate: Arc::new(loaded.aggregate),
-                    version: loaded.version,
-                    head_hash,
-                });
-            }
+            None => *cached = Some(self.load_cached(stream).await?),
         }
         Ok(cached
             .as_ref()
