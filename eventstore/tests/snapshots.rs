@@ -47,6 +47,7 @@ fn snapshot_loaded_and_cached_state_equal_the_full_fold() {
             for command in commands {
                 let _ = warm.execute(s.clone(), command, context("t")).await;
             }
+            warm.snapshots_written().await;
             let full = store.load_aggregate::<Counter>(&s, None).await.expect("full fold");
             let from_snapshot = store.load_latest::<Counter>(&s, "1").await.expect("snapshot load");
             prop_assert_eq!(json_of(&from_snapshot.aggregate), json_of(&full.aggregate));
@@ -80,7 +81,8 @@ fn snapshot_loaded_and_cached_state_equal_the_full_fold() {
 async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instead() {
     let store = PgEventStore::new(fresh_pool().await);
     let s = stream("t", "c");
-    CommandExecutor::<Counter>::with_config(store.clone(), (), config(2))
+    let executor = CommandExecutor::<Counter>::with_config(store.clone(), (), config(2));
+    executor
         .execute(
             s.clone(),
             CounterCommand::AddMany(vec![1, 2, 3]),
@@ -88,6 +90,7 @@ async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instea
         )
         .await
         .expect("append");
+    executor.snapshots_written().await;
     let full = store
         .load_aggregate::<Counter>(&s, None)
         .await
@@ -96,11 +99,12 @@ async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instea
     let other = store.load_latest::<Counter>(&s, "2").await.expect("load");
     assert_eq!(other, full);
     // A snapshot that no longer deserialises: ignored, not fatal.
-    sqlx::query("UPDATE aggregate_snapshots SET payload = $1")
+    let corrupted = sqlx::query("UPDATE aggregate_snapshots SET payload = $1")
         .bind(json!({"unexpected": true}))
         .execute(store.pool())
         .await
         .expect("corrupt the snapshot");
+    assert_eq!(corrupted.rows_affected(), 1, "the snapshot was written");
     assert_eq!(
         store.load_latest::<Counter>(&s, "1").await.expect("load"),
         full

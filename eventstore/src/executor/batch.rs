@@ -334,7 +334,7 @@ where
         if let Some(cached) = slot.as_mut() {
             cached.version = stored.last().map_or(before, |event| event.sequence);
             cached.head_hash = head_hash;
-            self.maybe_snapshot(stream, cached, before).await;
+            self.maybe_snapshot(stream, cached, before);
         }
         Ok(BatchAttempt::Done(answers(
             stream, before, batch, decisions, stored,

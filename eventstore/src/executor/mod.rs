@@ -28,7 +28,8 @@
 //!    stale cache, only the missing events are applied before re-running.
 //! 6. After commit, every `snapshot_every` events a snapshot is written (outside the
 //!    command's transaction; cqrs-es' own snapshot modes are never used), less often as the
-//!    stream grows (see [`snapshot_step`]).
+//!    stream grows (see [`snapshot_step`]). A background task writes it from the shared,
+//!    immutable state, so neither the stream nor the callers wait for it.
 //!
 //! The slot also keeps the chain hash of the stream's head (read once on a cold load), so
 //! the append can chain the new events' hashes without re-reading the stream.
@@ -53,6 +54,8 @@ mod speculation;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
@@ -119,7 +122,14 @@ struct Inner<A: Aggregate> {
     config: ExecutorConfig,
     slots: StreamSlots<StreamSlot<A>>,
     speculation: Speculation,
+    /// One permit per snapshot being written in the background.
+    snapshot_writes: Arc<Semaphore>,
 }
+
+/// Snapshots an executor writes at once. A stream that crosses a step while all are busy
+/// skips that snapshot (its next step writes one): a cold load then folds more events, and
+/// writes never pile up behind a slow database.
+const SNAPSHOT_WRITES: u32 = 4;
 
 impl<A: Aggregate> Clone for CommandExecutor<A> {
     fn clone(&self) -> Self {
@@ -176,6 +186,7 @@ where
                 config,
                 slots,
                 speculation,
+                snapshot_writes: Arc::new(Semaphore::new(SNAPSHOT_WRITES as usize)),
             }),
         }
     }
@@ -400,7 +411,7 @@ where
                 if let Some(cached) = slot.as_mut() {
                     cached.version = outcome.last_sequence;
                     cached.head_hash = head_hash;
-                    self.maybe_snapshot(stream, cached, before).await;
+                    self.maybe_snapshot(stream, cached, before);
                 }
                 Ok(Attempt::Done(outcome))
             }
@@ -471,25 +482,54 @@ where
         Ok(())
     }
 
-    /// Writes a snapshot when the command crossed a multiple of [`snapshot_step`]. A failure
-    /// only costs a slower cold load later, so it is logged, not returned.
-    async fn maybe_snapshot(&self, stream: &StreamId, cached: &Cached<A>, before: u64) {
+    /// Starts writing a snapshot when the command crossed a multiple of [`snapshot_step`].
+    ///
+    /// The write runs in its own task from the cached `Arc` (later commands copy on write, so
+    /// it stays the state at `cached.version`): a large aggregate's snapshot (a flash sale's
+    /// campaign is tens of megabytes of JSON) would otherwise hold the stream, and the callers
+    /// whose events are already committed, for as long as it takes. A failure only costs a
+    /// slower cold load later, so it is logged, not returned.
+    fn maybe_snapshot(&self, stream: &StreamId, cached: &Cached<A>, before: u64) {
         let step = snapshot_step(self.inner.config.snapshot_every, before);
         if step == 0 || before / step == cached.version / step {
             return;
         }
-        let written = self
+        let Ok(permit) = Arc::clone(&self.inner.snapshot_writes).try_acquire_owned() else {
+            tracing::debug!(%stream, "snapshot skipped: earlier snapshots are still being written");
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let stream = stream.clone();
+        let aggregate = Arc::clone(&cached.aggregate);
+        let version = cached.version;
+        tokio::spawn(async move {
+            let written = inner
+                .store
+                .write_snapshot(
+                    &stream,
+                    aggregate.as_ref(),
+                    version,
+                    &inner.config.state_version,
+                )
+                .await;
+            if let Err(error) = written {
+                tracing::warn!(%stream, %error, "could not write an aggregate snapshot");
+            }
+            drop(permit);
+        });
+    }
+
+    /// Waits until the snapshots started so far are written (or failed), for callers that
+    /// read them back.
+    pub async fn snapshots_written(&self) {
+        // Every permit free means no write in flight; the semaphore is never closed.
+        if let Ok(all) = self
             .inner
-            .store
-            .write_snapshot(
-                stream,
-                cached.aggregate.as_ref(),
-                cached.version,
-                &self.inner.config.state_version,
-            )
-            .await;
-        if let Err(error) = written {
-            tracing::warn!(%stream, %error, "could not write an aggregate snapshot");
+            .snapshot_writes
+            .acquire_many(SNAPSHOT_WRITES)
+            .await
+        {
+            drop(all);
         }
     }
 

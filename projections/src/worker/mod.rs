@@ -107,6 +107,11 @@ const PARTITIONS_REREAD: Duration = Duration::from_secs(30);
 /// Records applied together in one transaction, at most: those already fetched when the first
 /// one arrives (a batch never waits for more).
 const MAX_BATCH: usize = 256;
+/// Records the consumer keeps fetched ahead per partition, at least ([`MAX_BATCH`] times
+/// a few): librdkafka's default is 100,000.
+const PREFETCH_RECORDS: usize = 4 * MAX_BATCH;
+/// The bound on everything fetched ahead, in KiB (librdkafka's default is 64 MiB).
+const PREFETCH_KBYTES: usize = 8 * 1024;
 /// The default [`WorkerConfig::fetch_wait`] in milliseconds: the floor of a record's wait on
 /// Tansu, which sleeps through it; short enough for read-your-writes, long enough not to spin.
 pub const DEFAULT_FETCH_WAIT_MS: u64 = 25;
@@ -237,6 +242,11 @@ fn subscribe(
                 "fetch.wait.max.ms",
                 config.fetch_wait.as_millis().to_string(),
             )
+            // librdkafka reads ahead up to 100,000 records or 64 MiB by default: a worker
+            // catching up held that much in the engine's memory. A few batches ahead keeps
+            // the loop fed (a fetch brings up to 1 MiB per partition).
+            .set("queued.min.messages", PREFETCH_RECORDS.to_string())
+            .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
             .create_with_context(context)?,
     );
     let topics = config.topics();
