@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cqrs_es::Aggregate;
 use futures::TryStreamExt;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Row};
 
 use crate::chain::{AuditKey, Hash, hash_from_bytes};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
@@ -290,6 +290,7 @@ impl PgEventStore {
         version: u64,
         state_version: &str,
     ) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await?;
         sqlx::query(
             "INSERT INTO aggregate_snapshots \
                  (aggregate_type, aggregate_id, last_sequence, state_version, payload) \
@@ -307,8 +308,11 @@ impl PgEventStore {
         // Encoded straight into the statement's buffer: a flash sale's campaign is tens of
         // megabytes of JSON, and a `serde_json::Value` of it first would be several times that.
         .bind(sqlx::types::Json(aggregate))
-        .execute(&self.pool)
+        .execute(&mut *connection)
         .await?;
+        // A connection keeps the capacity of the largest message it sent: without this, every
+        // pooled connection that once wrote a large snapshot would hold that much for good.
+        connection.shrink_buffers();
         Ok(())
     }
 }
