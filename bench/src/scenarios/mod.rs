@@ -68,37 +68,41 @@ impl Bench {
         Ok(consistency_token(&response))
     }
 
-    /// Waits until the engine is idle: no new events for a while (the process managers are
-    /// done reacting) and every recent event projected, so the next phase does not pay for
-    /// this one's backlog. Gives up with a note after the plan's `settle_within`; a no-op
+    /// Waits until the engine is idle: no new events for a while, the process managers have
+    /// read the whole log, and every recent event is projected, so the next phase does not pay
+    /// for this one's backlog. Gives up with a note after the plan's `settle_within`; a no-op
     /// without projections.
     ///
-    /// Each poll checks only the events after the oldest one still pending at the last poll
-    /// (applied and read stay so), so polling a long backlog does not take the CPU the engine
-    /// needs to work it off.
+    /// Polling must not take the CPU the engine needs to work off a backlog: the process
+    /// managers' cursor is compared with the log's head (two index lookups), and only then are
+    /// the read models checked, from the oldest event still unprojected at the previous check
+    /// (an applied event stays applied).
     pub async fn settle(&self) -> anyhow::Result<Duration> {
         let started = Instant::now();
         if !self.projects() {
             return Ok(started.elapsed());
         }
-        let mut last_head = -1_i64;
+        let mut last_head = None;
         let within = self.plan.settle_within;
         let mut from: i64 = sqlx::query_scalar(LOG_HEAD).fetch_one(&self.pool).await?;
         from -= RECENT_EVENTS;
         while started.elapsed() < within {
-            let head: i64 = sqlx::query_scalar(LOG_HEAD).fetch_one(&self.pool).await?;
-            let pending: Option<i64> = sqlx::query_scalar(FIRST_PENDING)
-                .bind(from)
-                .fetch_one(&self.pool)
-                .await?;
-            match pending {
-                None if head == last_head => return Ok(started.elapsed()),
-                // Positions are taken before commit: an event below the head may still be
-                // committing, so the next poll looks a little further back.
-                None => from = from.max(head - IN_FLIGHT_MARGIN),
-                Some(position) => from = position - 1,
+            let (head, read): (i64, bool) =
+                sqlx::query_as(READ_TO_HEAD).fetch_one(&self.pool).await?;
+            if read {
+                let pending: Option<i64> = sqlx::query_scalar(FIRST_UNPROJECTED)
+                    .bind(from)
+                    .fetch_one(&self.pool)
+                    .await?;
+                match pending {
+                    None if last_head == Some(head) => return Ok(started.elapsed()),
+                    // Positions are taken before commit: an event below the head may still
+                    // be committing, so the next check looks a little further back.
+                    None => from = from.max(head - IN_FLIGHT_MARGIN),
+                    Some(position) => from = position - 1,
+                }
             }
-            last_head = head;
+            last_head = Some(head);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         eprintln!("the engine was still busy after {within:?}; going on");
@@ -109,24 +113,28 @@ impl Bench {
 /// The newest position in the log.
 const LOG_HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
 
-/// How many of the newest events the first poll of [`Bench::settle`] checks.
+/// The newest position, and whether the process managers' cursor (`workflow_cursor`) has
+/// reached the last event in log order (most events need no reaction, so the event count
+/// alone does not show that they are still reading).
+const READ_TO_HEAD: &str = "SELECT coalesce((SELECT max(position) FROM events), 0), \
+     NOT EXISTS (SELECT 1 FROM (SELECT transaction_id, position FROM events \
+         ORDER BY transaction_id DESC, position DESC LIMIT 1) e \
+       WHERE NOT EXISTS (SELECT 1 FROM workflow_cursor c \
+         WHERE (c.transaction_id, c.position) >= (e.transaction_id::text::bigint, e.position)))";
+
+/// How many of the newest events the first read-model check of [`Bench::settle`] covers.
 const RECENT_EVENTS: i64 = 50_000;
 
-/// Positions below the head a poll still checks after finding nothing pending.
+/// Positions below the head a check still covers after finding nothing pending.
 const IN_FLIGHT_MARGIN: i64 = 1_000;
 
 /// The oldest event after position `$1` that the read models have not applied yet
-/// (`rm.stream_state` keeps the last position applied per stream) or the process managers
-/// have not read yet (`workflow_cursor`; most events need no reaction, so the event count
-/// alone does not show that they are still reading); NULL when there is none.
-const FIRST_PENDING: &str = "SELECT min(e.position) FROM events e \
+/// (`rm.stream_state` keeps the last position applied per stream); NULL when there is none.
+const FIRST_UNPROJECTED: &str = "SELECT min(e.position) FROM events e \
      LEFT JOIN rm.stream_state s ON s.tenant_id = split_part(e.aggregate_id, '/', 1) \
        AND s.aggregate_type = e.aggregate_type \
        AND s.aggregate_id = substr(e.aggregate_id, strpos(e.aggregate_id, '/') + 1) \
-     WHERE e.position > $1 \
-       AND (s.last_position IS NULL OR e.position > s.last_position \
-         OR NOT EXISTS (SELECT 1 FROM workflow_cursor c \
-           WHERE (e.transaction_id::text::bigint, e.position) <= (c.transaction_id, c.position)))";
+     WHERE e.position > $1 AND (s.last_position IS NULL OR e.position > s.last_position)";
 
 /// A command response's `Consistency-Token`.
 pub fn consistency_token(response: &reqwest::Response) -> Option<i64> {
