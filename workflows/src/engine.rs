@@ -109,6 +109,8 @@ impl Issued {
 #[derive(Clone)]
 pub(crate) struct Engine {
     pub pool: PgPool,
+    /// Links and deadlines: commits that do not wait for their WAL flush (crate docs).
+    pub bookkeeping: PgPool,
     pub store: PgEventStore,
     pub orders: CommandExecutor<commerce_aggregates::order::Order>,
     pub payments: CommandExecutor<commerce_aggregates::payment::Payment>,

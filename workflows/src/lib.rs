@@ -34,6 +34,14 @@
 //! - **State** (`links`): what was created for an order or participant, written before the
 //!   creating command, so compensation finds it all (ORD-6, CMP-7).
 //! - **Deadlines** (`deadlines`): durable rows fired once per (aggregate, kind) (ES-5).
+//! - **Bookkeeping commits** (links and deadlines) do not wait for their WAL flush
+//!   (`synchronous_commit = off` on a pool of their own): one reaction writes several, one
+//!   after another, and each flush cost as much as the rest of the reaction. They stay as
+//!   durable as the progress that needs them: a reaction's commands and the saved cursor
+//!   commit synchronously, and that flush covers all the WAL written before it, so a crash can
+//!   lose a bookkeeping row only together with the cursor position past its event, which is
+//!   then handled again and writes the row again. Firing a deadline is idempotent, so a lost
+//!   "fired" mark only fires it again.
 //! - **Failures**: a transient failure (database, conflict, gateway) retries the same event
 //!   with a capped backoff; a permanent one (an undecodable payload) is never skipped
 //!   silently: the event is parked in `workflow_dead_letters` (`dead_letters`) and counted as
@@ -68,7 +76,7 @@ use commerce_aggregates::payment::Payment;
 use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{CommandExecutor, LogCursor, PgEventStore};
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
 pub use engine::Clock;
@@ -198,6 +206,7 @@ impl Workflows {
                 inventory,
                 shipments,
                 campaigns,
+                bookkeeping: bookkeeping_pool(&pool),
                 pool,
                 store,
                 gateway,
@@ -371,10 +380,53 @@ impl Workflows {
 
 impl Engine {
     pub(crate) fn links(&self) -> Links {
-        Links::new(self.pool.clone())
+        Links::new(self.bookkeeping.clone())
     }
 
     pub(crate) fn deadlines(&self) -> Deadlines {
-        Deadlines::new(self.pool.clone())
+        Deadlines::new(self.bookkeeping.clone())
+    }
+}
+
+/// Connections of the bookkeeping pool: the leader reacts to one event at a time, and firing a
+/// deadline holds one while its reaction writes links through another.
+const BOOKKEEPING_CONNECTIONS: u32 = 4;
+
+/// A pool on `pool`'s database whose commits do not wait for their WAL flush (see the crate
+/// documentation, "Bookkeeping commits"); it connects on first use.
+fn bookkeeping_pool(pool: &PgPool) -> PgPool {
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(BOOKKEEPING_CONNECTIONS)
+        .connect_lazy_with(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use commerce_devstack::testkit::TestDatabase;
+    use sqlx::PgPool;
+
+    use super::Workflows;
+
+    async fn synchronous_commit(pool: &PgPool) -> String {
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(pool)
+            .await
+            .expect("setting")
+    }
+
+    #[tokio::test]
+    async fn given_the_process_managers_then_only_their_bookkeeping_skips_the_flush_wait() {
+        let db = TestDatabase::create().await.expect("test database");
+        let workflows = Workflows::sandbox_on_store(db.pool().clone());
+        assert_eq!(
+            synchronous_commit(&workflows.engine.bookkeeping).await,
+            "off"
+        );
+        assert_eq!(synchronous_commit(&workflows.engine.pool).await, "on");
     }
 }
