@@ -1,4 +1,5 @@
-//! One run: services up, engine launched, scenarios in order (a) → (b) → (c) → (d) → (e),
+//! One run: services up, (a)'s INSERT baseline measured, engine launched, scenarios in order
+//! (a) → (c) → (b) → (d) → (e),
 //! memory (f) read along the way, then the report; everything started is stopped again.
 //! A scenario that fails is reported and the others still run.
 
@@ -25,6 +26,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     }
     std::fs::create_dir_all(&plan.out).with_context(|| format!("create {}", plan.out.display()))?;
     let services = Services::start().await?;
+    let baselines = if plan.runs(Scenario::Throughput) {
+        match throughput::baselines(&services, &plan).await {
+            Ok(baselines) => Some(baselines),
+            Err(error) => {
+                services.stop().await?;
+                return Err(error);
+            }
+        }
+    } else {
+        None
+    };
     let engine = match Engine::start(
         &binaries,
         services.database_url(),
@@ -55,7 +67,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
         operator,
     };
     let mut report = Report::new(&bench);
-    scenarios(&bench, &mut report).await;
+    scenarios(&bench, baselines.as_deref(), &mut report).await;
     let Bench {
         plan,
         services,
@@ -73,10 +85,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     Ok(report.sane)
 }
 
-async fn scenarios(bench: &Bench, report: &mut Report) {
+async fn scenarios(bench: &Bench, baselines: Option<&[f64]>, report: &mut Report) {
     let plan = &bench.plan;
-    if plan.runs(Scenario::Throughput) {
-        report.throughput = report.outcome("a", throughput::run(bench).await);
+    if let Some(baselines) = baselines {
+        report.throughput = report.outcome("a", throughput::run(bench, baselines).await);
     }
     // (c) before (b): the process managers settle (b)'s thousands of participants for minutes
     // after its last join, and (c) measures a steady rate, not that backlog.
