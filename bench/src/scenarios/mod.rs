@@ -84,22 +84,22 @@ impl Bench {
         }
         let mut last_head = None;
         let within = self.plan.settle_within;
-        let mut from: i64 = sqlx::query_scalar(LOG_HEAD).fetch_one(&self.pool).await?;
-        from -= RECENT_EVENTS;
+        let mut from = None;
         while started.elapsed() < within {
             let (head, read): (i64, bool) =
                 sqlx::query_as(READ_TO_HEAD).fetch_one(&self.pool).await?;
+            let from = from.get_or_insert(head - RECENT_EVENTS);
             if read {
                 let pending: Option<i64> = sqlx::query_scalar(FIRST_UNPROJECTED)
-                    .bind(from)
+                    .bind(*from)
                     .fetch_one(&self.pool)
                     .await?;
                 match pending {
                     None if last_head == Some(head) => return Ok(started.elapsed()),
                     // Positions are taken before commit: an event below the head may still
                     // be committing, so the next check looks a little further back.
-                    None => from = from.max(head - IN_FLIGHT_MARGIN),
-                    Some(position) => from = position - 1,
+                    None => *from = (*from).max(head - IN_FLIGHT_MARGIN),
+                    Some(position) => *from = position - 1,
                 }
             }
             last_head = Some(head);
@@ -109,9 +109,6 @@ impl Bench {
         Ok(started.elapsed())
     }
 }
-
-/// The newest position in the log.
-const LOG_HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
 
 /// The newest position, and whether the process managers' cursor (`workflow_cursor`) has
 /// reached the last event in log order (most events need no reaction, so the event count

@@ -84,14 +84,8 @@ pub(crate) async fn append(
     context: &CommandContext,
 ) -> Result<Appended, StoreError> {
     let events_len = events.len();
-    let (expected_version, head_hash) = head;
-    let chain = Chain {
-        key,
-        aggregate_type,
-        stream,
-        expected_version,
-        head_hash,
-    };
+    let chain = Chain::at(key, aggregate_type, stream, head);
+    let expected_version = chain.expected_version;
     let metadata = event_metadata(context)?;
     let rows = Rows::chain(&chain, events, vec![metadata; events_len])?;
     let idempotency_key = context.metadata.idempotency_key.as_deref();
@@ -157,14 +151,7 @@ pub(crate) async fn append_batch(
     events: Vec<NewEvent>,
     metadata: Vec<serde_json::Value>,
 ) -> Result<Option<(Vec<StoredEvent>, Option<Hash>)>, StoreError> {
-    let (expected_version, head_hash) = head;
-    let chain = Chain {
-        key,
-        aggregate_type,
-        stream,
-        expected_version,
-        head_hash,
-    };
+    let chain = Chain::at(key, aggregate_type, stream, head);
     let rows = Rows::chain(&chain, events, metadata)?;
     match rows.bind(sqlx::query(INSERT_EVENTS)).fetch_all(pool).await {
         Ok(inserted) if inserted.is_empty() => Ok(None),
@@ -257,6 +244,24 @@ struct Chain<'a> {
     stream: &'a StreamId,
     expected_version: u64,
     head_hash: Option<Hash>,
+}
+
+impl<'a> Chain<'a> {
+    /// The chain continuing `stream` from `head` (its version and chain hash).
+    fn at(
+        key: &'a AuditKey,
+        aggregate_type: &'a str,
+        stream: &'a StreamId,
+        (expected_version, head_hash): (u64, Option<Hash>),
+    ) -> Self {
+        Self {
+            key,
+            aggregate_type,
+            stream,
+            expected_version,
+            head_hash,
+        }
+    }
 }
 
 /// The new events as the statement's parameters, chained, and the chain hash of the last.

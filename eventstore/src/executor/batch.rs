@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::append::{self, NewEvent};
 use super::cache::Cached;
-use super::{CommandExecutor, backoff, metrics};
+use super::{CommandExecutor, metrics};
 use crate::error::{DecodeError, StoreError};
 use crate::executor::error::ExecuteError;
 use crate::executor::outcome::{CommandContext, CommandOutcome};
@@ -231,14 +231,7 @@ where
                     attempt += 1;
                 }
                 Ok(BatchAttempt::Conflict) => {
-                    metrics::retried(A::TYPE, metrics::Retry::Conflict);
-                    let config = &self.inner.config;
-                    tokio::time::sleep(backoff::delay(
-                        attempt,
-                        config.backoff_base,
-                        config.backoff_max,
-                    ))
-                    .await;
+                    self.back_off_after_conflict(attempt).await;
                     attempt += 1;
                 }
                 Err(error) => {

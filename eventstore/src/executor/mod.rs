@@ -297,13 +297,7 @@ where
                     attempt += 1;
                 }
                 Attempt::Conflict => {
-                    metrics::retried(A::TYPE, metrics::Retry::Conflict);
-                    tokio::time::sleep(backoff::delay(
-                        attempt,
-                        config.backoff_base,
-                        config.backoff_max,
-                    ))
-                    .await;
+                    self.back_off_after_conflict(attempt).await;
                     attempt += 1;
                 }
             }
@@ -480,6 +474,18 @@ where
             head_hash,
         });
         Ok(())
+    }
+
+    /// Counts a conflict and waits the jittered backoff of `attempt` before the next one.
+    async fn back_off_after_conflict(&self, attempt: u32) {
+        metrics::retried(A::TYPE, metrics::Retry::Conflict);
+        let config = &self.inner.config;
+        tokio::time::sleep(backoff::delay(
+            attempt,
+            config.backoff_base,
+            config.backoff_max,
+        ))
+        .await;
     }
 
     /// Starts writing a snapshot when the command crossed a multiple of [`snapshot_step`].
