@@ -2,7 +2,8 @@
 //!
 //! Why the log and not the Kafka topics: the log is the source of truth, exactly ordered
 //! across aggregates (a reaction to `order.created` always completes before the reaction to
-//! that order's `order.canceled` starts, which is what makes compensation find everything),
+//! that order's `order.canceled` starts, which is what makes compensation find everything;
+//! `schedule` keeps that order within each flow while different flows run side by side),
 //! readable without a broker, and it lets one PostgreSQL transaction-free protocol decide who
 //! processes: a session advisory lock.
 //!
@@ -11,9 +12,9 @@
 //!   when the holder's session ends (crash, kill, network loss), so two processes never
 //!   process the same events at the same time in normal operation. Even if they briefly did
 //!   (a partitioned leader still finishing a step), every command is idempotent by key.
-//! - Cursor: `workflow_cursor` holds the `(transaction_id, position)` of the last handled
-//!   event, written after each event. A crash re-handles at most the event in flight, whose
-//!   commands replay.
+//! - Cursor: `workflow_cursor` holds the `(transaction_id, position)` up to which every event
+//!   has been handled (reactions run concurrently, so later ones may be done too), saved at
+//!   most once a second. A crash re-handles the events after it, whose commands replay.
 //! - Failures: a transient failure (database, conflict, gateway) retries the same event with a
 //!   capped backoff and never skips it; a permanent one (undecodable payload) would fail the
 //!   same way for ever, so it is parked in `workflow_dead_letters` (see `dead_letters`) and the

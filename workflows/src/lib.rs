@@ -25,6 +25,12 @@
 //!   after a crash). The log rather than the Kafka topics: it is the
 //!   source of truth, totally ordered across aggregates (so a cancellation's compensation always
 //!   runs after everything the checkout did before it), and needs no broker.
+//! - **Concurrency** (`schedule`): reactions to different flows (orders, campaign
+//!   participants) run at the same time, up to [`WorkflowConfig::concurrent_reactions`], each flow's in log
+//!   order; events about many flows at once (a campaign closing) run alone. A flash sale's
+//!   participants are thus settled side by side, and their commands on the one hot campaign
+//!   and stock item meet in the executors' batches instead of queueing one by one. The cursor
+//!   passes only events whose reaction is done.
 //! - **Idempotence** (`engine`): every command carries the causing event as causation id, the
 //!   flow's correlation id, and the idempotency key `pm:{event_id}:{step}`
 //!   (`deadline:{aggregate}:{key}:{kind}:fire` for deadlines): re-processing after a crash
@@ -65,7 +71,9 @@ mod ids;
 mod intake;
 mod links;
 mod react;
+mod schedule;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,9 +83,10 @@ use commerce_aggregates::order::Order;
 use commerce_aggregates::payment::Payment;
 use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
-use commerce_eventstore::{CommandExecutor, LogCursor, PgEventStore};
+use commerce_eventstore::{CommandExecutor, LogCursor, LogEvent, PgEventStore};
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use tokio::task::JoinSet;
 
 pub use engine::Clock;
 pub use error::WorkflowError;
@@ -86,10 +95,13 @@ pub use gateway::{Carrier, PaymentGateway, SandboxCarrier, SandboxGateway};
 use deadlines::Deadlines;
 use engine::Engine;
 use links::Links;
+use schedule::{Ticket, Window};
 
 /// How long reactions may run before the cursor is saved (it is also saved when the log
 /// falls quiet): bounds what a new leader replays after a crash.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Events read ahead of the cursor: new ones are read while fewer wait in the window.
+const REACTIONS_READ_AHEAD: usize = 256;
 
 /// Tuning of the process managers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +115,10 @@ pub struct WorkflowConfig {
     pub standby_interval: Duration,
     /// Events read from the log per batch.
     pub batch_size: u32,
+    /// Reactions that may run at once, each about a different flow (1 = one event at a time,
+    /// in log order): enough to keep the database's commit queue full while single reactions
+    /// wait on theirs.
+    pub concurrent_reactions: usize,
 }
 
 impl Default for WorkflowConfig {
@@ -112,6 +128,7 @@ impl Default for WorkflowConfig {
             poll_interval: Duration::from_millis(500),
             standby_interval: Duration::from_secs(1),
             batch_size: 200,
+            concurrent_reactions: 32,
         }
     }
 }
@@ -280,8 +297,13 @@ impl Workflows {
         }
     }
 
-    /// The leader's loop: drain the log, wait for appends or the poll; every poll interval,
-    /// check the leadership and fire due deadlines.
+    /// The leader's loop: read the log into the window, react to what may run (see
+    /// `schedule`), move the cursor past what is done, and wait for appends or the poll when
+    /// everything read is done; every poll interval, check the leadership and fire due
+    /// deadlines.
+    ///
+    /// Deadlines fire between reactions, never beside one: when they are due the loop stops
+    /// starting reactions, lets the running ones finish, and fires them.
     ///
     /// A trickle of commands wakes this loop once per command, so the loop's own round trips
     /// are paid per command: the cursor is saved once a second while events flow and when the
@@ -292,11 +314,20 @@ impl Workflows {
         let log = engine.store.global_log();
         let mut wakeups = log.wakeups().await?;
         let mut cursor = intake::load_cursor(&engine.pool).await?;
+        let mut read_up_to = cursor;
+        let mut window = Window::default();
+        // Tasks of their own, not futures polled by this loop: a reaction holding a pooled
+        // connection must make progress while the loop awaits a connection for the next batch.
+        let mut running = JoinSet::new();
+        let mut waiting: HashMap<Ticket, LogEvent> = HashMap::new();
+        let mut log_drained = false;
         let mut unsaved = false;
         let mut saved = Instant::now();
         let mut housekept: Option<Instant> = None;
         loop {
-            if housekept.is_none_or(|at| at.elapsed() >= engine.config.poll_interval) {
+            let housekeeping_due =
+                housekept.is_none_or(|at| at.elapsed() >= engine.config.poll_interval);
+            if housekeeping_due && window.running() == 0 {
                 if !leadership.still_held().await {
                     return Err(WorkflowError::decode(
                         "leader lock",
@@ -305,27 +336,51 @@ impl Workflows {
                 }
                 self.fire_due().await?;
                 housekept = Some(Instant::now());
+                continue;
             }
-            let batch = intake::next_batch(&log, cursor, engine.config.batch_size).await?;
-            let drained = batch.len() < engine.config.batch_size as usize;
-            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
-                tracing::debug!(%cursor, events = batch.len(), first = %LogCursor::after(first), last = %LogCursor::after(last), "workflows: batch");
+            if !log_drained && window.len() < REACTIONS_READ_AHEAD {
+                let batch = intake::next_batch(&log, read_up_to, engine.config.batch_size).await?;
+                log_drained = batch.len() < engine.config.batch_size as usize;
+                if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                    tracing::debug!(%cursor, events = batch.len(), first = %LogCursor::after(first), last = %LogCursor::after(last), "workflows: batch");
+                }
+                for event in batch {
+                    read_up_to = LogCursor::after(&event);
+                    let footprint = react::footprint(engine, &event).await;
+                    waiting.insert(window.push(read_up_to, footprint), event);
+                }
             }
-            for event in &batch {
-                self.handle(event).await?;
-                cursor = LogCursor::after(event);
-                unsaved = true;
-                if saved.elapsed() >= CURSOR_SAVE_INTERVAL {
+            if !housekeeping_due {
+                for ticket in window.start(engine.config.concurrent_reactions.max(1)) {
+                    if let Some(event) = waiting.remove(&ticket) {
+                        let workflows = self.clone();
+                        running
+                            .spawn(async move { workflows.handle(&event).await.map(|()| ticket) });
+                    }
+                }
+            }
+            if let Some(done) = running.join_next().await {
+                let done = match done {
+                    Ok(done) => done?,
+                    // Nothing aborts these tasks but dropping the set: a failed join is a panic.
+                    Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+                };
+                window.finish(done);
+                if let Some(passed) = window.pass_done() {
+                    cursor = passed;
+                    unsaved = true;
+                }
+                if unsaved && saved.elapsed() >= CURSOR_SAVE_INTERVAL {
                     intake::save_cursor(&engine.pool, cursor).await?;
                     (unsaved, saved) = (false, Instant::now());
                 }
-            }
-            if drained {
+            } else if log_drained && window.len() == 0 {
                 let woken = tokio::time::timeout(engine.config.poll_interval, wakeups.next()).await;
                 if woken.is_err() && unsaved {
                     intake::save_cursor(&engine.pool, cursor).await?;
                     (unsaved, saved) = (false, Instant::now());
                 }
+                log_drained = false;
             }
         }
     }
@@ -388,9 +443,10 @@ impl Engine {
     }
 }
 
-/// Connections of the bookkeeping pool: the leader reacts to one event at a time, and firing a
-/// deadline holds one while its reaction writes links through another.
-const BOOKKEEPING_CONNECTIONS: u32 = 4;
+/// Connections of the bookkeeping pool: a few reactions write links or deadlines at any one
+/// time (each holds a connection for one short statement), and firing a deadline holds one
+/// while its reaction writes links through another.
+const BOOKKEEPING_CONNECTIONS: u32 = 8;
 
 /// A pool on `pool`'s database whose commits do not wait for their WAL flush (see the crate
 /// documentation, "Bookkeeping commits"); it connects on first use.

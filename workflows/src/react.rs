@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::deadlines::{DeadlineKind, DueDeadline};
 use crate::engine::{Cause, Engine, Issued};
 use crate::error::WorkflowError;
+use crate::schedule::Footprint;
 use crate::{campaign, checkout, compensation};
 
 fn decode<T: DeserializeOwned>(event: &LogEvent) -> Result<T, WorkflowError> {
@@ -26,6 +27,74 @@ fn decode<T: DeserializeOwned>(event: &LogEvent) -> Result<T, WorkflowError> {
 
 fn stream_uuid(event: &LogEvent) -> Result<Uuid, WorkflowError> {
     Uuid::parse_str(event.stream.key()).map_err(|error| WorkflowError::decode("stream key", error))
+}
+
+/// Which flow the reaction to `event` belongs to (see `schedule`): it mirrors [`react`], and
+/// whatever it cannot place (an undecodable payload, a payment without a purpose, an expired
+/// reservation whose holder only the inventory knows) runs as a barrier.
+pub(crate) async fn footprint(engine: &Engine, event: &LogEvent) -> Footprint {
+    let flow = match event.aggregate_type.as_str() {
+        "order" => match decode::<OrderEvent>(event) {
+            Ok(
+                OrderEvent::Created(_)
+                | OrderEvent::StockReserved(_)
+                | OrderEvent::Confirmed(_)
+                | OrderEvent::Canceled(_)
+                | OrderEvent::Expired(_),
+            ) => stream_uuid(event).map(Footprint::Flow),
+            Ok(_) => Ok(Footprint::Idle),
+            Err(error) => Err(error),
+        },
+        "payment" => match decode::<PaymentEvent>(event) {
+            Ok(
+                PaymentEvent::Authorized(_)
+                | PaymentEvent::Succeeded(_)
+                | PaymentEvent::Failed(_)
+                | PaymentEvent::Expired(_),
+            ) => payment_flow(engine, event).await,
+            Ok(_) => Ok(Footprint::Idle),
+            Err(error) => Err(error),
+        },
+        "inventory" => decode::<InventoryEvent>(event).map(|decoded| match decoded {
+            InventoryEvent::Reserved(reserved) => Footprint::Flow(match reserved.holder {
+                ReservationHolder::Order(order_id) => order_id,
+                ReservationHolder::CampaignParticipant(participant_id) => participant_id,
+            }),
+            InventoryEvent::ReservationExpired(_) => Footprint::Barrier,
+            _ => Footprint::Idle,
+        }),
+        "shipment" => decode::<ShipmentEvent>(event).map(|decoded| match decoded {
+            ShipmentEvent::LabelCreated(label) => Footprint::Flow(label.order_id),
+            _ => Footprint::Idle,
+        }),
+        "campaign" => decode::<CampaignEvent>(event).map(|decoded| match decoded {
+            CampaignEvent::Joined(joined) => Footprint::Flow(joined.participant_id),
+            CampaignEvent::ParticipantPaid(paid) => Footprint::Flow(paid.participant_id),
+            CampaignEvent::ParticipantDropped(dropped) => Footprint::Flow(dropped.participant_id),
+            CampaignEvent::ParticipantLeft(left) => Footprint::Flow(left.participant_id),
+            CampaignEvent::Created(_)
+            | CampaignEvent::Closed(_)
+            | CampaignEvent::Failed(_)
+            | CampaignEvent::Cancelled(_) => Footprint::Barrier,
+            _ => Footprint::Idle,
+        }),
+        _ => Ok(Footprint::Idle),
+    };
+    flow.unwrap_or(Footprint::Barrier)
+}
+
+/// The flow of a payment's event: the order or participant it is for.
+async fn payment_flow(engine: &Engine, event: &LogEvent) -> Result<Footprint, WorkflowError> {
+    let payment: Arc<Payment> = engine
+        .load(event.stream.tenant(), event.stream.key())
+        .await?;
+    Ok(match payment.purpose() {
+        Some(PaymentPurpose::Order { order_id }) => Footprint::Flow(order_id),
+        Some(PaymentPurpose::CampaignParticipant { participant_id, .. }) => {
+            Footprint::Flow(participant_id)
+        }
+        None => Footprint::Barrier,
+    })
 }
 
 /// Reacts to one event of the global log (most events need no reaction).

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::future::pending;
+use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
@@ -16,7 +18,7 @@ use commerce_eventstore::{
     CommandContext, EventBackend, EventMetadata, ExpectedVersion, NewStreamEvent, PgBackend,
     StreamId, StreamRef,
 };
-use common::{Harness, PRICE, TENANT};
+use common::{Harness, OverlapGateway, PRICE, TENANT};
 use uuid::Uuid;
 
 fn final_status(status: Option<OrderStatus>) -> bool {
@@ -935,4 +937,43 @@ async fn participants_who_never_paid_are_dropped_when_the_campaign_closes() {
     let lamp = h.stock_of("LAMP").await;
     assert_eq!((lamp.on_hand(), lamp.reserved()), (8, 0));
     assert!(h.participants_settled(campaign_id).await);
+}
+
+/// Reactions to different orders run side by side (the charges of four orders overlap), and
+/// one at a time when `concurrent_reactions` is 1; every order is confirmed either way.
+#[tokio::test]
+async fn reactions_to_different_orders_run_side_by_side_unless_limited_to_one() {
+    for (concurrent_reactions, overlap) in [(32, true), (1, false)] {
+        let h = Harness::new().await;
+        h.product("TEE", PRICE);
+        h.stock("TEE", 10).await;
+        // given: four orders in the log before the engine starts
+        let mut orders = Vec::new();
+        for _ in 0..4 {
+            orders.push(h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await);
+        }
+        let gateway = Arc::new(OverlapGateway::default());
+        // when
+        let workflows = h.workflows_reacting(gateway.clone(), 1, concurrent_reactions);
+        let engine = tokio::spawn(async move {
+            workflows.run(pending()).await.expect("workflows run");
+        });
+        h.eventually(30, "every order confirmed", || async {
+            for &order_id in &orders {
+                if h.order(order_id).await.status() != Some(OrderStatus::Confirmed) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        engine.abort();
+        // then
+        assert_eq!(
+            gateway.most_at_once() > 1,
+            overlap,
+            "{} charges at once with concurrent_reactions = {concurrent_reactions}",
+            gateway.most_at_once()
+        );
+    }
 }

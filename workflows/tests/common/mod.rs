@@ -96,6 +96,17 @@ impl Harness {
         gateway: Arc<dyn PaymentGateway>,
         max_payment_attempts: u32,
     ) -> Workflows {
+        let concurrent_reactions = WorkflowConfig::default().concurrent_reactions;
+        self.workflows_reacting(gateway, max_payment_attempts, concurrent_reactions)
+    }
+
+    /// [`Self::workflows_with`], with at most `concurrent_reactions` reactions at once.
+    pub fn workflows_reacting(
+        &self,
+        gateway: Arc<dyn PaymentGateway>,
+        max_payment_attempts: u32,
+        concurrent_reactions: usize,
+    ) -> Workflows {
         let offset = Arc::clone(&self.offset_secs);
         // An engine process has a pool of its own: a test that aborts the engine (a crash)
         // drops its connections with it, as a killed process would, instead of handing a
@@ -113,6 +124,7 @@ impl Harness {
             max_payment_attempts,
             poll_interval: Duration::from_millis(50),
             standby_interval: Duration::from_millis(100),
+            concurrent_reactions,
             ..WorkflowConfig::default()
         })
         .with_clock(Clock::from_fn(move || {
@@ -621,5 +633,61 @@ impl PaymentGateway for RecordingGateway {
     ) -> Result<(), GatewayError> {
         self.book(idempotency_key, provider_ref, -amount.amount_minor());
         Ok(())
+    }
+}
+
+/// The sandbox, whose charges count how many run at once: each charge waits (up to
+/// [`OverlapGateway::PATIENCE`]) for a second one to arrive, so two reactions that can run
+/// side by side are seen doing so, whatever the machine's speed.
+#[derive(Debug, Default)]
+pub struct OverlapGateway {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+}
+
+impl OverlapGateway {
+    pub const PATIENCE: Duration = Duration::from_millis(500);
+
+    /// The most charges that were ever in flight at once.
+    pub fn most_at_once(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for OverlapGateway {
+    fn name(&self) -> &str {
+        SandboxGateway.name()
+    }
+
+    async fn authorize(&self, request: &PaymentRequest) -> Result<GatewayDecision, GatewayError> {
+        SandboxGateway.authorize(request).await
+    }
+
+    async fn charge(&self, request: &PaymentRequest) -> Result<GatewayDecision, GatewayError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.arrived.notify_waiters();
+        let _ = tokio::time::timeout(Self::PATIENCE, async {
+            while self.most.load(Ordering::SeqCst) < 2 {
+                self.arrived.notified().await;
+            }
+        })
+        .await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        SandboxGateway.charge(request).await
+    }
+
+    async fn capture(&self, reference: &str, amount: Money, key: &str) -> Result<(), GatewayError> {
+        SandboxGateway.capture(reference, amount, key).await
+    }
+
+    async fn void(&self, reference: &str, key: &str) -> Result<(), GatewayError> {
+        SandboxGateway.void(reference, key).await
+    }
+
+    async fn refund(&self, reference: &str, amount: Money, key: &str) -> Result<(), GatewayError> {
+        SandboxGateway.refund(reference, amount, key).await
     }
 }
