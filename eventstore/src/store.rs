@@ -143,20 +143,22 @@ impl PgEventStore {
     }
 
     /// The head of a stream: the sequence of its last event (0 when empty).
+    ///
+    /// `ORDER BY … LIMIT 1`, not `max(sequence)`: a prepared statement keeps the generic plan
+    /// it chose while the table was small, and for `max` that plan was an aggregate over every
+    /// index entry of the stream, so each look at a hot stream's head cost O(stream) (25 ms at
+    /// 8,000 events). This form is one backward step of the primary key whatever the plan.
     pub async fn stream_version(
         &self,
         aggregate_type: &str,
         stream: &StreamId,
     ) -> Result<u64, StoreError> {
-        let head: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(max(sequence), 0) FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2",
-        )
-        .bind(aggregate_type)
-        .bind(stream.aggregate_id())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(sequence_from_db(head)?)
+        let head: Option<i64> = sqlx::query_scalar(STREAM_HEAD)
+            .bind(aggregate_type)
+            .bind(stream.aggregate_id())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(sequence_from_db(head.unwrap_or(0))?)
     }
 
     /// The chain hash of the event at `sequence` of the stream (`None` for sequence 0, or for
@@ -314,5 +316,44 @@ impl PgEventStore {
         // pooled connection that once wrote a large snapshot would hold that much for good.
         connection.shrink_buffers();
         Ok(())
+    }
+}
+
+/// The sequence of a stream's last event (no row when the stream is empty).
+const STREAM_HEAD: &str = "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+     ORDER BY sequence DESC LIMIT 1";
+
+#[cfg(test)]
+mod tests {
+    use commerce_devstack::testkit::TestDatabase;
+
+    use super::STREAM_HEAD;
+
+    /// The plan a long-lived pooled connection ends up with, however long the stream grew
+    /// since it was prepared: one backward step of the primary key.
+    #[tokio::test]
+    async fn given_the_generic_plan_when_reading_a_stream_head_then_it_is_one_index_step() {
+        let db = TestDatabase::create().await.expect("test database");
+        crate::migrate(db.pool()).await.expect("schema");
+        let mut connection = db.pool().acquire().await.expect("connection");
+        for statement in [
+            "SET plan_cache_mode = force_generic_plan".to_owned(),
+            format!("PREPARE head(text, text) AS {STREAM_HEAD}"),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut *connection)
+                .await
+                .expect("prepare");
+        }
+        let plan: serde_json::Value =
+            sqlx::query_scalar("EXPLAIN (FORMAT JSON) EXECUTE head('order', 't/o')")
+                .fetch_one(&mut *connection)
+                .await
+                .expect("plan");
+        let top = &plan[0]["Plan"];
+        assert_eq!(top["Node Type"], "Limit", "{plan}");
+        let scan = &top["Plans"][0];
+        assert_eq!(scan["Index Name"], "events_pkey", "{plan}");
+        assert_eq!(scan["Scan Direction"], "Backward", "{plan}");
     }
 }
