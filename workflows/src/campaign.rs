@@ -43,6 +43,7 @@ use commerce_contracts::events::{
 use commerce_domain::{
     CampaignId, CustomerId, Money, OrderId, ParticipantId, PaymentId, Quantity, ReservationId,
 };
+use futures::TryStreamExt;
 use uuid::Uuid;
 
 use crate::checkout::record_decision;
@@ -455,29 +456,52 @@ pub(crate) async fn on_failed(
         .iter()
         .map(|p| (p.id(), p.state(), p.payment_id()))
         .collect();
-    for (participant, state, payment_id) in participants {
-        let participant_id = participant.as_uuid();
-        compensate_participant(engine, cause, participant_id, "campaign_failed").await?;
-        if matches!(
-            state,
-            ParticipantState::Joined | ParticipantState::Paid | ParticipantState::Left
-        ) {
-            engine
-                .issue(
-                    &engine.campaigns,
-                    cause,
-                    &format!("refunded:{participant_id}"),
-                    campaign_id.to_string(),
-                    CampaignCommand::RecordParticipantRefunded {
-                        participant_id: participant,
-                        payment_id,
-                        at: engine.now(),
-                    },
-                )
-                .await?;
-        }
-    }
-    Ok(())
+    for_each_participant(
+        engine,
+        participants,
+        |(participant, state, payment_id)| async move {
+            let participant_id = participant.as_uuid();
+            compensate_participant(engine, cause, participant_id, "campaign_failed").await?;
+            if matches!(
+                state,
+                ParticipantState::Joined | ParticipantState::Paid | ParticipantState::Left
+            ) {
+                engine
+                    .issue(
+                        &engine.campaigns,
+                        cause,
+                        &format!("refunded:{participant_id}"),
+                        campaign_id.to_string(),
+                        CampaignCommand::RecordParticipantRefunded {
+                            participant_id: participant,
+                            payment_id,
+                            at: engine.now(),
+                        },
+                    )
+                    .await?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Runs `settle` for every participant, several at once (each participant's steps stay in
+/// order; different participants share nothing but the campaign and stock streams, whose
+/// executors batch their commands). The first failure ends it: the whole reaction is retried,
+/// and the steps already done replay by their idempotency keys.
+async fn for_each_participant<P, F, Fut>(
+    engine: &Engine,
+    participants: Vec<P>,
+    settle: F,
+) -> Result<(), WorkflowError>
+where
+    F: Fn(P) -> Fut,
+    Fut: Future<Output = Result<(), WorkflowError>>,
+{
+    futures::stream::iter(participants.into_iter().map(Ok))
+        .try_for_each_concurrent(engine.config.concurrent_reactions.max(1), settle)
+        .await
 }
 
 /// `campaign.closed`: capture every paid participant and place their order; let go of the
@@ -502,12 +526,13 @@ pub(crate) async fn on_closed(
             .collect();
         (config, participants)
     };
-    for participant in &participants {
+    let config = &config;
+    for_each_participant(engine, participants, |participant| async move {
         let participant_id = participant.id().as_uuid();
         match participant.state() {
             ParticipantState::Paid => {
                 let product = (config.sku.clone(), config.group_price);
-                close_participant(engine, cause, campaign_id, product, participant).await?;
+                close_participant(engine, cause, campaign_id, product, &participant).await?;
             }
             ParticipantState::Joined => {
                 // Never paid: the campaign is over for them. Dropping them records it (they
@@ -530,8 +555,9 @@ pub(crate) async fn on_closed(
             }
             _ => {}
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 async fn close_participant(
