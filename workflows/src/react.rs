@@ -32,16 +32,18 @@ fn stream_uuid(event: &LogEvent) -> Result<Uuid, WorkflowError> {
 /// Which flow the reaction to `event` belongs to (see `schedule`): it mirrors [`react`], and
 /// whatever it cannot place (an undecodable payload, a payment without a purpose, an expired
 /// reservation whose holder only the inventory knows) runs as a barrier.
+///
+/// Reactions that give stock back (an order canceled or expired, a participant dropped or
+/// gone) are barriers too: the log may hold a later reservation that exists only because of
+/// that stock (a campaign place freed and taken again), and it must not be refused for stock
+/// the log already gave back.
 pub(crate) async fn footprint(engine: &Engine, event: &LogEvent) -> Footprint {
     let flow = match event.aggregate_type.as_str() {
         "order" => match decode::<OrderEvent>(event) {
             Ok(
-                OrderEvent::Created(_)
-                | OrderEvent::StockReserved(_)
-                | OrderEvent::Confirmed(_)
-                | OrderEvent::Canceled(_)
-                | OrderEvent::Expired(_),
+                OrderEvent::Created(_) | OrderEvent::StockReserved(_) | OrderEvent::Confirmed(_),
             ) => stream_uuid(event).map(Footprint::Flow),
+            Ok(OrderEvent::Canceled(_) | OrderEvent::Expired(_)) => Ok(Footprint::Barrier),
             Ok(_) => Ok(Footprint::Idle),
             Err(error) => Err(error),
         },
@@ -70,9 +72,9 @@ pub(crate) async fn footprint(engine: &Engine, event: &LogEvent) -> Footprint {
         "campaign" => decode::<CampaignEvent>(event).map(|decoded| match decoded {
             CampaignEvent::Joined(joined) => Footprint::Flow(joined.participant_id),
             CampaignEvent::ParticipantPaid(paid) => Footprint::Flow(paid.participant_id),
-            CampaignEvent::ParticipantDropped(dropped) => Footprint::Flow(dropped.participant_id),
-            CampaignEvent::ParticipantLeft(left) => Footprint::Flow(left.participant_id),
-            CampaignEvent::Created(_)
+            CampaignEvent::ParticipantDropped(_)
+            | CampaignEvent::ParticipantLeft(_)
+            | CampaignEvent::Created(_)
             | CampaignEvent::Closed(_)
             | CampaignEvent::Failed(_)
             | CampaignEvent::Cancelled(_) => Footprint::Barrier,

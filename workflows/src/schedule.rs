@@ -8,7 +8,8 @@
 //! - [`Footprint::Flow`]: the order or participant the reaction is about. It starts only
 //!   once every earlier event of the same flow has been reacted to;
 //! - [`Footprint::Barrier`]: events that concern many flows at once (a campaign closing or
-//!   failing) or whose flow is unknown. It waits for every earlier event, and every later
+//!   failing, stock given back that a later flow may be counting on) or whose flow is
+//!   unknown. It waits for every earlier event, and every later
 //!   event waits for it: exactly the order of a single reader;
 //! - [`Footprint::Idle`]: no reaction at all; it only keeps its place behind a barrier.
 //!
