@@ -488,8 +488,8 @@ pub(crate) async fn on_failed(
 
 /// Runs `settle` for every participant, several at once (each participant's steps stay in
 /// order; different participants share nothing but the campaign and stock streams, whose
-/// executors batch their commands). The first failure ends it: the whole reaction is retried,
-/// and the steps already done replay by their idempotency keys.
+/// executors take their commands one after another). The first failure ends it: the whole
+/// reaction is retried, and the steps already done replay by their idempotency keys.
 async fn for_each_participant<P, F, Fut>(
     engine: &Engine,
     participants: Vec<P>,

@@ -27,10 +27,10 @@
 //!   runs after everything the checkout did before it), and needs no broker.
 //! - **Concurrency** (`schedule`): reactions to different flows (orders, campaign
 //!   participants) run at the same time, up to [`WorkflowConfig::concurrent_reactions`], each flow's in log
-//!   order; events about many flows at once (a campaign closing) run alone. A flash sale's
-//!   participants are thus settled side by side, and their commands on the one hot campaign
-//!   and stock item meet in the executors' batches instead of queueing one by one. The cursor
-//!   passes only events whose reaction is done.
+//!   order; events about many flows at once (a campaign closing) and reactions that give
+//!   stock back run alone. A flash sale's participants are thus settled side by side: while
+//!   one waits for its commit or the gateway, the others work. The cursor passes only events
+//!   whose reaction is done.
 //! - **Idempotence** (`engine`): every command carries the causing event as causation id, the
 //!   flow's correlation id, and the idempotency key `pm:{event_id}:{step}`
 //!   (`deadline:{aggregate}:{key}:{kind}:fire` for deadlines): re-processing after a crash
