@@ -222,6 +222,15 @@ mod tests {
         assert_eq!(window.len(), 0);
     }
 
+    /// Whether two events' reactions must not overlap and must finish in log order.
+    fn ordered(a: Footprint, b: Footprint) -> bool {
+        match (a, b) {
+            (Footprint::Idle, _) | (_, Footprint::Idle) => false,
+            (Footprint::Barrier, _) | (_, Footprint::Barrier) => true,
+            (Footprint::Flow(x), Footprint::Flow(y)) => x == y,
+        }
+    }
+
     fn footprints() -> impl Strategy<Value = Vec<Footprint>> {
         let footprint = prop_oneof![
             4 => (0_u128..4).prop_map(flow),
@@ -252,12 +261,7 @@ mod tests {
                 for (i, a) in running.iter().enumerate() {
                     for b in &running[i + 1..] {
                         let (fa, fb) = (footprints[*a as usize], footprints[*b as usize]);
-                        let conflict = match (fa, fb) {
-                            (Footprint::Idle, _) | (_, Footprint::Idle) => false,
-                            (Footprint::Barrier, _) | (_, Footprint::Barrier) => true,
-                            (Footprint::Flow(x), Footprint::Flow(y)) => x == y,
-                        };
-                        prop_assert!(!conflict, "{fa:?} and {fb:?} ran at once");
+                        prop_assert!(!ordered(fa, fb), "{fa:?} and {fb:?} ran at once");
                     }
                 }
                 let Some(pick) = picks.next() else { break };
@@ -267,13 +271,7 @@ mod tests {
                 let done = running.swap_remove(pick.index(running.len()));
                 // Every earlier event of the same flow (and every earlier barrier) is done.
                 for earlier in 0..done {
-                    let (fe, fd) = (footprints[earlier as usize], footprints[done as usize]);
-                    let ordered = match (fe, fd) {
-                        (Footprint::Idle, _) | (_, Footprint::Idle) => false,
-                        (Footprint::Barrier, _) | (_, Footprint::Barrier) => true,
-                        (Footprint::Flow(x), Footprint::Flow(y)) => x == y,
-                    };
-                    if ordered {
+                    if ordered(footprints[earlier as usize], footprints[done as usize]) {
                         prop_assert!(finished.contains(&earlier), "{done} finished before {earlier}");
                     }
                 }
