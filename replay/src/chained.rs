@@ -130,6 +130,20 @@ impl Rehash for ChainedEvent {
 /// The columns [`CanonicalEvent::from_row`] reads, in this order.
 pub(crate) const CANONICAL_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata, event_id, recorded_at, prev_hash, chain_hash";
+/// How many columns [`CANONICAL_COLUMNS`] names: a query may select more after them.
+pub(crate) const CANONICAL_COLUMN_COUNT: usize = count_columns(CANONICAL_COLUMNS);
+
+const fn count_columns(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut index, mut columns) = (0, 1);
+    while index < bytes.len() {
+        if bytes[index] == b',' {
+            columns += 1;
+        }
+        index += 1;
+    }
+    columns
+}
 
 /// A stored event reduced to what its chain hash covers, payload and metadata as canonical
 /// text: built straight from the `jsonb` text, never parsed into `serde_json::Value`.
@@ -173,9 +187,9 @@ impl CanonicalEvent {
         })
     }
 
-    /// The primary key of a row of [`CANONICAL_COLUMNS`], as a keyset cursor.
-    pub(crate) fn stream_key(row: &PgRow) -> Result<(String, String, i64), ReplayError> {
-        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    /// The stream's aggregate type and stored id.
+    pub(crate) fn stream_names(&self) -> (&str, &str) {
+        (&self.aggregate_type, &self.aggregate_id)
     }
 
     /// Whether `other` belongs to the same stream (without building [`StreamRef`]s).

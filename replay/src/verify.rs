@@ -16,11 +16,16 @@
 //! against the pseudo-stream `log`, with the checkpoint number as sequence).
 //! Events appended after the last checkpoint can only be checked stream by stream: seal often.
 //!
-//! [`verify_database`] overlaps the database with the hashing: a reader task walks `events`
-//! in primary-key order (keyset batches, rows streamed), handing chunks of rows through a
-//! bounded channel to the caller's task, which reduces each to a [`CanonicalEvent`] (payload
-//! and metadata canonicalised straight from the `jsonb` text), hashes and checks them. A
-//! third task re-derives the checkpoints' log figures meanwhile.
+//! [`verify_database`] reads the table once, in log order, and overlaps the database with the
+//! hashing: a reader task walks `events` by `(transaction_id, position)` (keyset batches, rows
+//! streamed; the order the rows were written in, so the heap is read front to back), handing
+//! chunks of rows through a bounded channel to the caller's task, which reduces each to a
+//! [`CanonicalEvent`] (payload and metadata canonicalised straight from the `jsonb` text),
+//! hashes it, feeds the checkpoints' log figures and follows its stream: a stream whose events
+//! arrive as 1, 2, 3, … each authentic is whole. The first event that does not follow on
+//! cleanly makes its stream a suspect, and suspects are read again whole, in sequence order,
+//! after the walk, to name their damage exactly as an export's check does. The walk keeps one
+//! small entry per stream (its name and last sequence), as the sealed heads already do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -28,19 +33,22 @@ use std::fmt;
 use commerce_eventstore::{AuditKey, Hash};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::chained::{CANONICAL_COLUMNS, CanonicalEvent, Rehash, StreamRef};
+use crate::chained::{
+    CANONICAL_COLUMN_COUNT, CANONICAL_COLUMNS, CanonicalEvent, Rehash, StreamRef,
+};
 use crate::checkpoint::{Checkpoint, accumulate, head_key, load_checkpoints};
 use crate::error::ReplayError;
 
-/// Rows per keyset query of the stream walk and of the log check: few round trips; the rows
-/// are streamed, so a batch is never held in memory at once.
-const STREAM_BATCH: i64 = 5_000;
-const LOG_BATCH: i64 = 5_000;
+/// Rows per keyset query of the walk: few round trips; the rows are streamed, so a batch is
+/// never held in memory at once.
+const WALK_BATCH: i64 = 5_000;
+/// Streams re-read whole per query, when the walk found them suspect.
+const SUSPECTS_BATCH: usize = 256;
 /// Rows handed from the reader to the checker at a time.
 const CHUNK: usize = 256;
 /// Chunks the reader may run ahead of the checker (bounds the memory in flight).
@@ -243,9 +251,7 @@ pub(crate) fn check_sealed_tail(
     sealed: Option<&BTreeMap<u64, Hash>>,
     damage: &mut Vec<Damage>,
 ) {
-    let sealed_head = sealed
-        .and_then(|heads| heads.keys().next_back().copied())
-        .unwrap_or(0);
+    let sealed_head = sealed_head(sealed);
     for sequence in head + 1..=sealed_head {
         damage.push(Damage {
             stream: name.to_owned(),
@@ -264,58 +270,64 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
         ..VerifyReport::default()
     };
     let mut sealed = check_checkpoints(key, &checkpoints, &mut report.damage);
-    // The log check only counts when nothing else is damaged, but it is a second pass over
-    // the table: run it beside the stream walk and drop it if the walk finds damage.
-    let log_check = report.damage.is_empty().then(|| {
-        let pool = pool.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            let mut damage = Vec::new();
-            check_log(&pool, &checkpoints, &mut damage)
-                .await
-                .map(|()| damage)
-        }))
-    });
+    let checkpoint_damage = report.damage.len();
+    let mut log = LogCheck::new(&checkpoints);
+    let mut streams = Streams::default();
 
     let (sender, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
-    let mut reader = AbortOnDrop(tokio::spawn(read_in_stream_order(pool.clone(), sender)));
-    // The events of the stream being collected (the walk gives each stream contiguously).
-    let mut events: Vec<CanonicalEvent> = Vec::new();
+    let mut reader = AbortOnDrop(tokio::spawn(read_in_log_order(pool.clone(), sender)));
     while let Some(chunk) = chunks.recv().await {
         for row in chunk? {
             let event = CanonicalEvent::from_row(&row)?;
+            log.push(log_place(&row)?, event.chain_hash());
             report.events += 1;
-            if events.last().is_some_and(|last| !last.same_stream(&event)) {
-                finish_stream(key, &events, &mut sealed, &mut report);
-                events.clear();
-            }
-            events.push(event);
+            streams.follow(key, &event);
         }
     }
     // The channel closes when the reader is done, or when it died: only the join tells.
     (&mut reader.0)
         .await
         .map_err(|error| ReplayError::Value(format!("the event reader failed: {error}")))?;
-    if !events.is_empty() {
-        finish_stream(key, &events, &mut sealed, &mut report);
+
+    // Only streams that did not follow on cleanly, and clean ones whose sealed head lies
+    // beyond their last event, have damage to name.
+    let mut suspects = Vec::new();
+    for (aggregate_type, ids) in streams.by_type {
+        for (aggregate_id, walk) in ids {
+            report.streams += 1;
+            let name = head_key(&aggregate_type, &aggregate_id);
+            let heads = sealed.remove(&name);
+            let stream = StreamRef {
+                aggregate_type: aggregate_type.clone(),
+                aggregate_id,
+            };
+            match walk {
+                StreamWalk::Suspect => suspects.push((stream, heads)),
+                StreamWalk::Following(head) => {
+                    check_sealed_tail(&name, head, heads.as_ref(), &mut report.damage);
+                }
+            }
+        }
     }
-    // Sealed streams that have no event left at all.
+    for batch in suspects.chunks(SUSPECTS_BATCH) {
+        recheck_streams(pool, key, batch, &mut report.damage).await?;
+    }
+    // What is left sealed are streams that have no event left at all.
     let mut vanished: Vec<_> = sealed.into_iter().collect();
     vanished.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
     for (name, heads) in vanished {
         check_sealed_tail(&name, 0, Some(&heads), &mut report.damage);
     }
-    if let Some(mut log_check) = log_check
-        && report.damage.is_empty()
-    {
-        report.damage = (&mut log_check.0)
-            .await
-            .map_err(|error| ReplayError::Value(format!("the log check failed: {error}")))??;
+    report.damage[checkpoint_damage..]
+        .sort_by(|a, b| (&a.stream, a.sequence).cmp(&(&b.stream, b.sequence)));
+    // The log's figures only mean something when every stream and checkpoint is whole.
+    if report.damage.is_empty() {
+        report.damage = log.finish();
     }
     Ok(report)
 }
-
-/// Aborts a spawned task when dropped: an early return (an error, or damage that makes the
-/// log check moot) must not leave it reading the table.
+/// Aborts a spawned task when dropped: an early return (an error) must not leave it reading
+/// the table.
 struct AbortOnDrop<T>(JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
@@ -324,41 +336,105 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Streams every row of [`CANONICAL_COLUMNS`] in `(aggregate_type, aggregate_id, sequence)`
-/// order to `sender`, in chunks; a failure is sent as the last item. Stops early when the
-/// receiver is gone. The rows go undecoded: the receiver's side canonicalises them, which
-/// splits the CPU work about evenly between the two tasks.
-async fn read_in_stream_order(pool: PgPool, sender: mpsc::Sender<Result<Vec<PgRow>, ReplayError>>) {
-    if let Err(error) = walk_streams(&pool, &sender).await {
+/// What the walk in log order knows of one stream.
+#[derive(Debug, Clone, Copy)]
+enum StreamWalk {
+    /// Every event so far followed on cleanly from sequence 1, up to this one.
+    Following(u64),
+    /// An event did not follow on cleanly (not authentic, or not the next sequence): the
+    /// stream is checked whole, in sequence order, after the walk.
+    Suspect,
+}
+
+/// Every stream the walk met, by aggregate type, then stored id (looked up without building
+/// a key per event; the types are few).
+#[derive(Debug, Default)]
+struct Streams {
+    by_type: HashMap<String, HashMap<String, StreamWalk>>,
+}
+
+impl Streams {
+    fn follow(&mut self, key: &AuditKey, event: &CanonicalEvent) {
+        let (aggregate_type, aggregate_id) = event.stream_names();
+        if !self.by_type.contains_key(aggregate_type) {
+            self.by_type
+                .insert(aggregate_type.to_owned(), HashMap::new());
+        }
+        let Some(ids) = self.by_type.get_mut(aggregate_type) else {
+            return;
+        };
+        let head = match ids.get(aggregate_id) {
+            Some(StreamWalk::Suspect) => return,
+            Some(StreamWalk::Following(head)) => *head,
+            None => 0,
+        };
+        let walk = if event.sequence() == head + 1 && event.is_authentic(key) {
+            StreamWalk::Following(head + 1)
+        } else {
+            StreamWalk::Suspect
+        };
+        match ids.get_mut(aggregate_id) {
+            Some(known) => *known = walk,
+            None => {
+                ids.insert(aggregate_id.to_owned(), walk);
+            }
+        }
+    }
+}
+
+/// The highest sequence any checkpoint sealed for a stream (0 when none did).
+fn sealed_head(heads: Option<&BTreeMap<u64, Hash>>) -> u64 {
+    heads
+        .and_then(|heads| heads.keys().next_back().copied())
+        .unwrap_or(0)
+}
+
+/// A walked row's place in the log, `(transaction_id, position)`: the two columns after
+/// [`CANONICAL_COLUMNS`].
+fn log_place(row: &PgRow) -> Result<(u64, i64), ReplayError> {
+    let txid: &str = row.try_get(CANONICAL_COLUMN_COUNT)?;
+    let txid = txid
+        .parse()
+        .map_err(|_| ReplayError::Value(format!("bad xid8 {txid}")))?;
+    Ok((txid, row.try_get(CANONICAL_COLUMN_COUNT + 1)?))
+}
+
+/// Streams every row of `events` in log order, `(transaction_id, position)`, to `sender`, in
+/// chunks; a failure is sent as the last item. Stops early when the receiver is gone. The
+/// rows go undecoded: the receiver's side canonicalises them, which splits the CPU work
+/// about evenly between the two tasks.
+async fn read_in_log_order(pool: PgPool, sender: mpsc::Sender<Result<Vec<PgRow>, ReplayError>>) {
+    if let Err(error) = walk_log(&pool, &sender).await {
         // The receiver may be gone already: then nobody is left to tell.
         let _ = sender.send(Err(error)).await;
     }
 }
 
-/// The keyset walk of [`read_in_stream_order`]; `Ok` also when the receiver hung up.
-async fn walk_streams(
+/// The keyset walk of [`read_in_log_order`]; `Ok` also when the receiver hung up.
+async fn walk_log(
     pool: &PgPool,
     sender: &mpsc::Sender<Result<Vec<PgRow>, ReplayError>>,
 ) -> Result<(), ReplayError> {
+    // `events.` in the ORDER BY: the select list's `txid` is text, and a bare name could be
+    // taken for it.
     let sql = format!(
-        "SELECT {CANONICAL_COLUMNS} FROM events \
-         WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
-         ORDER BY aggregate_type, aggregate_id, sequence LIMIT $4"
+        "SELECT {CANONICAL_COLUMNS}, transaction_id::text AS txid, position FROM events \
+         WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+         ORDER BY events.transaction_id, events.position LIMIT $3"
     );
-    let mut after = (String::new(), String::new(), 0_i64);
+    let mut after = (0_u64, 0_i64);
     loop {
         let mut rows = sqlx::query(&sql)
-            .bind(after.0.clone())
-            .bind(after.1.clone())
-            .bind(after.2)
-            .bind(STREAM_BATCH)
+            .bind(after.0.to_string())
+            .bind(after.1)
+            .bind(WALK_BATCH)
             .fetch(pool);
         let mut in_batch = 0_i64;
         let mut chunk = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.try_next().await? {
             in_batch += 1;
-            if in_batch == STREAM_BATCH {
-                after = CanonicalEvent::stream_key(&row)?;
+            if in_batch == WALK_BATCH {
+                after = log_place(&row)?;
             }
             chunk.push(row);
             if chunk.len() == CHUNK {
@@ -371,88 +447,104 @@ async fn walk_streams(
         if !chunk.is_empty() && sender.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }
-        if in_batch < STREAM_BATCH {
+        if in_batch < WALK_BATCH {
             return Ok(());
         }
     }
 }
 
-/// Checks one complete stream (`events` non-empty, all of one stream).
-fn finish_stream(
-    key: &AuditKey,
-    events: &[CanonicalEvent],
-    sealed: &mut SealedHeads,
-    report: &mut VerifyReport,
-) {
-    let Some(first) = events.first() else {
-        return;
-    };
-    let stream = first.stream();
-    let heads = sealed.remove(&head_key(&stream.aggregate_type, &stream.aggregate_id));
-    check_stream(
-        key,
-        &stream,
-        events,
-        heads.as_ref(),
-        false,
-        &mut report.damage,
-    );
-    report.streams += 1;
-}
-
-/// Re-derives each checkpoint's count and cumulative hash from the log.
-async fn check_log(
+/// Reads the given streams whole, in sequence order, and names their damage; one stream's
+/// events in memory at a time.
+async fn recheck_streams(
     pool: &PgPool,
-    checkpoints: &[Checkpoint],
+    key: &AuditKey,
+    streams: &[(StreamRef, Option<BTreeMap<u64, Hash>>)],
     damage: &mut Vec<Damage>,
 ) -> Result<(), ReplayError> {
-    let Some(last) = checkpoints.last() else {
-        return Ok(());
+    let (types, ids): (Vec<&str>, Vec<&str>) = streams
+        .iter()
+        .map(|(stream, _)| (stream.aggregate_type.as_str(), stream.aggregate_id.as_str()))
+        .unzip();
+    let mut unread: HashMap<&StreamRef, Option<&BTreeMap<u64, Hash>>> = streams
+        .iter()
+        .map(|(stream, heads)| (stream, heads.as_ref()))
+        .collect();
+    let mut check = |events: &[CanonicalEvent], damage: &mut Vec<Damage>| {
+        if let Some(first) = events.first() {
+            let stream = first.stream();
+            let heads = unread.remove(&stream).flatten();
+            check_stream(key, &stream, events, heads, false, damage);
+        }
     };
-    let mut pending = checkpoints.iter().peekable();
-    let mut cumulative = [0_u8; 32];
-    let mut count = 0_u64;
-    let mut cursor = (0_u64, 0_i64);
-    loop {
-        // `events.` in the ORDER BY: the select list's `transaction_id` is text, and sorted as
-        // text ("1000" before "999") the walk would skip events at a power of ten.
-        let mut rows = sqlx::query_as::<_, (String, i64, Option<Vec<u8>>)>(
-            "SELECT transaction_id::text, position, chain_hash FROM events \
-             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-               AND (transaction_id, position) <= ($3::text::xid8, $4) \
-             ORDER BY events.transaction_id, events.position LIMIT $5",
-        )
-        .bind(cursor.0.to_string())
-        .bind(cursor.1)
-        .bind(last.transaction_id.to_string())
-        .bind(last.position)
-        .bind(LOG_BATCH)
-        .fetch(pool);
-        let mut in_batch = 0_i64;
-        while let Some((txid, position, hash)) = rows.try_next().await? {
-            in_batch += 1;
-            let txid: u64 = txid
-                .parse()
-                .map_err(|_| ReplayError::Value(format!("bad xid8 {txid}")))?;
-            // Checkpoints whose cursor lies before this event are complete.
-            while let Some(checkpoint) =
-                pending.next_if(|c| (txid, position) > (c.transaction_id, c.position))
-            {
-                compare(checkpoint, count, &cumulative, damage);
-            }
-            let hash = commerce_eventstore::hash_from_bytes(hash);
-            cumulative = accumulate(&cumulative, hash.as_ref());
-            count += 1;
-            cursor = (txid, position);
+    let sql = format!(
+        "SELECT {CANONICAL_COLUMNS} FROM events \
+         WHERE (aggregate_type, aggregate_id) IN \
+               (SELECT * FROM UNNEST($1::text[], $2::text[])) \
+         ORDER BY aggregate_type, aggregate_id, sequence"
+    );
+    let mut rows = sqlx::query(&sql).bind(types).bind(ids).fetch(pool);
+    let mut events: Vec<CanonicalEvent> = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        let event = CanonicalEvent::from_row(&row)?;
+        if events.last().is_some_and(|last| !last.same_stream(&event)) {
+            check(&events, damage);
+            events.clear();
         }
-        if in_batch < LOG_BATCH {
-            break;
-        }
+        events.push(event);
     }
-    for checkpoint in pending {
-        compare(checkpoint, count, &cumulative, damage);
+    check(&events, damage);
+    // Streams whose every event went while the walk ran.
+    for (stream, heads) in unread {
+        check_stream::<CanonicalEvent>(key, stream, &[], heads, false, damage);
     }
     Ok(())
+}
+
+/// Re-derives each checkpoint's count and cumulative hash from the events walked in log
+/// order, up to the last checkpoint's cursor.
+struct LogCheck<'a> {
+    pending: std::iter::Peekable<std::slice::Iter<'a, Checkpoint>>,
+    last: Option<(u64, i64)>,
+    cumulative: Hash,
+    count: u64,
+    damage: Vec<Damage>,
+}
+
+impl<'a> LogCheck<'a> {
+    fn new(checkpoints: &'a [Checkpoint]) -> Self {
+        Self {
+            pending: checkpoints.iter().peekable(),
+            last: checkpoints
+                .last()
+                .map(|last| (last.transaction_id, last.position)),
+            cumulative: [0; 32],
+            count: 0,
+            damage: Vec::new(),
+        }
+    }
+
+    /// The next event of the log (the walk gives them in order).
+    fn push(&mut self, place: (u64, i64), chain_hash: Option<&Hash>) {
+        if self.last.is_none_or(|last| place > last) {
+            return;
+        }
+        // Checkpoints whose cursor lies before this event are complete.
+        while let Some(checkpoint) = self
+            .pending
+            .next_if(|c| place > (c.transaction_id, c.position))
+        {
+            compare(checkpoint, self.count, &self.cumulative, &mut self.damage);
+        }
+        self.cumulative = accumulate(&self.cumulative, chain_hash);
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> Vec<Damage> {
+        for checkpoint in self.pending {
+            compare(checkpoint, self.count, &self.cumulative, &mut self.damage);
+        }
+        self.damage
+    }
 }
 
 fn compare(checkpoint: &Checkpoint, count: u64, cumulative: &Hash, damage: &mut Vec<Damage>) {
@@ -486,8 +578,9 @@ mod tests {
     use super::*;
 
     /// Writes streams `Test t/s{i}` of the given lengths, every event with its authentic
-    /// chain hash, in one statement.
-    async fn write_streams(pool: &PgPool, key: &AuditKey, lengths: &[u64]) {
+    /// chain hash, in one statement: in stream order, or with `backwards` the other way
+    /// round (each stream's later events earlier in the log).
+    async fn write_streams(pool: &PgPool, key: &AuditKey, lengths: &[u64], backwards: bool) {
         let recorded_at = Utc
             .timestamp_micros(1_700_000_000_000_001)
             .single()
@@ -523,6 +616,14 @@ mod tests {
                 prev = Some(hash);
             }
         }
+        if backwards {
+            rows.0.reverse();
+            rows.1.reverse();
+            rows.2.reverse();
+            rows.3.reverse();
+            hashes.0.reverse();
+            hashes.1.reverse();
+        }
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
                  event_version, payload, metadata, event_id, recorded_at, prev_hash, chain_hash) \
@@ -555,7 +656,7 @@ mod tests {
         let pool = PgPool::connect(db.url()).await.expect("connect");
         migrate(&pool).await.expect("migrate");
         let key = AuditKey::development();
-        write_streams(&pool, &key, &[4_998, 5, 300]).await;
+        write_streams(&pool, &key, &[4_998, 5, 300], false).await;
 
         let report = verify_database(&pool, &key).await.expect("verify");
         assert!(report.is_clean(), "{:#?}", report.damage);
@@ -582,6 +683,53 @@ mod tests {
                 kind: DamageKind::Deleted,
                 detail: "the event is missing".into(),
             }]
+        );
+    }
+
+    /// Streams whose events the log holds in an order other than their sequences' are read
+    /// again in sequence order, and found whole.
+    #[tokio::test]
+    async fn given_streams_written_backwards_in_the_log_when_verified_then_they_are_clean() {
+        let db = TestDatabase::create()
+            .await
+            .expect("test database (is DATABASE_URL set?)");
+        let pool = PgPool::connect(db.url()).await.expect("connect");
+        migrate(&pool).await.expect("migrate");
+        let key = AuditKey::development();
+        write_streams(&pool, &key, &[3, 1, 40], true).await;
+
+        let report = verify_database(&pool, &key).await.expect("verify");
+        assert!(report.is_clean(), "{:#?}", report.damage);
+        assert_eq!((report.events, report.streams), (44, 3));
+    }
+
+    /// With the wrong key every stream is a suspect: more of them than one re-read takes, each
+    /// named once, in stream order.
+    #[tokio::test]
+    async fn given_the_wrong_key_when_verified_then_every_stream_is_named_in_order() {
+        let db = TestDatabase::create()
+            .await
+            .expect("test database (is DATABASE_URL set?)");
+        let pool = PgPool::connect(db.url()).await.expect("connect");
+        migrate(&pool).await.expect("migrate");
+        let lengths = vec![1; SUSPECTS_BATCH + 44];
+        write_streams(&pool, &AuditKey::development(), &lengths, false).await;
+
+        let report = verify_database(&pool, &AuditKey::new("wrong"))
+            .await
+            .expect("verify");
+        let mut expected: Vec<String> =
+            (0..lengths.len()).map(|i| format!("Test t/s{i}")).collect();
+        expected.sort_unstable();
+        let named: Vec<&str> = report.damage.iter().map(|d| d.stream.as_str()).collect();
+        assert_eq!(named, expected);
+        assert!(
+            report
+                .damage
+                .iter()
+                .all(|d| d.sequence == 1 && d.kind == DamageKind::Inserted),
+            "{:#?}",
+            report.damage
         );
     }
 }
