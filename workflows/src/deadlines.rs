@@ -121,6 +121,17 @@ impl Deadlines {
         Ok(())
     }
 
+    /// Whether any deadline is due at `now` and not fired yet.
+    pub async fn any_due(&self, now: DateTime<Utc>) -> Result<bool, WorkflowError> {
+        let due = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deadlines WHERE fired_at IS NULL AND due_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(due)
+    }
+
     /// Claims the next due deadline, runs `fire` on it and records its outcome, in one short
     /// transaction (the row lock keeps other runners off it). `None` when nothing is due.
     pub async fn fire_next<F, Fut>(

@@ -83,9 +83,10 @@ use commerce_aggregates::order::Order;
 use commerce_aggregates::payment::Payment;
 use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
-use commerce_eventstore::{CommandExecutor, LogCursor, LogEvent, PgEventStore};
+use commerce_eventstore::{CommandExecutor, LogCursor, LogEvent, LogWakeups, PgEventStore};
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use engine::Clock;
@@ -297,13 +298,14 @@ impl Workflows {
         }
     }
 
-    /// The leader's loop: read the log into the window, react to what may run (see
-    /// `schedule`), move the cursor past what is done, and wait for appends or the poll when
-    /// everything read is done; every poll interval, check the leadership and fire due
-    /// deadlines.
+    /// The leader's loop: read the log into the window (up to `REACTIONS_READ_AHEAD` events,
+    /// and again on each append while reactions run), react to what may run (see
+    /// `schedule`), move the cursor past what is done, and wait for a reaction to end, an
+    /// append or the poll; every poll interval, check the leadership and whether a deadline
+    /// is due.
     ///
-    /// Deadlines fire between reactions, never beside one: when they are due the loop stops
-    /// starting reactions, lets the running ones finish, and fires them.
+    /// Deadlines fire between reactions, never beside one: when one is due the loop stops
+    /// starting reactions, lets the running ones finish, and fires it.
     ///
     /// A trickle of commands wakes this loop once per command, so the loop's own round trips
     /// are paid per command: the cursor is saved once a second while events flow and when the
@@ -312,7 +314,8 @@ impl Workflows {
     async fn process(&self, leadership: &mut intake::Leadership) -> Result<(), WorkflowError> {
         let engine = &self.engine;
         let log = engine.store.global_log();
-        let mut wakeups = log.wakeups().await?;
+        let appended = Arc::new(Notify::new());
+        let _forwarding = ForwardOnDrop::wakeups(log.wakeups().await?, appended.clone());
         let mut cursor = intake::load_cursor(&engine.pool).await?;
         let mut read_up_to = cursor;
         let mut window = Window::default();
@@ -324,18 +327,38 @@ impl Workflows {
         let mut unsaved = false;
         let mut saved = Instant::now();
         let mut housekept: Option<Instant> = None;
+        let mut deadline_due = false;
         loop {
-            let housekeeping_due =
-                housekept.is_none_or(|at| at.elapsed() >= engine.config.poll_interval);
-            if housekeeping_due && window.running() == 0 {
+            // Every poll interval: the lock, and whether a deadline is due. Deadlines fire
+            // with no reaction running (a deadline and a reaction may concern the same
+            // flow), so only a due one holds new reactions back until the running ones end.
+            if housekept.is_none_or(|at| at.elapsed() >= engine.config.poll_interval) {
                 if !leadership.still_held().await {
                     return Err(WorkflowError::decode(
                         "leader lock",
                         "the lock session ended",
                     ));
                 }
-                self.fire_due().await?;
+                deadline_due = match engine.deadlines().any_due(engine.now()).await {
+                    Ok(due) => due,
+                    Err(error) => {
+                        tracing::warn!(%error, "workflows: deadlines not checked; next poll");
+                        false
+                    }
+                };
                 housekept = Some(Instant::now());
+            }
+            if !deadline_due {
+                for ticket in window.start(engine.config.concurrent_reactions.max(1)) {
+                    if let Some(event) = waiting.remove(&ticket) {
+                        let workflows = self.clone();
+                        running
+                            .spawn(async move { workflows.handle(&event).await.map(|()| ticket) });
+                    }
+                }
+            } else if window.running() == 0 {
+                self.fire_due().await?;
+                deadline_due = false;
                 continue;
             }
             if !log_drained && window.len() < REACTIONS_READ_AHEAD {
@@ -349,38 +372,40 @@ impl Workflows {
                     let footprint = react::footprint(engine, &event).await;
                     waiting.insert(window.push(read_up_to, footprint), event);
                 }
+                continue;
             }
-            if !housekeeping_due {
-                for ticket in window.start(engine.config.concurrent_reactions.max(1)) {
-                    if let Some(event) = waiting.remove(&ticket) {
-                        let workflows = self.clone();
-                        running
-                            .spawn(async move { workflows.handle(&event).await.map(|()| ticket) });
+            let housekeeping =
+                housekept.map_or_else(Instant::now, |at| at + engine.config.poll_interval);
+            tokio::select! {
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    let done = match done {
+                        Ok(done) => done?,
+                        // Nothing aborts these tasks but dropping the set: a failed join is
+                        // a panic.
+                        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+                    };
+                    window.finish(done);
+                    if let Some(passed) = window.pass_done() {
+                        cursor = passed;
+                        unsaved = true;
+                    }
+                    if unsaved && saved.elapsed() >= CURSOR_SAVE_INTERVAL {
+                        intake::save_cursor(&engine.pool, cursor).await?;
+                        (unsaved, saved) = (false, Instant::now());
                     }
                 }
-            }
-            if let Some(done) = running.join_next().await {
-                let done = match done {
-                    Ok(done) => done?,
-                    // Nothing aborts these tasks but dropping the set: a failed join is a panic.
-                    Err(failed) => std::panic::resume_unwind(failed.into_panic()),
-                };
-                window.finish(done);
-                if let Some(passed) = window.pass_done() {
-                    cursor = passed;
-                    unsaved = true;
+                // New events are read while reactions run: one slow reaction (a gateway
+                // call, a retry's backoff) must not hold up the other flows' new events.
+                () = appended.notified(), if log_drained => log_drained = false,
+                // Notifications can be lost (a reconnect): the log is polled on the timer too.
+                () = tokio::time::sleep_until(housekeeping.into()) => {
+                    log_drained = false;
+                    let quiet = running.is_empty();
+                    if unsaved && (quiet || saved.elapsed() >= CURSOR_SAVE_INTERVAL) {
+                        intake::save_cursor(&engine.pool, cursor).await?;
+                        (unsaved, saved) = (false, Instant::now());
+                    }
                 }
-                if unsaved && saved.elapsed() >= CURSOR_SAVE_INTERVAL {
-                    intake::save_cursor(&engine.pool, cursor).await?;
-                    (unsaved, saved) = (false, Instant::now());
-                }
-            } else if log_drained && window.len() == 0 {
-                let woken = tokio::time::timeout(engine.config.poll_interval, wakeups.next()).await;
-                if woken.is_err() && unsaved {
-                    intake::save_cursor(&engine.pool, cursor).await?;
-                    (unsaved, saved) = (false, Instant::now());
-                }
-                log_drained = false;
             }
         }
     }
@@ -432,6 +457,39 @@ impl Workflows {
         }
     }
 }
+
+/// The task that turns the log's wake-ups into permits of a [`Notify`], stopped when dropped.
+///
+/// The leader's loop stops waiting for a wake-up whenever a reaction ends; a `Notify` may be
+/// given up at any point, while a `PgListener` dropped amid its reconnection would be left
+/// connected but not listening.
+struct ForwardOnDrop(tokio::task::JoinHandle<()>);
+
+impl ForwardOnDrop {
+    fn wakeups(mut wakeups: LogWakeups, appended: Arc<Notify>) -> Self {
+        Self(tokio::spawn(async move {
+            loop {
+                match wakeups.next().await {
+                    Ok(()) => appended.notify_one(),
+                    Err(error) => {
+                        // The listener reconnects on the next call; the poll covers the gap.
+                        tracing::warn!(%error, "workflows: log wake-ups failed");
+                        tokio::time::sleep(WAKEUP_RETRY).await;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for ForwardOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The pause after a failed wake-up before listening again.
+const WAKEUP_RETRY: Duration = Duration::from_secs(1);
 
 impl Engine {
     pub(crate) fn links(&self) -> Links {

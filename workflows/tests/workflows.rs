@@ -18,7 +18,7 @@ use commerce_eventstore::{
     CommandContext, EventBackend, EventMetadata, ExpectedVersion, NewStreamEvent, PgBackend,
     StreamId, StreamRef,
 };
-use common::{Harness, OverlapGateway, PRICE, TENANT};
+use common::{Gate, Harness, Hooked, Overlap, PRICE, TENANT};
 use uuid::Uuid;
 
 fn final_status(status: Option<OrderStatus>) -> bool {
@@ -952,7 +952,7 @@ async fn reactions_to_different_orders_run_side_by_side_unless_limited_to_one() 
         for _ in 0..4 {
             orders.push(h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await);
         }
-        let gateway = Arc::new(OverlapGateway::default());
+        let gateway = Arc::new(Hooked(Overlap::default()));
         // when
         let workflows = h.workflows_reacting(gateway.clone(), 1, concurrent_reactions);
         let engine = tokio::spawn(async move {
@@ -970,10 +970,45 @@ async fn reactions_to_different_orders_run_side_by_side_unless_limited_to_one() 
         engine.abort();
         // then
         assert_eq!(
-            gateway.most_at_once() > 1,
+            gateway.0.most_at_once() > 1,
             overlap,
             "{} charges at once with concurrent_reactions = {concurrent_reactions}",
-            gateway.most_at_once()
+            gateway.0.most_at_once()
         );
     }
+}
+
+#[tokio::test]
+async fn a_reaction_stuck_at_the_provider_does_not_hold_up_orders_placed_after_it() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 10).await;
+    let gateway = Arc::new(Hooked(Gate::default()));
+    let workflows = h.workflows_with(gateway.clone(), 1);
+    let engine = tokio::spawn(async move {
+        workflows.run(pending()).await.expect("workflows run");
+    });
+    // given: the first order's charge hangs at the provider, with everything read done
+    let stuck = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(30, "the first charge held", || async {
+        gateway.0.holding()
+    })
+    .await;
+    // when: another order is placed
+    let next = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    // then: its checkout runs to the end while the first charge still hangs
+    h.eventually(30, "the later order confirmed", || async {
+        h.order(next).await.status() == Some(OrderStatus::Confirmed)
+    })
+    .await;
+    assert!(gateway.0.holding(), "the first charge was let go early");
+    assert_ne!(h.order(stuck).await.status(), Some(OrderStatus::Confirmed));
+    gateway.0.release();
+    h.eventually(
+        30,
+        "the first order confirmed once its charge returns",
+        || async { h.order(stuck).await.status() == Some(OrderStatus::Confirmed) },
+    )
+    .await;
+    engine.abort();
 }

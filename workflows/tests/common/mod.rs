@@ -636,27 +636,17 @@ impl PaymentGateway for RecordingGateway {
     }
 }
 
-/// The sandbox, whose charges count how many run at once: each charge waits (up to
-/// [`OverlapGateway::PATIENCE`]) for a second one to arrive, so two reactions that can run
-/// side by side are seen doing so, whatever the machine's speed.
+/// What a [`Hooked`] sandbox does before each charge.
+pub trait ChargeHook: std::fmt::Debug + Send + Sync {
+    fn before_charge(&self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// The sandbox gateway, with a [`ChargeHook`] run before each charge.
 #[derive(Debug, Default)]
-pub struct OverlapGateway {
-    in_flight: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
-    arrived: tokio::sync::Notify,
-}
-
-impl OverlapGateway {
-    pub const PATIENCE: Duration = Duration::from_millis(500);
-
-    /// The most charges that were ever in flight at once.
-    pub fn most_at_once(&self) -> usize {
-        self.most.load(Ordering::SeqCst)
-    }
-}
+pub struct Hooked<H>(pub H);
 
 #[async_trait::async_trait]
-impl PaymentGateway for OverlapGateway {
+impl<H: ChargeHook> PaymentGateway for Hooked<H> {
     fn name(&self) -> &str {
         SandboxGateway.name()
     }
@@ -666,16 +656,7 @@ impl PaymentGateway for OverlapGateway {
     }
 
     async fn charge(&self, request: &PaymentRequest) -> Result<GatewayDecision, GatewayError> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most.fetch_max(now, Ordering::SeqCst);
-        self.arrived.notify_waiters();
-        let _ = tokio::time::timeout(Self::PATIENCE, async {
-            while self.most.load(Ordering::SeqCst) < 2 {
-                self.arrived.notified().await;
-            }
-        })
-        .await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.before_charge().await;
         SandboxGateway.charge(request).await
     }
 
@@ -689,5 +670,69 @@ impl PaymentGateway for OverlapGateway {
 
     async fn refund(&self, reference: &str, amount: Money, key: &str) -> Result<(), GatewayError> {
         SandboxGateway.refund(reference, amount, key).await
+    }
+}
+
+/// Counts how many charges run at once: each charge waits (up to [`Overlap::PATIENCE`]) for
+/// a second one to arrive, so two reactions that can run side by side are seen doing so,
+/// whatever the machine's speed.
+#[derive(Debug, Default)]
+pub struct Overlap {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+}
+
+impl Overlap {
+    pub const PATIENCE: Duration = Duration::from_millis(500);
+
+    /// The most charges that were ever in flight at once.
+    pub fn most_at_once(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+impl ChargeHook for Overlap {
+    async fn before_charge(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.arrived.notify_waiters();
+        let _ = tokio::time::timeout(Self::PATIENCE, async {
+            while self.most.load(Ordering::SeqCst) < 2 {
+                self.arrived.notified().await;
+            }
+        })
+        .await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Holds the first charge at the provider until [`Gate::release`]: a reaction stuck for as
+/// long as the test likes. Later charges pass.
+#[derive(Debug, Default)]
+pub struct Gate {
+    first_taken: std::sync::atomic::AtomicBool,
+    holding: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
+}
+
+impl Gate {
+    /// Whether the first charge is being held now.
+    pub fn holding(&self) -> bool {
+        self.holding.load(Ordering::SeqCst)
+    }
+
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
+}
+
+impl ChargeHook for Gate {
+    async fn before_charge(&self) {
+        if !self.first_taken.swap(true, Ordering::SeqCst) {
+            self.holding.store(true, Ordering::SeqCst);
+            self.released.notified().await;
+            self.holding.store(false, Ordering::SeqCst);
+        }
     }
 }
