@@ -84,6 +84,7 @@ use commerce_aggregates::payment::Payment;
 use commerce_aggregates::shipment::Shipment;
 use commerce_aggregates::{Catalog, StoreCatalog};
 use commerce_eventstore::{CommandExecutor, LogCursor, LogEvent, LogWakeups, PgEventStore};
+use futures::StreamExt;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use tokio::sync::Notify;
@@ -103,6 +104,8 @@ use schedule::{Ticket, Window};
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Events read ahead of the cursor: new ones are read while fewer wait in the window.
 const REACTIONS_READ_AHEAD: usize = 256;
+/// Footprints looked up at once while a batch is read (see `react::footprint`).
+const FOOTPRINT_LOOKUPS: usize = 16;
 
 /// Tuning of the process managers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,9 +370,13 @@ impl Workflows {
                 if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                     tracing::debug!(%cursor, events = batch.len(), first = %LogCursor::after(first), last = %LogCursor::after(last), "workflows: batch");
                 }
-                for event in batch {
+                // A payment event's footprint looks its payment up: a round trip each, so
+                // several at once, taken in log order.
+                let mut placed = futures::stream::iter(batch)
+                    .map(|event| async move { (react::footprint(engine, &event).await, event) })
+                    .buffered(FOOTPRINT_LOOKUPS);
+                while let Some((footprint, event)) = placed.next().await {
                     read_up_to = LogCursor::after(&event);
-                    let footprint = react::footprint(engine, &event).await;
                     waiting.insert(window.push(read_up_to, footprint), event);
                 }
                 continue;
