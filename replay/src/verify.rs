@@ -645,16 +645,22 @@ mod tests {
         .expect("insert the streams");
     }
 
-    /// The walk's keyset batches end inside a stream (row 5,000 is `t/s1` sequence 2): every
-    /// event is checked exactly once, the stream is checked whole, and damage right after the
-    /// batch boundary is found.
-    #[tokio::test]
-    async fn given_a_log_longer_than_a_batch_when_verified_then_each_event_is_checked_once() {
+    /// A database of its own with the event store's schema (dropped with the handle).
+    async fn migrated_database() -> (TestDatabase, PgPool) {
         let db = TestDatabase::create()
             .await
             .expect("test database (is DATABASE_URL set?)");
         let pool = PgPool::connect(db.url()).await.expect("connect");
         migrate(&pool).await.expect("migrate");
+        (db, pool)
+    }
+
+    /// The walk's keyset batches end inside a stream (row 5,000 is `t/s1` sequence 2): every
+    /// event is checked exactly once, the stream is checked whole, and damage right after the
+    /// batch boundary is found.
+    #[tokio::test]
+    async fn given_a_log_longer_than_a_batch_when_verified_then_each_event_is_checked_once() {
+        let (_db, pool) = migrated_database().await;
         let key = AuditKey::development();
         write_streams(&pool, &key, &[4_998, 5, 300], false).await;
 
@@ -690,11 +696,7 @@ mod tests {
     /// again in sequence order, and found whole.
     #[tokio::test]
     async fn given_streams_written_backwards_in_the_log_when_verified_then_they_are_clean() {
-        let db = TestDatabase::create()
-            .await
-            .expect("test database (is DATABASE_URL set?)");
-        let pool = PgPool::connect(db.url()).await.expect("connect");
-        migrate(&pool).await.expect("migrate");
+        let (_db, pool) = migrated_database().await;
         let key = AuditKey::development();
         write_streams(&pool, &key, &[3, 1, 40], true).await;
 
@@ -707,11 +709,7 @@ mod tests {
     /// named once, in stream order.
     #[tokio::test]
     async fn given_the_wrong_key_when_verified_then_every_stream_is_named_in_order() {
-        let db = TestDatabase::create()
-            .await
-            .expect("test database (is DATABASE_URL set?)");
-        let pool = PgPool::connect(db.url()).await.expect("connect");
-        migrate(&pool).await.expect("migrate");
+        let (_db, pool) = migrated_database().await;
         let lengths = vec![1; SUSPECTS_BATCH + 44];
         write_streams(&pool, &AuditKey::development(), &lengths, false).await;
 
