@@ -155,8 +155,8 @@ pub async fn rebuild(
     let total = source.estimated_total().await;
     let mut read = 0_u64;
     let patience = Instant::now() + SETTLE;
+    let mut batch = next(source).await?;
     loop {
-        let batch = next(source).await?;
         if batch.is_empty() {
             // An empty batch only means "nothing more visible now": a long transaction anywhere
             // in the cluster holds the log's horizon back. Wait for the source to show what the
@@ -170,11 +170,22 @@ pub async fn rebuild(
                 "rebuild: waiting for the event store to show what the workers applied"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+            batch = next(source).await?;
             continue;
         }
+        // The next batch is read while this one is applied: two connections, so the
+        // database reads the log and writes the shadow at the same time.
         let mut tx = pool.begin().await?;
-        read += apply_batch(&mut tx, &projector, what, batch).await?;
-        tx.commit().await?;
+        let (applied, following) = tokio::join!(
+            async {
+                let applied = apply_batch(&mut tx, &projector, what, batch).await?;
+                tx.commit().await?;
+                Ok::<_, ProjectionError>(applied)
+            },
+            next(source)
+        );
+        read += applied?;
+        batch = following?;
         progress(Progress {
             read,
             total,

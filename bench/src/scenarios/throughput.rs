@@ -49,7 +49,10 @@ pub struct Repeat {
     pub clients: usize,
     /// New aggregates the repeat created.
     pub aggregates: u64,
-    /// The engine's memory when the repeat started (after the last level settled) and ended.
+    /// The engine's memory once the last level had settled, and once the repeat had: both
+    /// taken in the same state, so the difference is what the new aggregates left behind
+    /// (the end of a level, under load, holds requests and queues in flight, and the
+    /// allocator returns pages some time after a level ends).
     pub before: MemoryMib,
     pub after: MemoryMib,
 }
@@ -148,6 +151,7 @@ pub async fn run(bench: &Bench, baselines: &[f64]) -> anyhow::Result<Throughput>
                 Stop::After(bench.plan.level_duration),
             )
             .await;
+            bench.settle().await?;
             let repeat = Repeat {
                 clients,
                 aggregates: run.ok,
@@ -155,10 +159,9 @@ pub async fn run(bench: &Bench, baselines: &[f64]) -> anyhow::Result<Throughput>
                 after: bench.memory_mib(),
             };
             eprintln!(
-                "(a) {clients:>2} clients again on {} new aggregates: RSS {:.1} → {:.1} MiB",
+                "(a) {clients:>2} clients again on {} new aggregates: RSS {:.1} → {:.1} MiB, each settled",
                 repeat.aggregates, repeat.before.rss_mib, repeat.after.rss_mib
             );
-            bench.settle().await?;
             Some(repeat)
         }
         None => None,
