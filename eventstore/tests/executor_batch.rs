@@ -23,6 +23,11 @@ fn command_of(n: usize) -> (CounterCommand, usize) {
     }
 }
 
+/// Whether command `n` comes from the second process (one in forty).
+fn from_other_process(n: usize) -> bool {
+    n % 40 == 39
+}
+
 fn context_of(n: usize) -> CommandContext {
     let metadata = EventMetadata::new("t", format!("actor-{n}"));
     if n % 10 == 7 {
@@ -43,7 +48,7 @@ async fn given_many_commands_on_one_stream_when_they_queue_then_each_gets_its_ow
     let s = stream("t", "hot");
     let tasks: Vec<_> = (0..240)
         .map(|n| {
-            let executor = if n % 40 == 39 {
+            let executor = if from_other_process(n) {
                 other.clone()
             } else {
                 executor.clone()
@@ -84,6 +89,11 @@ async fn given_many_commands_on_one_stream_when_they_queue_then_each_gets_its_ow
                 assert!(have < asked, "command {n} refused with enough stock");
                 refused += 1;
             }
+            // The second process races the first one's batches with a single command at a
+            // time: it may lose every one of its attempts, and is then told so (appending
+            // nothing, which the check of the stream below relies on). The first process,
+            // whose commands queue behind each other, never gives up.
+            Err(ExecuteError::Conflict { .. }) if from_other_process(n) => {}
             Err(error) => panic!("command {n} failed: {error}"),
         }
     }
