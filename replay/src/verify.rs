@@ -353,30 +353,32 @@ struct Streams {
     by_type: HashMap<String, HashMap<String, StreamWalk>>,
 }
 
+impl StreamWalk {
+    /// What the walk knows once `event`, the stream's next in log order, is taken in.
+    fn then(self, key: &AuditKey, event: &CanonicalEvent) -> Self {
+        match self {
+            Self::Following(head) if event.sequence() == head + 1 && event.is_authentic(key) => {
+                Self::Following(head + 1)
+            }
+            _ => Self::Suspect,
+        }
+    }
+}
+
 impl Streams {
     fn follow(&mut self, key: &AuditKey, event: &CanonicalEvent) {
         let (aggregate_type, aggregate_id) = event.stream_names();
-        if !self.by_type.contains_key(aggregate_type) {
-            self.by_type
-                .insert(aggregate_type.to_owned(), HashMap::new());
-        }
-        let Some(ids) = self.by_type.get_mut(aggregate_type) else {
-            return;
-        };
-        let head = match ids.get(aggregate_id) {
-            Some(StreamWalk::Suspect) => return,
-            Some(StreamWalk::Following(head)) => *head,
-            None => 0,
-        };
-        let walk = if event.sequence() == head + 1 && event.is_authentic(key) {
-            StreamWalk::Following(head + 1)
-        } else {
-            StreamWalk::Suspect
-        };
-        match ids.get_mut(aggregate_id) {
-            Some(known) => *known = walk,
+        let first = || StreamWalk::Following(0).then(key, event);
+        match self.by_type.get_mut(aggregate_type) {
+            Some(ids) => match ids.get_mut(aggregate_id) {
+                Some(walk) => *walk = walk.then(key, event),
+                None => {
+                    ids.insert(aggregate_id.to_owned(), first());
+                }
+            },
             None => {
-                ids.insert(aggregate_id.to_owned(), walk);
+                let ids = HashMap::from([(aggregate_id.to_owned(), first())]);
+                self.by_type.insert(aggregate_type.to_owned(), ids);
             }
         }
     }

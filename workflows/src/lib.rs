@@ -318,7 +318,9 @@ impl Workflows {
         let engine = &self.engine;
         let log = engine.store.global_log();
         let appended = Arc::new(Notify::new());
-        let _forwarding = ForwardOnDrop::wakeups(log.wakeups().await?, appended.clone());
+        // In a set of its own, which stops the task when the loop returns.
+        let mut forwarding = JoinSet::new();
+        forwarding.spawn(forward_wakeups(log.wakeups().await?, appended.clone()));
         let mut cursor = intake::load_cursor(&engine.pool).await?;
         let mut read_up_to = cursor;
         let mut window = Window::default();
@@ -465,33 +467,21 @@ impl Workflows {
     }
 }
 
-/// The task that turns the log's wake-ups into permits of a [`Notify`], stopped when dropped.
+/// Turns the log's wake-ups into permits of `appended`, for as long as its task lives.
 ///
 /// The leader's loop stops waiting for a wake-up whenever a reaction ends; a `Notify` may be
 /// given up at any point, while a `PgListener` dropped amid its reconnection would be left
 /// connected but not listening.
-struct ForwardOnDrop(tokio::task::JoinHandle<()>);
-
-impl ForwardOnDrop {
-    fn wakeups(mut wakeups: LogWakeups, appended: Arc<Notify>) -> Self {
-        Self(tokio::spawn(async move {
-            loop {
-                match wakeups.next().await {
-                    Ok(()) => appended.notify_one(),
-                    Err(error) => {
-                        // The listener reconnects on the next call; the poll covers the gap.
-                        tracing::warn!(%error, "workflows: log wake-ups failed");
-                        tokio::time::sleep(WAKEUP_RETRY).await;
-                    }
-                }
+async fn forward_wakeups(mut wakeups: LogWakeups, appended: Arc<Notify>) {
+    loop {
+        match wakeups.next().await {
+            Ok(()) => appended.notify_one(),
+            Err(error) => {
+                // The listener reconnects on the next call; the poll covers the gap.
+                tracing::warn!(%error, "workflows: log wake-ups failed");
+                tokio::time::sleep(WAKEUP_RETRY).await;
             }
-        }))
-    }
-}
-
-impl Drop for ForwardOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        }
     }
 }
 
