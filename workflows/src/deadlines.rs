@@ -9,10 +9,14 @@
 //!   replays the first outcome, so the command takes effect exactly once.
 //! - A command refused because the aggregate moved on (a paid order, a closed campaign) counts
 //!   as fired: a late fire after a terminal state does nothing.
+//! - A command that fails (the store unreachable, conflicts beyond the retries) leaves the row
+//!   unfired, counts the attempt and sets `retry_at` a growing delay ahead (capped at
+//!   [`MAX_RETRY_DELAY`] seconds): the runner goes on with the deadlines due after it instead of trying
+//!   the same one again at once, and a deadline is never given up.
 //! - Transactions are kept short on purpose: an open transaction holds back the global log's
 //!   horizon that every log tailer (relay, process managers) waits for.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -79,8 +83,43 @@ pub(crate) struct DueDeadline {
     pub cause: Cause,
 }
 
-/// A `deadlines` row: tenant, aggregate type, key, kind, due time, correlation, causation.
-type DeadlineRow = (String, String, String, String, DateTime<Utc>, Uuid, Uuid);
+/// A `deadlines` row: tenant, aggregate type, key, kind, due time, correlation, causation,
+/// failed attempts.
+type DeadlineRow = (
+    String,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Uuid,
+    Uuid,
+    i32,
+);
+
+/// What became of the deadline [`Deadlines::fire_next`] claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fired {
+    /// It fired; the outcome recorded with it.
+    Done(String),
+    /// Its command failed; it is tried again from `retry_at`.
+    Failed {
+        error: String,
+        attempts: i32,
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// The longest wait between two attempts of a failing deadline, in seconds.
+pub(crate) const MAX_RETRY_DELAY: i64 = 300;
+
+/// The wait after a deadline's `attempts`-th failure: one second, doubling, capped.
+fn retry_delay(attempts: i32) -> TimeDelta {
+    let doublings = attempts.saturating_sub(1).clamp(0, 16);
+    TimeDelta::seconds((1_i64 << doublings).min(MAX_RETRY_DELAY))
+}
+
+/// Unfired, due and not waiting for a retry at `$1`.
+const DUE: &str = "fired_at IS NULL AND due_at <= $1 AND (retry_at IS NULL OR retry_at <= $1)";
 
 /// The `deadlines` table.
 #[derive(Debug, Clone)]
@@ -121,38 +160,41 @@ impl Deadlines {
         Ok(())
     }
 
-    /// Whether any deadline is due at `now` and not fired yet.
+    /// Whether any deadline is due at `now`, not fired yet and not waiting for a retry.
     pub async fn any_due(&self, now: DateTime<Utc>) -> Result<bool, WorkflowError> {
-        let due = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM deadlines WHERE fired_at IS NULL AND due_at <= $1)",
-        )
+        let due = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM deadlines WHERE {DUE})"
+        ))
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
         Ok(due)
     }
 
-    /// Claims the next due deadline, runs `fire` on it and records its outcome, in one short
-    /// transaction (the row lock keeps other runners off it). `None` when nothing is due.
+    /// Claims the next due deadline, runs `fire` on it and records its outcome, or its
+    /// failure and next attempt, in one short transaction (the row lock keeps other runners
+    /// off it). `None` when nothing is due.
+    ///
+    /// # Errors
+    /// The row could not be read or updated; it is left as it was.
     pub async fn fire_next<F, Fut>(
         &self,
         now: DateTime<Utc>,
         fire: F,
-    ) -> Result<Option<String>, WorkflowError>
+    ) -> Result<Option<Fired>, WorkflowError>
     where
         F: FnOnce(DueDeadline) -> Fut,
         Fut: Future<Output = Result<String, WorkflowError>>,
     {
         let mut tx = self.pool.begin().await?;
-        let row: Option<DeadlineRow> =
-            sqlx::query_as(
-                "SELECT tenant_id, aggregate_type, aggregate_key, kind, due_at, correlation_id, causation_id \
-                 FROM deadlines WHERE fired_at IS NULL AND due_at <= $1 \
-                 ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<DeadlineRow> = sqlx::query_as(&format!(
+            "SELECT tenant_id, aggregate_type, aggregate_key, kind, due_at, correlation_id, \
+                    causation_id, attempts \
+             FROM deadlines WHERE {DUE} ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some((
             tenant,
             aggregate_type,
@@ -161,6 +203,7 @@ impl Deadlines {
             due_at,
             correlation,
             causation,
+            attempts,
         )) = row
         else {
             return Ok(None);
@@ -179,30 +222,177 @@ impl Deadlines {
                     due_at,
                     cause,
                 })
-                .await?
+                .await
             }
-            None => format!("unknown deadline kind {kind_name:?}"),
+            None => Ok(format!("unknown deadline kind {kind_name:?}")),
         };
-        sqlx::query(
-            "UPDATE deadlines SET fired_at = $5, outcome = $6 \
-             WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4",
-        )
-        .bind(&tenant)
-        .bind(&aggregate_type)
-        .bind(&aggregate_key)
-        .bind(&kind_name)
-        .bind(now)
-        .bind(&outcome)
-        .execute(&mut *tx)
-        .await?;
+        let fired = match outcome {
+            Ok(outcome) => Fired::Done(outcome),
+            Err(error) => {
+                let attempts = attempts.saturating_add(1);
+                Fired::Failed {
+                    error: error.to_string(),
+                    attempts,
+                    retry_at: now + retry_delay(attempts),
+                }
+            }
+        };
+        let update = match &fired {
+            Fired::Done(outcome) => sqlx::query(
+                "UPDATE deadlines SET fired_at = $5, outcome = $6, retry_at = NULL \
+                 WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4",
+            )
+            .bind(&tenant)
+            .bind(&aggregate_type)
+            .bind(&aggregate_key)
+            .bind(&kind_name)
+            .bind(now)
+            .bind(outcome),
+            Fired::Failed {
+                error,
+                attempts,
+                retry_at,
+            } => sqlx::query(
+                "UPDATE deadlines SET attempts = $5, retry_at = $6, last_error = $7 \
+                 WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4",
+            )
+            .bind(&tenant)
+            .bind(&aggregate_type)
+            .bind(&aggregate_key)
+            .bind(&kind_name)
+            .bind(attempts)
+            .bind(retry_at)
+            .bind(error),
+        };
+        update.execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Some(outcome))
+        Ok(Some(fired))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use commerce_devstack::testkit::TestDatabase;
+
     use super::*;
+
+    fn cause() -> Cause {
+        Cause {
+            tenant: "t1".to_owned(),
+            causation_id: Uuid::from_u128(1),
+            correlation_id: Uuid::from_u128(2),
+            key_prefix: String::new(),
+        }
+    }
+
+    /// Fires the next due deadline at `now`, whose command fails for the order `failing`.
+    async fn fire_next(
+        deadlines: &Deadlines,
+        now: DateTime<Utc>,
+        failing: &str,
+    ) -> Option<(String, Fired)> {
+        let mut fired_key = None;
+        let fired = deadlines
+            .fire_next(now, |due| {
+                fired_key = Some(due.aggregate_key.clone());
+                async move {
+                    if due.aggregate_key == failing {
+                        Err(WorkflowError::decode("the store", "unreachable"))
+                    } else {
+                        Ok("appended".to_owned())
+                    }
+                }
+            })
+            .await
+            .expect("deadline row read and written")?;
+        Some((fired_key.expect("the deadline's command ran"), fired))
+    }
+
+    #[tokio::test]
+    async fn given_a_deadline_whose_command_fails_when_fired_then_it_backs_off_and_those_due_after_it_fire()
+     {
+        let db = TestDatabase::create().await.expect("test database");
+        crate::migrate(db.pool()).await.expect("migrated");
+        let deadlines = Deadlines::new(db.pool().clone());
+        let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        // given: two due order expiries, the first one's command failing
+        for (key, at) in [("failing", due), ("later", due + TimeDelta::seconds(1))] {
+            deadlines
+                .schedule(&cause(), DeadlineKind::OrderExpiry, key, at)
+                .await
+                .expect("scheduled");
+        }
+        let now = due + TimeDelta::seconds(2);
+
+        // when: the runner fires what is due
+        let first = fire_next(&deadlines, now, "failing").await;
+        let second = fire_next(&deadlines, now, "failing").await;
+
+        // then: the failing one waits a second, the later one fires, and nothing else is due
+        let retry_at = now + TimeDelta::seconds(1);
+        assert_eq!(
+            first,
+            Some((
+                "failing".to_owned(),
+                Fired::Failed {
+                    error: "cannot decode the store: unreachable".to_owned(),
+                    attempts: 1,
+                    retry_at,
+                }
+            ))
+        );
+        assert_eq!(
+            second,
+            Some(("later".to_owned(), Fired::Done("appended".to_owned())))
+        );
+        assert_eq!(fire_next(&deadlines, now, "failing").await, None);
+        assert!(!deadlines.any_due(now).await.expect("checked"));
+
+        // when: its retry time comes and it fails again, then comes again and it succeeds
+        assert!(deadlines.any_due(retry_at).await.expect("checked"));
+        let again = fire_next(&deadlines, retry_at, "failing").await;
+        let retried_at = retry_at + TimeDelta::seconds(2);
+        let last = fire_next(&deadlines, retried_at, "none").await;
+
+        // then: the wait doubled, and the deadline fired in the end with its history kept
+        assert_eq!(
+            again.map(|(_, fired)| fired),
+            Some(Fired::Failed {
+                error: "cannot decode the store: unreachable".to_owned(),
+                attempts: 2,
+                retry_at: retried_at,
+            })
+        );
+        assert_eq!(
+            last,
+            Some(("failing".to_owned(), Fired::Done("appended".to_owned())))
+        );
+        let row: (Option<String>, i32, Option<DateTime<Utc>>, Option<String>) = sqlx::query_as(
+            "SELECT outcome, attempts, retry_at, last_error FROM deadlines \
+             WHERE aggregate_key = 'failing'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("row");
+        assert_eq!(
+            row,
+            (
+                Some("appended".to_owned()),
+                2,
+                None,
+                Some("cannot decode the store: unreachable".to_owned())
+            )
+        );
+    }
+
+    #[test]
+    fn given_repeated_failures_when_backing_off_then_the_wait_doubles_up_to_its_cap() {
+        let waits: Vec<i64> = (1..=11)
+            .map(|attempts| retry_delay(attempts).num_seconds())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(retry_delay(i32::MAX).num_seconds(), MAX_RETRY_DELAY);
+    }
 
     #[test]
     fn given_every_kind_when_named_and_parsed_then_it_round_trips() {

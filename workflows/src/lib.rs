@@ -94,7 +94,7 @@ pub use engine::Clock;
 pub use error::WorkflowError;
 pub use gateway::{Carrier, PaymentGateway, SandboxCarrier, SandboxGateway};
 
-use deadlines::Deadlines;
+use deadlines::{Deadlines, Fired};
 use engine::Engine;
 use links::Links;
 use schedule::{Ticket, Window};
@@ -455,11 +455,21 @@ impl Workflows {
                 .fire_next(engine.now(), |due| react::fire(engine, due))
                 .await;
             match fired {
-                Ok(Some(outcome)) => tracing::debug!(%outcome, "workflows: deadline fired"),
+                Ok(Some(Fired::Done(outcome))) => {
+                    tracing::debug!(%outcome, "workflows: deadline fired");
+                }
+                // It waits for its retry; the deadlines due after it go first.
+                Ok(Some(Fired::Failed {
+                    error,
+                    attempts,
+                    retry_at,
+                })) => {
+                    tracing::warn!(%error, attempts, %retry_at, "workflows: deadline failed; retried later");
+                }
                 Ok(None) => return Ok(()),
                 Err(error) => {
-                    // The row stays unfired: the next poll tries again.
-                    tracing::warn!(%error, "workflows: deadline will be retried");
+                    // The row stays as it was: the next poll tries again.
+                    tracing::warn!(%error, "workflows: deadlines not fired; next poll");
                     return Ok(());
                 }
             }
