@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use commerce_eventstore::{AuditKey, Hash, canonical_json, hash_from_bytes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::chained::{CHAINED_COLUMNS, ChainedEvent, Rehash, hex_hash};
@@ -131,41 +132,82 @@ pub(crate) fn accumulate(cumulative: &Hash, chain_hash: Option<&Hash>) -> Hash {
     digest.finalize().into()
 }
 
+/// Where a checkpoint ends, without its heads: all that the next checkpoint continues from.
+#[derive(Debug, Clone, Copy)]
+struct Sealed {
+    checkpoint_no: u64,
+    transaction_id: u64,
+    position: i64,
+    event_count: u64,
+    cumulative_hash: Hash,
+    seal: Hash,
+}
+
+/// The `log_checkpoints` columns of [`Sealed`].
+const SEALED_COLUMNS: &str = "checkpoint_no, transaction_id::text AS transaction_id, position, \
+                              event_count, cumulative_hash, seal";
+
+impl Sealed {
+    fn from_row(row: &PgRow) -> Result<Self, ReplayError> {
+        let no: i64 = row.try_get("checkpoint_no")?;
+        let count: i64 = row.try_get("event_count")?;
+        let txid: String = row.try_get("transaction_id")?;
+        let bad = |what: &str| ReplayError::Value(format!("checkpoint {no}: bad {what}"));
+        Ok(Self {
+            checkpoint_no: u64::try_from(no).map_err(|_| bad("number"))?,
+            transaction_id: txid.parse().map_err(|_| bad("transaction id"))?,
+            position: row.try_get("position")?,
+            event_count: u64::try_from(count).map_err(|_| bad("count"))?,
+            cumulative_hash: hash_from_bytes(row.try_get("cumulative_hash")?)
+                .ok_or_else(|| bad("cumulative hash"))?,
+            seal: hash_from_bytes(row.try_get("seal")?).ok_or_else(|| bad("seal"))?,
+        })
+    }
+}
+
 /// Every checkpoint, oldest first.
 pub async fn load_checkpoints(pool: &PgPool) -> Result<Vec<Checkpoint>, ReplayError> {
-    let rows = sqlx::query(
-        "SELECT checkpoint_no, transaction_id::text AS transaction_id, position, event_count, \
-                cumulative_hash, heads, prev_seal, seal, created_at \
-         FROM log_checkpoints ORDER BY checkpoint_no",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {SEALED_COLUMNS}, heads, prev_seal, created_at \
+         FROM log_checkpoints ORDER BY checkpoint_no"
+    ))
     .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|row| {
-            let no: i64 = row.try_get("checkpoint_no")?;
-            let count: i64 = row.try_get("event_count")?;
-            let txid: String = row.try_get("transaction_id")?;
+            let sealed = Sealed::from_row(row)?;
             let heads: Heads = serde_json::from_value(row.try_get("heads")?)?;
             let tenant_digests = heads
                 .iter()
                 .map(|(tenant, heads)| (tenant.clone(), tenant_digest(heads)))
                 .collect();
-            let bad = |what: &str| ReplayError::Value(format!("checkpoint {no}: bad {what}"));
             Ok(Checkpoint {
-                checkpoint_no: u64::try_from(no).map_err(|_| bad("number"))?,
-                transaction_id: txid.parse().map_err(|_| bad("transaction id"))?,
-                position: row.try_get("position")?,
-                event_count: u64::try_from(count).map_err(|_| bad("count"))?,
-                cumulative_hash: hash_from_bytes(row.try_get("cumulative_hash")?)
-                    .ok_or_else(|| bad("cumulative hash"))?,
+                checkpoint_no: sealed.checkpoint_no,
+                transaction_id: sealed.transaction_id,
+                position: sealed.position,
+                event_count: sealed.event_count,
+                cumulative_hash: sealed.cumulative_hash,
                 heads,
                 tenant_digests,
                 prev_seal: hash_from_bytes(row.try_get("prev_seal")?),
-                seal: hash_from_bytes(row.try_get("seal")?).ok_or_else(|| bad("seal"))?,
+                seal: sealed.seal,
                 created_at: row.try_get("created_at")?,
             })
         })
         .collect()
+}
+
+/// The newest checkpoint's end; `None` before the first. Its heads are not read: a seal must
+/// cost the same however many checkpoints, and streams in them, came before (the sealer runs
+/// every few seconds for the engine's whole life).
+async fn last_sealed(pool: &PgPool) -> Result<Option<Sealed>, ReplayError> {
+    sqlx::query(&format!(
+        "SELECT {SEALED_COLUMNS} FROM log_checkpoints ORDER BY checkpoint_no DESC LIMIT 1"
+    ))
+    .fetch_optional(pool)
+    .await?
+    .map(|row| Sealed::from_row(&row))
+    .transpose()
 }
 
 /// Seals the events that became final since the last checkpoint; `None` when there were none
@@ -175,7 +217,7 @@ pub async fn seal_checkpoint(
     pool: &PgPool,
     key: &AuditKey,
 ) -> Result<Option<Checkpoint>, ReplayError> {
-    let last = load_checkpoints(pool).await?.pop();
+    let last = last_sealed(pool).await?;
     let (mut txid, mut position) = last
         .as_ref()
         .map_or((0, 0), |last| (last.transaction_id, last.position));
