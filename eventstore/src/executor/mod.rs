@@ -305,6 +305,12 @@ where
     }
 
     /// One load-handle-append round on the locked slot.
+    ///
+    /// The cached aggregate is taken out of the slot for the round and put back only while it
+    /// matches the store: untouched by the handler, or with its events committed. The handler
+    /// applies its events in place before they are appended, so if this future is dropped in
+    /// between (a client gone, a reaction aborted when its leader stepped down), the slot is
+    /// left empty and the next command reloads, instead of deciding on events never stored.
     async fn attempt(
         &self,
         stream: &StreamId,
@@ -316,14 +322,14 @@ where
         let store = &self.inner.store;
         let guessing = slot.is_none() && may_guess && self.inner.speculation.should_guess();
         let loaded_now = slot.is_none() && !guessing;
-        let cached = match slot {
+        let mut cached = match slot.take() {
             Some(cached) => cached,
-            None if guessing => slot.insert(Cached {
+            None if guessing => Cached {
                 aggregate: Arc::default(),
                 version: 0,
                 head_hash: None,
-            }),
-            None => slot.insert(self.load_cached(stream).await?),
+            },
+            None => self.load_cached(stream).await?,
         };
         let before = cached.version;
         let sink = EventSink::default();
@@ -333,34 +339,30 @@ where
             .await;
         let events = sink.collect().await;
         // The sink already applied `events` to the cached aggregate: until they commit, the
-        // cached copy is ahead of the store and must not be reused.
+        // cached copy is ahead of the store and must not go back into the slot.
         let touched = !events.is_empty();
-
         if guessing && (handled.is_err() || !touched) {
             // A refusal or a no-op on an assumed-empty stream says nothing about the stored one.
-            *slot = None;
             return Ok(Attempt::Unproven);
         }
+        let head = (before, cached.head_hash);
+        // Untouched, it still matches the store: back into the slot at once. Touched, it
+        // stays out until its events commit.
+        let mut pending = if touched {
+            Some(cached)
+        } else {
+            *slot = Some(cached);
+            None
+        };
         if (handled.is_err() || !touched) && !loaded_now {
             // Nothing to append, so no primary key vouches for the cache: check the head.
-            let head = store
-                .stream_version(A::TYPE, stream)
-                .await
-                .inspect_err(|_| {
-                    if touched {
-                        *slot = None;
-                    }
-                })?;
-            if head != before {
+            if store.stream_version(A::TYPE, stream).await? != before {
                 self.catch_up(stream, slot, touched).await?;
                 return Ok(Attempt::Stale);
             }
         }
         if handled.is_err() || !touched {
             if let Err(error) = handled {
-                if touched {
-                    *slot = None;
-                }
                 return Ok(Attempt::Rejected(error));
             }
             if context.metadata.idempotency_key.is_none() {
@@ -382,7 +384,6 @@ where
             .collect::<Result<Vec<_>, DecodeError>>();
         let appended = match new_events {
             Ok(new_events) => {
-                let head = (before, slot.as_ref().and_then(|cached| cached.head_hash));
                 append::append(
                     store.pool(),
                     store.audit_key(),
@@ -402,6 +403,9 @@ where
                     self.inner.speculation.record(Guess::Hit);
                 }
                 store.signal_appended();
+                if let Some(committed) = pending.take() {
+                    *slot = Some(committed);
+                }
                 if let Some(cached) = slot.as_mut() {
                     cached.version = outcome.last_sequence;
                     cached.head_hash = head_hash;
@@ -421,9 +425,6 @@ where
                 Ok(Attempt::Conflict)
             }
             Ok(Appended::KeyTaken) => {
-                if touched {
-                    *slot = None;
-                }
                 let key = context.metadata.idempotency_key.clone().unwrap_or_default();
                 Ok(Attempt::KeyTaken(key))
             }
