@@ -212,10 +212,12 @@ pub(crate) async fn payments_of_order(
 ///
 /// The records are in flight together, handed to the producer in outbox order: awaiting each
 /// acknowledgement before sending the next made the worker's housekeeping one broker round trip
-/// per record, and the projection waited for it (about 100 records/s on Tansu). The producer is
-/// idempotent, so a partition keeps the order they were handed over in. Only the acknowledged
-/// records before the first failure are deleted: a later record of the same order must not
-/// overtake one that will be sent again (a copy sent twice is what at-least-once allows).
+/// per record, and the projection waited for it (about 100 records/s on Tansu). `producer`
+/// must keep a partition in the order it was handed (the worker's has one request in flight
+/// and gapless delivery), and the order handed over is the outbox's unless the producer's
+/// queue is full (100,000 records by default, against a batch of 500). Only the acknowledged
+/// records before the first failure are deleted; the rest are sent again, and a copy sent
+/// twice is what at-least-once allows.
 pub async fn publish_outbox(
     pool: &PgPool,
     producer: &FutureProducer,

@@ -40,6 +40,9 @@ async fn given_a_queued_outbox_when_published_in_batches_then_every_record_arriv
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("enable.gapless.guarantee", "true")
         .create()
         .expect("producer");
 

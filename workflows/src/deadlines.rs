@@ -133,6 +133,7 @@ impl Deadlines {
     }
 
     /// Arms (or re-times, while unfired) the deadline `kind` of `aggregate_key` for `cause`.
+    /// A new due time starts any backoff afresh.
     pub async fn schedule(
         &self,
         cause: &Cause,
@@ -145,7 +146,11 @@ impl Deadlines {
                (tenant_id, aggregate_type, aggregate_key, kind, due_at, correlation_id, causation_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (tenant_id, aggregate_type, aggregate_key, kind) DO UPDATE \
-               SET due_at = EXCLUDED.due_at \
+               SET due_at = EXCLUDED.due_at, \
+                   retry_at = CASE WHEN deadlines.due_at = EXCLUDED.due_at \
+                                   THEN deadlines.retry_at END, \
+                   attempts = CASE WHEN deadlines.due_at = EXCLUDED.due_at \
+                                   THEN deadlines.attempts ELSE 0 END \
                WHERE deadlines.fired_at IS NULL",
         )
         .bind(&cause.tenant)
@@ -179,13 +184,14 @@ impl Deadlines {
     /// The row could not be read or updated; it is left as it was.
     pub async fn fire_next<F, Fut>(
         &self,
-        now: DateTime<Utc>,
+        clock: impl Fn() -> DateTime<Utc>,
         fire: F,
     ) -> Result<Option<Fired>, WorkflowError>
     where
         F: FnOnce(DueDeadline) -> Fut,
         Fut: Future<Output = Result<String, WorkflowError>>,
     {
+        let now = clock();
         let mut tx = self.pool.begin().await?;
         let row: Option<DeadlineRow> = sqlx::query_as(&format!(
             "SELECT tenant_id, aggregate_type, aggregate_key, kind, due_at, correlation_id, \
@@ -233,7 +239,9 @@ impl Deadlines {
                 Fired::Failed {
                     error: error.to_string(),
                     attempts,
-                    retry_at: now + retry_delay(attempts),
+                    // From when it failed: a command that took longer than the wait to fail
+                    // would otherwise be due again at once.
+                    retry_at: clock() + retry_delay(attempts),
                 }
             }
         };
@@ -293,16 +301,19 @@ mod tests {
     ) -> Option<(String, Fired)> {
         let mut fired_key = None;
         let fired = deadlines
-            .fire_next(now, |due| {
-                fired_key = Some(due.aggregate_key.clone());
-                async move {
-                    if due.aggregate_key == failing {
-                        Err(WorkflowError::decode("the store", "unreachable"))
-                    } else {
-                        Ok("appended".to_owned())
+            .fire_next(
+                || now,
+                |due| {
+                    fired_key = Some(due.aggregate_key.clone());
+                    async move {
+                        if due.aggregate_key == failing {
+                            Err(WorkflowError::decode("the store", "unreachable"))
+                        } else {
+                            Ok("appended".to_owned())
+                        }
                     }
-                }
-            })
+                },
+            )
             .await
             .expect("deadline row read and written")?;
         Some((fired_key.expect("the deadline's command ran"), fired))
@@ -383,6 +394,86 @@ mod tests {
                 Some("cannot decode the store: unreachable".to_owned())
             )
         );
+    }
+
+    #[tokio::test]
+    async fn given_a_command_slower_to_fail_than_its_wait_then_the_wait_counts_from_the_failure() {
+        let db = TestDatabase::create().await.expect("test database");
+        crate::migrate(db.pool()).await.expect("migrated");
+        let deadlines = Deadlines::new(db.pool().clone());
+        let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        deadlines
+            .schedule(&cause(), DeadlineKind::OrderExpiry, "slow", due)
+            .await
+            .expect("scheduled");
+        // given: a clock that has moved on 30 s by the time the command fails
+        let readings = std::sync::atomic::AtomicI64::new(0);
+        let clock = || {
+            due + TimeDelta::seconds(
+                30 * readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+
+        // when: it fails
+        let fired = deadlines
+            .fire_next(clock, |_| async {
+                Err(WorkflowError::decode("the store", "timed out"))
+            })
+            .await
+            .expect("row written");
+
+        // then: its first wait (1 s) starts at the failure, not at the claim
+        assert!(
+            matches!(fired, Some(Fired::Failed { attempts: 1, retry_at, .. })
+                if retry_at == due + TimeDelta::seconds(31)),
+            "{fired:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_backing_off_deadline_when_re_timed_then_its_backoff_starts_afresh() {
+        let db = TestDatabase::create().await.expect("test database");
+        crate::migrate(db.pool()).await.expect("migrated");
+        let deadlines = Deadlines::new(db.pool().clone());
+        let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        let backoff = || async {
+            sqlx::query_as::<_, (i32, Option<DateTime<Utc>>)>(
+                "SELECT attempts, retry_at FROM deadlines WHERE aggregate_key = 'order'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .expect("row")
+        };
+        // given: a deadline that failed twice
+        deadlines
+            .schedule(&cause(), DeadlineKind::OrderExpiry, "order", due)
+            .await
+            .expect("scheduled");
+        for at in [due, due + TimeDelta::seconds(1)] {
+            fire_next(&deadlines, at, "order").await;
+        }
+        let failing = backoff().await;
+        assert_eq!(failing, (2, Some(due + TimeDelta::seconds(3))));
+
+        // when: it is scheduled again at the same time, then at a new one
+        deadlines
+            .schedule(&cause(), DeadlineKind::OrderExpiry, "order", due)
+            .await
+            .expect("same time");
+        let same = backoff().await;
+        deadlines
+            .schedule(
+                &cause(),
+                DeadlineKind::OrderExpiry,
+                "order",
+                due - TimeDelta::hours(1),
+            )
+            .await
+            .expect("new time");
+
+        // then: the same time keeps the backoff, a new one clears it
+        assert_eq!(same, failing);
+        assert_eq!(backoff().await, (0, None));
     }
 
     #[test]

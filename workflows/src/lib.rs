@@ -446,13 +446,16 @@ impl Workflows {
         }
     }
 
-    /// Fires every due deadline.
+    /// Fires the due deadlines for up to a poll interval; the next poll goes on with the rest,
+    /// so the leader keeps checking its lock and starting reactions after an outage that left
+    /// many deadlines due.
     async fn fire_due(&self) -> Result<(), WorkflowError> {
         let deadlines = self.engine.deadlines();
+        let started = Instant::now();
         loop {
             let engine = &self.engine;
             let fired = deadlines
-                .fire_next(engine.now(), |due| react::fire(engine, due))
+                .fire_next(|| engine.now(), |due| react::fire(engine, due))
                 .await;
             match fired {
                 Ok(Some(Fired::Done(outcome))) => {
@@ -472,6 +475,9 @@ impl Workflows {
                     tracing::warn!(%error, "workflows: deadlines not fired; next poll");
                     return Ok(());
                 }
+            }
+            if started.elapsed() >= self.engine.config.poll_interval {
+                return Ok(());
             }
         }
     }

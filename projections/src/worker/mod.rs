@@ -31,7 +31,7 @@ use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sqlx::{Acquire, PgConnection, PgPool};
 
@@ -133,10 +133,7 @@ pub async fn run(
     let mut partitions_read = Instant::now();
     let mut analytics = if config.publish_analytics {
         Some(Analytics {
-            producer: ClientConfig::new()
-                .set("bootstrap.servers", &config.brokers)
-                .set("enable.idempotence", "true")
-                .create()?,
+            producer: analytics_producer(&config.brokers)?,
             topics_ready: false,
         })
     } else {
@@ -287,6 +284,22 @@ struct Analytics {
     topics_ready: bool,
 }
 
+/// The producer of the analyst streams. A whole outbox batch is in flight at once, so it keeps
+/// each partition's order the way the relay does: one request in flight per connection (a
+/// retried request is never overtaken, even on Tansu, which does not enforce idempotent
+/// sequence numbers), and a record that finally fails poisons the producer instead of letting
+/// later records of its partition through (`housekeeping` then makes a new one; the records
+/// not acknowledged are still in the outbox).
+fn analytics_producer(brokers: &str) -> Result<FutureProducer, ProjectionError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("enable.gapless.guarantee", "true")
+        .create()?)
+}
+
 /// Commits processed offsets to Kafka (for lag tools) and publishes queued analyst records.
 async fn housekeeping(
     pool: &PgPool,
@@ -317,6 +330,16 @@ async fn housekeeping(
             Ok(()) => analytics.topics_ready = true,
             Err(error) => {
                 tracing::warn!(%error, "analytics topics not created yet; will retry");
+                return;
+            }
+        }
+    }
+    if let Some(fatal) = analytics.producer.client().fatal_error() {
+        tracing::warn!(error = ?fatal, "analytics producer failed for good; making a new one");
+        match analytics_producer(&config.brokers) {
+            Ok(producer) => analytics.producer = producer,
+            Err(error) => {
+                tracing::warn!(%error, "analytics producer not recreated; will retry");
                 return;
             }
         }
