@@ -293,6 +293,14 @@ mod tests {
         }
     }
 
+    /// The `deadlines` table of a fresh, migrated database (kept alive by the returned handle).
+    async fn migrated_deadlines() -> (TestDatabase, Deadlines) {
+        let db = TestDatabase::create().await.expect("test database");
+        crate::migrate(db.pool()).await.expect("migrated");
+        let deadlines = Deadlines::new(db.pool().clone());
+        (db, deadlines)
+    }
+
     /// Fires the next due deadline at `now`, whose command fails for the order `failing`.
     async fn fire_next(
         deadlines: &Deadlines,
@@ -322,9 +330,7 @@ mod tests {
     #[tokio::test]
     async fn given_a_deadline_whose_command_fails_when_fired_then_it_backs_off_and_those_due_after_it_fire()
      {
-        let db = TestDatabase::create().await.expect("test database");
-        crate::migrate(db.pool()).await.expect("migrated");
-        let deadlines = Deadlines::new(db.pool().clone());
+        let (db, deadlines) = migrated_deadlines().await;
         let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
         // given: two due order expiries, the first one's command failing
         for (key, at) in [("failing", due), ("later", due + TimeDelta::seconds(1))] {
@@ -398,9 +404,7 @@ mod tests {
 
     #[tokio::test]
     async fn given_a_command_slower_to_fail_than_its_wait_then_the_wait_counts_from_the_failure() {
-        let db = TestDatabase::create().await.expect("test database");
-        crate::migrate(db.pool()).await.expect("migrated");
-        let deadlines = Deadlines::new(db.pool().clone());
+        let (_db, deadlines) = migrated_deadlines().await;
         let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
         deadlines
             .schedule(&cause(), DeadlineKind::OrderExpiry, "slow", due)
@@ -432,9 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn given_a_backing_off_deadline_when_re_timed_then_its_backoff_starts_afresh() {
-        let db = TestDatabase::create().await.expect("test database");
-        crate::migrate(db.pool()).await.expect("migrated");
-        let deadlines = Deadlines::new(db.pool().clone());
+        let (db, deadlines) = migrated_deadlines().await;
         let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
         let backoff = || async {
             sqlx::query_as::<_, (i32, Option<DateTime<Utc>>)>(
