@@ -43,6 +43,11 @@ use clap::Parser;
 
 use crate::plan::{Plan, Profile, Scenario};
 
+/// The `commerce` binary's allocator: (e) runs the auditor tooling (`commerce replay …`)
+/// in this process, and its figures must be those of the binary people run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks the engine against baselines measured in the same run.
 ///
 /// Uses DATABASE_URL's server when set (a fresh database is created there and dropped

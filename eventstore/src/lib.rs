@@ -63,7 +63,7 @@ pub use backend::{
 };
 pub use chain::{
     AUDIT_KEY_ENV, AuditKey, CanonicalChainFields, ChainFields, Hash, canonical_json,
-    hash_from_bytes, hash_from_hex, to_hex, write_canonical_text,
+    hash_from_bytes, hash_from_hex, to_hex, write_canonical_text, write_hex,
 };
 pub use error::{DecodeError, StoreError};
 pub use executor::{

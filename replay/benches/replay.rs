@@ -5,7 +5,7 @@
 //!   `sequential_read`): `SELECT *` in keyset batches of 5,000 in log order, rows streamed and
 //!   not decoded.
 //!
-//! The log besides the long counter stream holds streams of 8 events, interleaved in the log,
+//! The log besides the long counter stream holds streams of 8 events (`BENCH_STREAM_EVENTS`), interleaved in the log,
 //! whose payloads are the contract fixtures (`contracts/tests/fixtures`: orders, inventory, payments, shipments), so
 //! verification hashes payloads of the engine's real shapes and sizes, with the engine's
 //! metadata. `BENCH_PAYLOADS=counter` writes tiny counter events instead (the earlier figures).
@@ -15,7 +15,10 @@
 //!
 //! Run: `cargo bench -p commerce-replay --bench replay` (add `--profile dev` to reuse the test
 //! build). `BENCH_EVENTS` sets the size of the log for the verify figures (default 20,000),
-//! `BENCH_ROUNDS` the rounds measured on it (default 3).
+//! `BENCH_ROUNDS` the rounds measured on it (default 3), `BENCH_STREAM_EVENTS` the events per
+//! fixture stream (1 to 8, default 8; 1 is the shape of the full benchmark's (a), a new
+//! aggregate per command). A checkpoint is sealed after every 10,000 streams, so the log has
+//! many checkpoints and their heads cover every stream, as on a long-running engine's log.
 
 #[allow(dead_code)]
 #[path = "../../eventstore/tests/common/counter.rs"]
@@ -36,10 +39,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-/// Events per stream of the fixture-shaped part of the log.
+/// The allocator of the `commerce` binary, whose `replay verify` this measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The most events per fixture stream: one per fixture (and the default).
 const FIXTURE_STREAM: usize = 8;
 /// Commands in flight while the fixture-shaped part is written.
 const APPENDERS: usize = 16;
+/// Fixture streams written between two checkpoints.
+const STREAMS_PER_CHECKPOINT: usize = 10_000;
 
 /// Payloads of the engine's real event types (each carries its `event_type`).
 const FIXTURES: [&str; 8] = [
@@ -211,18 +220,28 @@ async fn main() {
         // One event per command, the streams interleaved in the log as the engine's are
         // (orders, payments and stock advance side by side), so the verifier's walk in
         // stream order jumps around the table as it does on a real log.
-        let streams: Vec<StreamId> = (0..total.saturating_sub(1_000).div_ceil(FIXTURE_STREAM))
+        let per_stream: usize = std::env::var("BENCH_STREAM_EVENTS")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(FIXTURE_STREAM)
+            .clamp(1, FIXTURE_STREAM);
+        let streams: Vec<StreamId> = (0..total.saturating_sub(1_000).div_ceil(per_stream))
             .map(|n| StreamId::new("bench", format!("s{n}")).expect("stream"))
             .collect();
-        for payload in &payloads[..FIXTURE_STREAM] {
-            futures::stream::iter(&streams)
-                .map(|stream| fixtures.execute(stream.clone(), vec![payload.clone()], context()))
-                .buffer_unordered(APPENDERS)
-                .try_collect::<Vec<_>>()
-                .await
-                .expect("append");
+        for some in streams.chunks(STREAMS_PER_CHECKPOINT) {
+            for payload in &payloads[..per_stream] {
+                futures::stream::iter(some)
+                    .map(|stream| {
+                        fixtures.execute(stream.clone(), vec![payload.clone()], context())
+                    })
+                    .buffer_unordered(APPENDERS)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .expect("append");
+            }
+            while seal_checkpoint(&pool, &key).await.expect("seal").is_some() {}
         }
-        1_000 + streams.len() * FIXTURE_STREAM
+        1_000 + streams.len() * per_stream
     };
     while seal_checkpoint(&pool, &key).await.expect("seal").is_some() {}
     println!(

@@ -289,8 +289,11 @@ impl std::fmt::Display for StreamRef {
 
 /// Serde of an optional hash as lower-case hex (or null).
 pub(crate) mod hex_hash {
+    use std::fmt;
+
     use commerce_eventstore::{Hash, hash_from_hex, to_hex};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(hash: &Option<Hash>, serializer: S) -> Result<S::Ok, S::Error> {
         match hash {
@@ -302,26 +305,55 @@ pub(crate) mod hex_hash {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Hash>, D::Error> {
-        Option::<String>::deserialize(deserializer)?
-            .map(|text| {
-                hash_from_hex(&text)
-                    .ok_or_else(|| serde::de::Error::custom("not a 32-byte hex hash"))
-            })
-            .transpose()
+        deserializer.deserialize_option(HexVisitor)
     }
 
     /// The same for a hash that must be present.
     pub mod required {
-        use commerce_eventstore::{Hash, hash_from_hex, to_hex};
-        use serde::{Deserialize, Deserializer, Serializer};
+        use commerce_eventstore::{Hash, to_hex};
+        use serde::{Deserializer, Serializer};
 
         pub fn serialize<S: Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
             serializer.serialize_str(&to_hex(hash))
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Hash, D::Error> {
-            let text = String::deserialize(deserializer)?;
-            hash_from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a 32-byte hex hash"))
+            deserializer
+                .deserialize_str(super::HexVisitor)?
+                .ok_or_else(|| serde::de::Error::custom("not a 32-byte hex hash"))
+        }
+    }
+
+    /// Parses the hex where it lies: a checkpoint's heads hold one hash per stream, and an
+    /// owned `String` for each would be most of the cost of reading them.
+    struct HexVisitor;
+
+    impl<'de> Visitor<'de> for HexVisitor {
+        type Value = Option<Hash>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a 32-byte hash in hex")
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Self::Value, E> {
+            hash_from_hex(text)
+                .map(Some)
+                .ok_or_else(|| E::custom("not a 32-byte hex hash"))
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(HexVisitor)
         }
     }
 }

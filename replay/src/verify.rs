@@ -27,7 +27,7 @@
 //! after the walk, to name their damage exactly as an export's check does. The walk keeps one
 //! small entry per stream (its name and last sequence), as the sealed heads already do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use commerce_eventstore::{AuditKey, Hash};
@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 use crate::chained::{
     CANONICAL_COLUMN_COUNT, CANONICAL_COLUMNS, CanonicalEvent, Rehash, StreamRef,
 };
-use crate::checkpoint::{Checkpoint, accumulate, head_key, load_checkpoints};
+use crate::checkpoint::{Checkpoint, accumulate, load_checkpoints, write_head_key};
 use crate::error::ReplayError;
 
 /// Rows per keyset query of the walk: few round trips; the rows are streamed, so a batch is
@@ -100,17 +100,67 @@ impl VerifyReport {
     }
 }
 
-/// Sealed heads of every stream: sequence → hash, from all checkpoints.
-pub(crate) type SealedHeads = HashMap<String, BTreeMap<u64, Hash>>;
+/// Sealed heads of every stream, by `"{aggregate_type} {aggregate_id}"`, from all checkpoints.
+pub(crate) type SealedHeads = foldhash::HashMap<String, StreamHeads>;
 
-/// Checks the checkpoint chain; returns the sealed heads.
+/// The heads the checkpoints sealed for one stream, by ascending sequence: a vector, not a
+/// map, because a stream usually has one or two (a log of a million streams has a million
+/// of these).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StreamHeads(Vec<(u64, Hash)>);
+
+impl StreamHeads {
+    /// Records a sealed head; a later checkpoint's hash for the same sequence wins.
+    fn insert(&mut self, sequence: u64, hash: Hash) {
+        // Checkpoints come oldest first, so a new head usually goes at the end.
+        match self.0.last() {
+            Some(&(last, _)) if last >= sequence => {
+                match self
+                    .0
+                    .binary_search_by_key(&sequence, |&(sealed, _)| sealed)
+                {
+                    Ok(index) => self.0[index].1 = hash,
+                    Err(index) => self.0.insert(index, (sequence, hash)),
+                }
+            }
+            _ => self.0.push((sequence, hash)),
+        }
+    }
+
+    /// The hash sealed for `sequence`, if a checkpoint sealed the stream there.
+    fn get(&self, sequence: u64) -> Option<&Hash> {
+        self.0
+            .binary_search_by_key(&sequence, |&(sealed, _)| sealed)
+            .ok()
+            .map(|index| &self.0[index].1)
+    }
+
+    /// The highest sealed sequence.
+    fn last(&self) -> u64 {
+        self.0.last().map_or(0, |&(sequence, _)| sequence)
+    }
+}
+
+/// Where a checkpoint's tenant digests come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Digests {
+    /// Computed from the checkpoint's own heads when it was loaded (the database): the seal
+    /// check covers the heads, and comparing the digests again would prove nothing.
+    FromHeads,
+    /// Given beside the heads (an export): the heads must be checked against them.
+    Given,
+}
+
+/// Checks the checkpoint chain; moves the heads out of the checkpoints (only their cursors,
+/// counts and hashes are needed afterwards) and returns them.
 pub(crate) fn check_checkpoints(
     key: &AuditKey,
-    checkpoints: &[Checkpoint],
+    checkpoints: &mut [Checkpoint],
+    digests: Digests,
     damage: &mut Vec<Damage>,
 ) -> SealedHeads {
-    let mut sealed = SealedHeads::new();
-    let mut previous: Option<&Checkpoint> = None;
+    let mut sealed = SealedHeads::default();
+    let mut previous: Option<(u64, Hash)> = None;
     for checkpoint in checkpoints {
         let mut problem = |kind, detail: String| {
             damage.push(Damage {
@@ -120,7 +170,7 @@ pub(crate) fn check_checkpoints(
                 detail,
             });
         };
-        let expected_no = previous.map_or(1, |previous| previous.checkpoint_no + 1);
+        let expected_no = previous.map_or(1, |(previous_no, _)| previous_no + 1);
         if checkpoint.checkpoint_no != expected_no {
             problem(
                 DamageKind::Deleted,
@@ -129,27 +179,28 @@ pub(crate) fn check_checkpoints(
                     checkpoint.checkpoint_no
                 ),
             );
-        } else if checkpoint.prev_seal != previous.map(|previous| previous.seal) {
+        } else if checkpoint.prev_seal != previous.map(|(_, previous_seal)| previous_seal) {
             problem(
                 DamageKind::Altered,
                 "does not link to the previous checkpoint".into(),
             );
         }
-        if checkpoint.expected_seal(key) != checkpoint.seal || !checkpoint.heads_match_digests() {
+        let heads_match = digests == Digests::FromHeads || checkpoint.heads_match_digests();
+        if checkpoint.expected_seal(key) != checkpoint.seal || !heads_match {
             problem(
                 DamageKind::Altered,
                 "the seal does not match its contents".into(),
             );
         }
-        for heads in checkpoint.heads.values() {
+        for heads in std::mem::take(&mut checkpoint.heads).into_values() {
             for (stream, head) in heads {
                 sealed
-                    .entry(stream.clone())
+                    .entry(stream)
                     .or_default()
                     .insert(head.sequence, head.hash);
             }
         }
-        previous = Some(checkpoint);
+        previous = Some((checkpoint.checkpoint_no, checkpoint.seal));
     }
     sealed
 }
@@ -160,7 +211,7 @@ pub(crate) fn check_stream<E: Rehash>(
     key: &AuditKey,
     stream: &StreamRef,
     events: &[E],
-    sealed: Option<&BTreeMap<u64, Hash>>,
+    sealed: Option<&StreamHeads>,
     partial: bool,
     damage: &mut Vec<Damage>,
 ) {
@@ -220,7 +271,7 @@ pub(crate) fn check_stream<E: Rehash>(
         let vouched_by_next =
             next.is_some_and(|next| next.prev_hash() == Some(&stored) && next.is_authentic(key));
         let vouched_by_seal = sealed
-            .and_then(|heads| heads.get(&event.sequence()))
+            .and_then(|heads| heads.get(event.sequence()))
             .is_some_and(|hash| *hash == stored);
         if vouched_by_next || vouched_by_seal {
             report(
@@ -248,10 +299,10 @@ pub(crate) fn check_stream<E: Rehash>(
 pub(crate) fn check_sealed_tail(
     name: &str,
     head: u64,
-    sealed: Option<&BTreeMap<u64, Hash>>,
+    sealed: Option<&StreamHeads>,
     damage: &mut Vec<Damage>,
 ) {
-    let sealed_head = sealed_head(sealed);
+    let sealed_head = sealed.map_or(0, StreamHeads::last);
     for sequence in head + 1..=sealed_head {
         damage.push(Damage {
             stream: name.to_owned(),
@@ -264,15 +315,20 @@ pub(crate) fn check_sealed_tail(
 
 /// Verifies the whole store: every stream, every checkpoint, and the log up to the last one.
 pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyReport, ReplayError> {
-    let checkpoints = load_checkpoints(pool).await?;
+    let mut checkpoints = load_checkpoints(pool).await?;
     let mut report = VerifyReport {
         checkpoints: checkpoints.len() as u64,
         ..VerifyReport::default()
     };
-    let mut sealed = check_checkpoints(key, &checkpoints, &mut report.damage);
+    let sealed = check_checkpoints(
+        key,
+        &mut checkpoints,
+        Digests::FromHeads,
+        &mut report.damage,
+    );
     let checkpoint_damage = report.damage.len();
     let mut log = LogCheck::new(&checkpoints);
-    let mut streams = Streams::default();
+    let mut streams = Streams::sealed(sealed);
 
     let (sender, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
     let mut reader = AbortOnDrop(tokio::spawn(read_in_log_order(pool.clone(), sender)));
@@ -289,34 +345,31 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
         .await
         .map_err(|error| ReplayError::Value(format!("the event reader failed: {error}")))?;
 
-    // Only streams that did not follow on cleanly, and clean ones whose sealed head lies
-    // beyond their last event, have damage to name.
+    // Only streams that did not follow on cleanly, clean ones whose sealed head lies beyond
+    // their last event, and sealed streams with no event left have damage to name.
     let mut suspects = Vec::new();
-    for (aggregate_type, ids) in streams.by_type {
-        for (aggregate_id, walk) in ids {
-            report.streams += 1;
-            let name = head_key(&aggregate_type, &aggregate_id);
-            let heads = sealed.remove(&name);
-            let stream = StreamRef {
-                aggregate_type: aggregate_type.clone(),
-                aggregate_id,
-            };
-            match walk {
-                StreamWalk::Suspect => suspects.push((stream, heads)),
-                StreamWalk::Following(head) => {
-                    check_sealed_tail(&name, head, heads.as_ref(), &mut report.damage);
-                }
+    for (name, stream) in streams.by_name {
+        let Some(walk) = stream.walk else {
+            check_sealed_tail(&name, 0, stream.sealed.as_ref(), &mut report.damage);
+            continue;
+        };
+        report.streams += 1;
+        match walk {
+            StreamWalk::Following(head) => {
+                check_sealed_tail(&name, head, stream.sealed.as_ref(), &mut report.damage);
+            }
+            StreamWalk::Suspect { type_len } => {
+                let (aggregate_type, rest) = name.split_at(type_len);
+                let stream_ref = StreamRef {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id: rest[1..].to_owned(),
+                };
+                suspects.push((stream_ref, stream.sealed));
             }
         }
     }
     for batch in suspects.chunks(SUSPECTS_BATCH) {
         recheck_streams(pool, key, batch, &mut report.damage).await?;
-    }
-    // What is left sealed are streams that have no event left at all.
-    let mut vanished: Vec<_> = sealed.into_iter().collect();
-    vanished.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-    for (name, heads) in vanished {
-        check_sealed_tail(&name, 0, Some(&heads), &mut report.damage);
     }
     report.damage[checkpoint_damage..]
         .sort_by(|a, b| (&a.stream, a.sequence).cmp(&(&b.stream, b.sequence)));
@@ -342,15 +395,26 @@ enum StreamWalk {
     /// Every event so far followed on cleanly from sequence 1, up to this one.
     Following(u64),
     /// An event did not follow on cleanly (not authentic, or not the next sequence): the
-    /// stream is checked whole, in sequence order, after the walk.
-    Suspect,
+    /// stream is checked whole, in sequence order, after the walk. The aggregate type is
+    /// the first `type_len` bytes of its head key.
+    Suspect { type_len: usize },
 }
 
-/// Every stream the walk met, by aggregate type, then stored id (looked up without building
-/// a key per event; the types are few).
-#[derive(Debug, Default)]
+/// Every stream of the log by head key, `"{aggregate_type} {aggregate_id}"`: what the
+/// checkpoints sealed of it and what the walk found. One map for both, so a stream costs one
+/// look-up per event and none after the walk (the log may hold millions of streams).
+#[derive(Debug)]
 struct Streams {
-    by_type: HashMap<String, HashMap<String, StreamWalk>>,
+    by_name: foldhash::HashMap<String, StreamState>,
+    /// The head key of the event in hand, built here to look it up without allocating.
+    name: String,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    sealed: Option<StreamHeads>,
+    /// `None` while the walk has met no event of the stream.
+    walk: Option<StreamWalk>,
 }
 
 impl StreamWalk {
@@ -360,35 +424,50 @@ impl StreamWalk {
             Self::Following(head) if event.sequence() == head + 1 && event.is_authentic(key) => {
                 Self::Following(head + 1)
             }
-            _ => Self::Suspect,
+            _ => Self::Suspect {
+                type_len: event.stream_names().0.len(),
+            },
         }
     }
 }
 
 impl Streams {
+    /// The streams the checkpoints sealed, none met yet.
+    fn sealed(sealed: SealedHeads) -> Self {
+        let by_name = sealed
+            .into_iter()
+            .map(|(name, heads)| {
+                let state = StreamState {
+                    sealed: Some(heads),
+                    walk: None,
+                };
+                (name, state)
+            })
+            .collect();
+        Self {
+            by_name,
+            name: String::new(),
+        }
+    }
+
+    /// Takes in `event`, its stream's next in log order.
     fn follow(&mut self, key: &AuditKey, event: &CanonicalEvent) {
         let (aggregate_type, aggregate_id) = event.stream_names();
-        let first = || StreamWalk::Following(0).then(key, event);
-        match self.by_type.get_mut(aggregate_type) {
-            Some(ids) => match ids.get_mut(aggregate_id) {
-                Some(walk) => *walk = walk.then(key, event),
-                None => {
-                    ids.insert(aggregate_id.to_owned(), first());
-                }
-            },
+        write_head_key(&mut self.name, aggregate_type, aggregate_id);
+        let walk = |walk: Option<StreamWalk>| {
+            Some(walk.unwrap_or(StreamWalk::Following(0)).then(key, event))
+        };
+        match self.by_name.get_mut(self.name.as_str()) {
+            Some(stream) => stream.walk = walk(stream.walk),
             None => {
-                let ids = HashMap::from([(aggregate_id.to_owned(), first())]);
-                self.by_type.insert(aggregate_type.to_owned(), ids);
+                let state = StreamState {
+                    sealed: None,
+                    walk: walk(None),
+                };
+                self.by_name.insert(self.name.clone(), state);
             }
         }
     }
-}
-
-/// The highest sequence any checkpoint sealed for a stream (0 when none did).
-fn sealed_head(heads: Option<&BTreeMap<u64, Hash>>) -> u64 {
-    heads
-        .and_then(|heads| heads.keys().next_back().copied())
-        .unwrap_or(0)
 }
 
 /// A walked row's place in the log, `(transaction_id, position)`: the two columns after
@@ -460,14 +539,14 @@ async fn walk_log(
 async fn recheck_streams(
     pool: &PgPool,
     key: &AuditKey,
-    streams: &[(StreamRef, Option<BTreeMap<u64, Hash>>)],
+    streams: &[(StreamRef, Option<StreamHeads>)],
     damage: &mut Vec<Damage>,
 ) -> Result<(), ReplayError> {
     let (types, ids): (Vec<&str>, Vec<&str>) = streams
         .iter()
         .map(|(stream, _)| (stream.aggregate_type.as_str(), stream.aggregate_id.as_str()))
         .unzip();
-    let mut unread: HashMap<&StreamRef, Option<&BTreeMap<u64, Hash>>> = streams
+    let mut unread: HashMap<&StreamRef, Option<&StreamHeads>> = streams
         .iter()
         .map(|(stream, heads)| (stream, heads.as_ref()))
         .collect();
