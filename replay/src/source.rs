@@ -24,26 +24,27 @@ impl LogSource {
     }
 }
 
-/// The envelope fields the read side uses, from a stored event.
+/// The envelope fields the read side uses, from a stored event (moved, not copied: a rebuild
+/// turns every event of the store into one).
 ///
 /// `timestamp` and `occurred_at` are the commit clock cut to milliseconds, exactly as the relay
 /// puts them in the Kafka envelope: the read models keep these instants, so a rebuild must give
 /// the very values the live workers wrote.
-pub fn event_record(event: &LogEvent) -> EventRecord {
+pub fn event_record(event: LogEvent) -> EventRecord {
     let timestamp = event.recorded_at.timestamp_millis();
     let occurred_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(timestamp)
         .unwrap_or(event.recorded_at);
     EventRecord {
         event_id: event.event_id,
-        event_type: event.event_type.clone(),
-        aggregate_type: event.aggregate_type.clone(),
+        event_type: event.event_type,
+        aggregate_type: event.aggregate_type,
         aggregate_id: event.stream.key().to_owned(),
         sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
         position: event.position,
         tenant_id: event.stream.tenant().to_owned(),
         timestamp,
         occurred_at,
-        payload: event.payload.clone(),
+        payload: event.payload,
     }
 }
 
@@ -58,7 +59,7 @@ impl EventSource for LogSource {
         if let Some(last) = events.last() {
             self.cursor = LogCursor::after(last);
         }
-        Ok(events.iter().map(event_record).collect())
+        Ok(events.into_iter().map(event_record).collect())
     }
 
     async fn estimated_total(&mut self) -> Option<u64> {
