@@ -25,7 +25,8 @@
 //! arrive as 1, 2, 3, … each authentic is whole. The first event that does not follow on
 //! cleanly makes its stream a suspect, and suspects are read again whole, in sequence order,
 //! after the walk, to name their damage exactly as an export's check does. The walk keeps one
-//! small entry per stream (its name and last sequence), as the sealed heads already do.
+//! small entry per stream, in the same map as the stream's sealed heads (its key, its heads,
+//! and its last sequence or suspicion), so the end of the walk reads each stream once.
 
 use std::collections::HashMap;
 use std::fmt;
