@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Row};
 
 use crate::chained::{CHAINED_COLUMNS, ChainedEvent, Rehash, hex_hash};
 use crate::error::ReplayError;
@@ -317,6 +317,10 @@ pub async fn seal_checkpoint(
         created_at: Utc::now(),
     };
     checkpoint.seal = checkpoint.expected_seal(key);
+    // The heads list every stream changed since the last seal: megabytes after a burst of new
+    // aggregates. They are encoded straight into the statement, and the connection gives the
+    // capacity back afterwards (it keeps that of the largest message it sent, for good).
+    let mut connection = pool.acquire().await?;
     let inserted = sqlx::query(
         "INSERT INTO log_checkpoints (checkpoint_no, transaction_id, position, event_count, \
              cumulative_hash, heads, prev_seal, seal) \
@@ -334,12 +338,13 @@ pub async fn seal_checkpoint(
             .map_err(|_| ReplayError::Value("event count".into()))?,
     )
     .bind(checkpoint.cumulative_hash.to_vec())
-    .bind(serde_json::to_value(&checkpoint.heads)?)
+    .bind(Json(&checkpoint.heads))
     .bind(checkpoint.prev_seal.map(Vec::from))
     .bind(checkpoint.seal.to_vec())
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = inserted else {
+    .fetch_optional(&mut *connection)
+    .await;
+    connection.shrink_buffers();
+    let Some(row) = inserted? else {
         return Ok(None);
     };
     checkpoint.created_at = row.try_get("created_at")?;
