@@ -34,6 +34,13 @@ pub trait EventSource: Send {
 
     /// How many events the store holds, for a progress bar (an estimate is fine).
     async fn estimated_total(&mut self) -> Option<u64>;
+
+    /// Whether the batches returned so far include every event committed before the first
+    /// batch was asked for: an empty batch before that only means that a transaction open
+    /// somewhere still holds the log back. Sources that hold everything from the start are.
+    fn has_everything_from_start(&self) -> bool {
+        true
+    }
 }
 
 /// One read model: the tables an aggregate type's events build.
@@ -161,8 +168,11 @@ pub async fn rebuild(
             // An empty batch only means "nothing more visible now": a long transaction anywhere
             // in the cluster holds the log's horizon back. Wait for the source to show what the
             // live models already applied here, without the swap lock, so the workers go on.
+            // Without live workers the live models are empty and prove nothing: the shadow must
+            // also hold everything committed before the rebuild began.
             let behind = behind(pool, what).await?;
-            if behind == 0 || Instant::now() >= patience {
+            let complete = behind == 0 && source.has_everything_from_start();
+            if complete || Instant::now() >= patience {
                 break;
             }
             tracing::info!(

@@ -11,6 +11,12 @@ pub struct LogSource {
     log: GlobalLog,
     pool: sqlx::PgPool,
     cursor: LogCursor,
+    /// The first transaction id not yet started when the first batch was asked for
+    /// (`pg_snapshot_xmax`): everything committed before then has a lower one.
+    start: Option<u64>,
+    /// Whether the log's horizon had passed [`Self::start`] before the last read, so that read
+    /// saw every transaction committed before the start.
+    past_start: bool,
 }
 
 impl LogSource {
@@ -20,6 +26,8 @@ impl LogSource {
             log: store.global_log(),
             pool: store.pool().clone(),
             cursor: LogCursor::START,
+            start: None,
+            past_start: false,
         }
     }
 }
@@ -54,12 +62,28 @@ impl EventSource for LogSource {
         &mut self,
         max: usize,
     ) -> Result<Vec<EventRecord>, Box<dyn std::error::Error + Send + Sync>> {
+        if !self.past_start {
+            let (xmin, xmax): (String, String) = sqlx::query_as(
+                "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text \
+                 FROM pg_current_snapshot() AS s",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            let xmin: u64 = xmin.parse()?;
+            let start = *self.start.get_or_insert(xmax.parse()?);
+            // Every transaction below the horizon is final, and the read below sees them all.
+            self.past_start = xmin >= start;
+        }
         let limit = u32::try_from(max).unwrap_or(u32::MAX);
         let events = self.log.read_after(self.cursor, limit).await?;
         if let Some(last) = events.last() {
             self.cursor = LogCursor::after(last);
         }
         Ok(events.into_iter().map(event_record).collect())
+    }
+
+    fn has_everything_from_start(&self) -> bool {
+        self.past_start
     }
 
     async fn estimated_total(&mut self) -> Option<u64> {

@@ -248,6 +248,48 @@ async fn a_rebuild_under_live_load_swaps_in_the_fold_of_the_store_and_loses_noth
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_without_live_workers_waits_for_what_an_open_transaction_holds_back() {
+    // Given a transaction open elsewhere that holds the log's horizon back, and a stock count
+    // committed after it began (acknowledged, but not yet below the horizon)
+    let (_db, pool) = migrated_database(4).await;
+    let store = PgEventStore::new(pool.clone());
+    let mut blocker = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *blocker)
+        .await
+        .expect("the blocker takes a transaction id");
+    let sku = Sku::new("SKU-HELD").expect("sku");
+    let item = StockItem::new(sku, LocationId::default_location());
+    let stream = StreamId::new(TENANT, item.stream_key()).expect("stream id");
+    CommandExecutor::<Inventory>::new(store.clone(), ())
+        .execute(
+            stream,
+            InventoryCommand::SetStock {
+                item,
+                on_hand: 7,
+                reason: "count".to_owned(),
+                at: Utc::now(),
+            },
+            CommandContext::new(EventMetadata::new(TENANT, "writer")),
+        )
+        .await
+        .expect("append");
+    // When the read models are rebuilt with no worker running, and the blocker ends meanwhile
+    let (rebuilt, ()) = tokio::join!(rebuild_read_models(&store, Rebuild::All, |_| {}), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        blocker.commit().await.expect("commit the blocker");
+    });
+    rebuilt.expect("rebuild");
+    // Then the committed count is in the rebuilt models
+    let on_hand: Option<i64> =
+        sqlx::query_scalar("SELECT on_hand FROM rm.inventory_levels WHERE sku = 'SKU-HELD'")
+            .fetch_optional(&pool)
+            .await
+            .expect("read the rebuilt level");
+    assert_eq!(on_hand, Some(7));
+}
+
 /// Rows/s of a raw keyset read of `events` (the bench's (e) baseline, `bench/src/baseline.rs`).
 #[allow(clippy::float_arithmetic)] // a printed rate
 async fn raw_read_rate(pool: &PgPool) -> f64 {
