@@ -319,19 +319,25 @@ async fn raw_read_rate(pool: &PgPool) -> f64 {
 #[ignore = "a measurement (rebuild and raw-read rates, printed, not asserted); runs in a release build with COMMERCE_MEASURE=1 ./scripts/test.sh (the README's test command with that variable set)"]
 #[allow(clippy::float_arithmetic)] // printed rates
 async fn rebuild_rate_beside_a_raw_read_of_the_store() {
-    // Given a store of REBUILD_EVENTS (default 30,000) stock events over 3,000 streams
+    // Given a store of REBUILD_EVENTS (default 30,000) stock events over REBUILD_STREAMS (default
+    // 3,000) streams; the bench's (e) rebuilds one-event streams (REBUILD_STREAMS=REBUILD_EVENTS)
     let (_db, pool) = migrated_database(20).await;
     let store = PgEventStore::new(pool.clone());
-    let total: u64 = std::env::var("REBUILD_EVENTS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(30_000);
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    };
+    let total = setting("REBUILD_EVENTS", 30_000);
+    let streams = setting("REBUILD_STREAMS", 3_000).max(1);
     let writers: Vec<_> = (0..16_u64)
         .map(|writer| {
             let executor = CommandExecutor::<Inventory>::new(store.clone(), ());
             tokio::spawn(async move {
                 for n in 0..total / 16 {
-                    let sku = Sku::new(format!("SKU-{}", (n * 16 + writer) % 3_000)).expect("sku");
+                    let sku =
+                        Sku::new(format!("SKU-{}", (n * 16 + writer) % streams)).expect("sku");
                     let item = StockItem::new(sku, LocationId::default_location());
                     let stream = StreamId::new(TENANT, item.stream_key()).expect("stream id");
                     executor
