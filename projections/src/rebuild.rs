@@ -11,6 +11,7 @@
 //! place: for all read models the schemas are renamed (`rm` → dropped, `rm_shadow` → `rm`); for one
 //! read model its rows are replaced in one transaction. Readers see the old models until the commit.
 
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -142,6 +143,8 @@ pub struct Progress {
 /// whatever its size, so larger batches go faster (measured: 500 → 5,000 events took the rate from
 /// about 7,000 to 14,000 events/s); a 5,000-event transaction still commits within a second.
 const BATCH: usize = 5_000;
+/// Connections (and transactions) a batch is applied on at once, see [`apply_in_lanes`].
+const LANES: usize = 2;
 /// How long the build phase waits (without the swap lock) for the source to show what the live
 /// models already applied, before the locked final check decides.
 const SETTLE: Duration = Duration::from_secs(120);
@@ -183,17 +186,10 @@ pub async fn rebuild(
             batch = next(source).await?;
             continue;
         }
-        // The next batch is read while this one is applied: two connections, so the
-        // database reads the log and writes the shadow at the same time.
-        let mut tx = pool.begin().await?;
-        let (applied, following) = tokio::join!(
-            async {
-                let applied = apply_batch(&mut tx, &projector, what, batch).await?;
-                tx.commit().await?;
-                Ok::<_, ProjectionError>(applied)
-            },
-            next(source)
-        );
+        // The next batch is read while this one is applied, so the database reads the log and
+        // writes the shadow at the same time.
+        let (applied, following) =
+            tokio::join!(apply_in_lanes(pool, &projector, what, batch), next(source));
         read += applied?;
         batch = following?;
         progress(Progress {
@@ -226,6 +222,50 @@ async fn next(source: &mut dyn EventSource) -> Result<Vec<EventRecord>, Projecti
         .next_batch(BATCH)
         .await
         .map_err(|error| ProjectionError::Source(error.to_string()))
+}
+
+/// Applies a batch on [`LANES`] connections at once, each lane the batch's events of its share of
+/// the streams in its own transaction. One statement runs on one core of the database, and with
+/// one connection the build left the rest of the machine idle (measured: one lane kept the
+/// database at 1.15 of 2 cores). Lanes never write the same row of a stream's own tables; the
+/// rows several streams add to (`daily_sales`) are written in key order, so two lanes wait for
+/// each other there at worst, never in a cycle. The shadow is invisible until the swap, so a
+/// batch committed by one lane before the other is never seen half-applied.
+async fn apply_in_lanes(
+    pool: &PgPool,
+    projector: &Projector,
+    what: Rebuild,
+    batch: Vec<EventRecord>,
+) -> Result<u64, ProjectionError> {
+    let read = batch.len() as u64;
+    let mut lanes: [Vec<EventRecord>; LANES] = Default::default();
+    for record in batch {
+        if what.includes(&record.aggregate_type) {
+            lanes[lane_of(&record)].push(record);
+        }
+    }
+    futures::future::try_join_all(lanes.into_iter().filter(|lane| !lane.is_empty()).map(
+        |lane| async move {
+            let mut tx = pool.begin().await?;
+            apply_batch(&mut tx, projector, what, lane).await?;
+            tx.commit().await?;
+            Ok::<_, ProjectionError>(())
+        },
+    ))
+    .await?;
+    Ok(read)
+}
+
+/// The lane of a record's stream (the same for all of its events, in every run).
+fn lane_of(record: &EventRecord) -> usize {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (
+        &record.tenant_id,
+        &record.aggregate_type,
+        &record.aggregate_id,
+    )
+        .hash(&mut hasher);
+    usize::try_from(hasher.finish() % LANES as u64).unwrap_or(0)
 }
 
 async fn apply_batch(
