@@ -8,8 +8,9 @@
 //! every event is either its stream's next one or a duplicate (the rebuild's source is the
 //! gap-free global log, so always there; a live worker's partitions nearly always), the events
 //! are grouped by read model; each model reads the rows the batch touches with one statement per
-//! table, folds the events into them in memory with the pure rules its per-event path uses, and
-//! writes each table with one statement; `stream_state` is then written once for all streams.
+//! table (not those of streams the batch begins: a stream's first event creates its rows), folds
+//! the events into them in memory with the pure rules its per-event path uses, and writes each
+//! table with one statement; `stream_state` is then written once for all streams.
 //! Anything else (a gap, a blocked stream, events parked in `pending_events`) takes the
 //! per-event path for the whole group, so nothing is ever applied out of order.
 

@@ -483,7 +483,10 @@ pub(super) async fn apply_batch(
     let mut participant_keys = HashSet::new();
     for (record, event) in events {
         let campaign_id = uuid_id(record)?;
-        campaign_keys.insert((record.tenant_id.as_str(), campaign_id));
+        // A stream's first event creates its row: there is none to read yet.
+        if record.sequence > 1 {
+            campaign_keys.insert((record.tenant_id.as_str(), campaign_id));
+        }
         let change = change(record, campaign_id, event);
         match &change {
             Change::Join(row) => {

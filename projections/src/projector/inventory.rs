@@ -177,13 +177,18 @@ pub(super) async fn apply_batch(
     events: &Events<'_, InventoryEvent>,
 ) -> Result<(), ProjectionError> {
     let mut rows: HashMap<(&str, &str), Option<InventoryRow>> = HashMap::new();
+    let mut keys: Vec<serde_json::Value> = Vec::new();
     for (record, _) in events {
-        rows.insert((&record.tenant_id, &record.aggregate_id), None);
+        let key = (record.tenant_id.as_str(), record.aggregate_id.as_str());
+        if rows.contains_key(&key) {
+            continue;
+        }
+        rows.insert(key, None);
+        // A stream's first event creates its row: there is none to read yet.
+        if record.sequence > 1 {
+            keys.push(json!({"tenant_id": key.0, "aggregate_id": key.1}));
+        }
     }
-    let keys: Vec<serde_json::Value> = rows
-        .keys()
-        .map(|(tenant_id, aggregate_id)| json!({"tenant_id": tenant_id, "aggregate_id": aggregate_id}))
-        .collect();
     let stored: Vec<InventoryRow> = TABLE.fetch(conn, TABLE.key, &keys).await?;
     let stored: HashMap<(String, String), InventoryRow> = stored
         .into_iter()

@@ -187,7 +187,10 @@ pub(super) async fn apply_batch(
     for (record, _) in events {
         let shipment_id = uuid_id(record)?;
         ids.push(shipment_id);
-        keys.insert((record.tenant_id.as_str(), shipment_id));
+        // A stream's first event creates its row: there is none to read yet.
+        if record.sequence > 1 {
+            keys.insert((record.tenant_id.as_str(), shipment_id));
+        }
     }
     let keys: Vec<serde_json::Value> = keys
         .into_iter()
