@@ -240,9 +240,7 @@ async fn apply_in_lanes(
     let read = batch.len() as u64;
     let mut lanes: [Vec<EventRecord>; LANES] = Default::default();
     for record in batch {
-        if what.includes(&record.aggregate_type) {
-            lanes[lane_of(&record)].push(record);
-        }
+        lanes[lane_of(&record)].push(record);
     }
     futures::future::try_join_all(lanes.into_iter().filter(|lane| !lane.is_empty()).map(
         |lane| async move {

@@ -8,7 +8,8 @@
 //! The log besides the long counter stream holds streams of 8 events (`BENCH_STREAM_EVENTS`),
 //! interleaved in the log, whose payloads are the contract fixtures (`contracts/tests/fixtures`:
 //! orders, inventory, payments, shipments), so verification hashes payloads of the engine's
-//! real shapes and sizes, with the engine's metadata. `BENCH_PAYLOADS=counter` writes tiny counter events instead (the earlier figures).
+//! real shapes and sizes, with the engine's metadata. `BENCH_PAYLOADS=counter` writes tiny
+//! counter events instead (the earlier figures).
 //!
 //! Also printed: the bench process's own CPU time per event in each (PostgreSQL's is not
 //! counted), steadier than the rates when other work shares the machine.

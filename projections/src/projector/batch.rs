@@ -30,6 +30,13 @@ use crate::event::{AggregateEvent, DecodedEvent, EventRecord};
 /// The events of one read model to apply, in log order.
 pub(super) type Events<'a, E> = Vec<(&'a EventRecord, &'a E)>;
 
+/// Whether the read models may already hold rows of `record`'s stream, so that a batch must read
+/// them: not for a stream's first event, which creates them (only applicable events reach the
+/// models, never a redelivered first event).
+pub(super) fn continues_stream(record: &EventRecord) -> bool {
+    record.sequence > 1
+}
+
 /// The applicable events of a batch, per read model.
 #[derive(Default)]
 struct Models<'a> {

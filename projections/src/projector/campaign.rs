@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::batch::Events;
+use super::batch::{Events, continues_stream};
 use super::rows::{Table, micros, micros_opt};
 use super::{expect_row, inconsistent, no_row, uuid_id};
 use crate::error::ProjectionError;
@@ -483,8 +483,7 @@ pub(super) async fn apply_batch(
     let mut participant_keys = HashSet::new();
     for (record, event) in events {
         let campaign_id = uuid_id(record)?;
-        // A stream's first event creates its row: there is none to read yet.
-        if record.sequence > 1 {
+        if continues_stream(record) {
             campaign_keys.insert((record.tenant_id.as_str(), campaign_id));
         }
         let change = change(record, campaign_id, event);

@@ -2,7 +2,7 @@
 //! and location come from the stream's first event (every creating event carries them); later
 //! events that do not carry them address the row by the stream key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use commerce_contracts::events::InventoryEvent;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 
-use super::batch::Events;
+use super::batch::{Events, continues_stream};
 use super::inconsistent;
 use super::rows::{Table, micros};
 use crate::error::ProjectionError;
@@ -177,18 +177,18 @@ pub(super) async fn apply_batch(
     events: &Events<'_, InventoryEvent>,
 ) -> Result<(), ProjectionError> {
     let mut rows: HashMap<(&str, &str), Option<InventoryRow>> = HashMap::new();
-    let mut keys: Vec<serde_json::Value> = Vec::new();
+    let mut keys = HashSet::new();
     for (record, _) in events {
         let key = (record.tenant_id.as_str(), record.aggregate_id.as_str());
-        if rows.contains_key(&key) {
-            continue;
-        }
         rows.insert(key, None);
-        // A stream's first event creates its row: there is none to read yet.
-        if record.sequence > 1 {
-            keys.push(json!({"tenant_id": key.0, "aggregate_id": key.1}));
+        if continues_stream(record) {
+            keys.insert(key);
         }
     }
+    let keys: Vec<serde_json::Value> = keys
+        .into_iter()
+        .map(|(tenant_id, aggregate_id)| json!({"tenant_id": tenant_id, "aggregate_id": aggregate_id}))
+        .collect();
     let stored: Vec<InventoryRow> = TABLE.fetch(conn, TABLE.key, &keys).await?;
     let stored: HashMap<(String, String), InventoryRow> = stored
         .into_iter()

@@ -26,7 +26,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::batch::Events;
+use super::batch::{Events, continues_stream};
 use super::rows::{Table, micros};
 use super::{expect_row, inconsistent, no_row, uuid_id};
 use crate::analytics;
@@ -741,8 +741,7 @@ pub(super) async fn apply_batch(
     for (record, _) in events {
         let order_id = uuid_id(record)?;
         ids.push(order_id);
-        // A stream's first event creates its row: there is none to read yet.
-        if record.sequence > 1 {
+        if continues_stream(record) {
             keys.insert((record.tenant_id.as_str(), order_id));
         }
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::batch::Events;
+use super::batch::{Events, continues_stream};
 use super::rows::{Table, micros};
 use super::{expect_row, inconsistent, uuid_id};
 use crate::analytics;
@@ -258,8 +258,7 @@ pub(super) async fn apply_batch(
     for (record, _) in events {
         let payment_id = uuid_id(record)?;
         ids.push(payment_id);
-        // A stream's first event creates its row: there is none to read yet.
-        if record.sequence > 1 {
+        if continues_stream(record) {
             keys.insert((record.tenant_id.as_str(), payment_id));
         }
     }
