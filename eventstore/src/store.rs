@@ -12,6 +12,7 @@ use sqlx::{Connection, PgPool, Row};
 
 use crate::chain::{AuditKey, Hash, hash_from_bytes};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
+use crate::executor::Coalescer;
 use crate::log::GlobalLog;
 use crate::record::{EVENT_COLUMNS, RecordedEvent};
 use crate::stream::StreamId;
@@ -29,6 +30,8 @@ pub struct PgEventStore {
     audit_key: Arc<AuditKey>,
     /// Wakes log tailers after appends through this store (`crate::wakeup`).
     appended: AppendSignal,
+    /// Writes the unkeyed appends of concurrent commands together.
+    coalescer: Coalescer,
 }
 
 /// An aggregate folded up to `version` (the sequence of the last applied event; 0 = no events).
@@ -52,6 +55,7 @@ impl PgEventStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             appended: AppendSignal::new(pool.clone()),
+            coalescer: Coalescer::new(&pool),
             pool,
             upcasters: Arc::new(Upcasters::new()),
             audit_key: Arc::new(AuditKey::from_env()),
@@ -80,6 +84,10 @@ impl PgEventStore {
 
     pub fn upcasters(&self) -> &Upcasters {
         &self.upcasters
+    }
+
+    pub(crate) fn coalescer(&self) -> &Coalescer {
+        &self.coalescer
     }
 
     /// Call after events were committed through this store: wakes log tailers in this

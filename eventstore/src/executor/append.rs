@@ -1,5 +1,6 @@
 //! The atomic append: a command's events and its idempotency record commit together, in one
-//! statement (one round trip, no explicit transaction).
+//! statement (one round trip, no explicit transaction). Unkeyed commands' events go through
+//! the store's `coalesce` queue, which writes the appends of concurrent commands together.
 //!
 //! postgres-es' own `persist` opens its own transaction, so it cannot also write the
 //! idempotency row; this module inserts into the same `events` table with the same seven
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use crate::chain::{AuditKey, ChainFields, Hash};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
 use crate::executor::outcome::{CommandContext, CommandOutcome, StoredEvent};
+use crate::store::PgEventStore;
 use crate::stream::StreamId;
 
 const EVENTS_PKEY: &str = "events_pkey";
@@ -75,19 +77,20 @@ pub(crate) struct PriorExecution {
 /// for a keyed command that appended nothing. `head` is the stream at `expected_version`: its
 /// chain hash starts the new events' chain.
 pub(crate) async fn append(
-    pool: &PgPool,
-    key: &AuditKey,
+    store: &PgEventStore,
     aggregate_type: &'static str,
     stream: &StreamId,
     head: (u64, Option<Hash>),
     events: Vec<NewEvent>,
     context: &CommandContext,
 ) -> Result<Appended, StoreError> {
+    let pool = store.pool();
     let events_len = events.len();
-    let chain = Chain::at(key, aggregate_type, stream, head);
+    let chain = Chain::at(store.audit_key(), aggregate_type, stream, head);
     let expected_version = chain.expected_version;
     let metadata = event_metadata(context)?;
     let rows = Rows::chain(&chain, events, vec![metadata; events_len])?;
+    let head_hash = rows.head_hash;
     let idempotency_key = context.metadata.idempotency_key.as_deref();
     // What the record stores; the outer statement fills in the events and last position.
     let template = CommandOutcome {
@@ -104,7 +107,7 @@ pub(crate) async fn append(
         (true, Some(idempotency_key)) => {
             record_alone(pool, &template, idempotency_key, context).await
         }
-        (false, None) => rows.bind(sqlx::query(INSERT_EVENTS)).fetch_all(pool).await,
+        (false, None) => store.coalescer().append(rows).await,
         (false, Some(idempotency_key)) => {
             let template = serde_json::to_value(&template)
                 .map_err(|source| DecodeError::json("command outcome", source))?;
@@ -120,7 +123,7 @@ pub(crate) async fn append(
     };
     let inserted = match inserted {
         // The guard found the first new sequence taken: the stream moved past `expected_version`.
-        Ok(inserted) if inserted.is_empty() && !rows.is_empty() => return Ok(Appended::Conflict),
+        Ok(inserted) if inserted.is_empty() && events_len > 0 => return Ok(Appended::Conflict),
         Ok(inserted) => inserted,
         Err(error) if violates(&error, EVENTS_PKEY) => return Ok(Appended::Conflict),
         Err(error) if violates(&error, IDEMPOTENCY_PKEY) => return Ok(Appended::KeyTaken),
@@ -135,7 +138,7 @@ pub(crate) async fn append(
         events: stored,
         ..template
     };
-    Ok(Appended::Committed(Box::new(outcome), rows.head_hash))
+    Ok(Appended::Committed(Box::new(outcome), head_hash))
 }
 
 /// Appends the events of several unkeyed commands after `expected_version`, in one
@@ -143,19 +146,19 @@ pub(crate) async fn append(
 /// events in sequence order and the chain hash of the new head, or `None` when the stream
 /// moved past `expected_version` (nothing was written).
 pub(crate) async fn append_batch(
-    pool: &PgPool,
-    key: &AuditKey,
+    store: &PgEventStore,
     aggregate_type: &'static str,
     stream: &StreamId,
     head: (u64, Option<Hash>),
     events: Vec<NewEvent>,
     metadata: Vec<serde_json::Value>,
 ) -> Result<Option<(Vec<StoredEvent>, Option<Hash>)>, StoreError> {
-    let chain = Chain::at(key, aggregate_type, stream, head);
+    let chain = Chain::at(store.audit_key(), aggregate_type, stream, head);
     let rows = Rows::chain(&chain, events, metadata)?;
-    match rows.bind(sqlx::query(INSERT_EVENTS)).fetch_all(pool).await {
+    let head_hash = rows.head_hash;
+    match store.coalescer().append(rows).await {
         Ok(inserted) if inserted.is_empty() => Ok(None),
-        Ok(inserted) => Ok(Some((stored_events(&inserted)?, rows.head_hash))),
+        Ok(inserted) => Ok(Some((stored_events(&inserted)?, head_hash))),
         Err(error) if violates(&error, EVENTS_PKEY) => Ok(None),
         Err(error) => Err(error.into()),
     }
@@ -167,25 +170,10 @@ pub(crate) fn event_metadata(context: &CommandContext) -> Result<serde_json::Val
         .map_err(|source| DecodeError::json("event metadata", source))
 }
 
-/// The events' columns, bound as arrays: `$1` aggregate type, `$2` aggregate id and `$8`
-/// recorded time are shared by every row (`$6` is each event's metadata: the events of a
-/// batch come from several commands).
-const INSERT_EVENTS: &str = "INSERT INTO events \
-         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
-          event_id, recorded_at, prev_hash, chain_hash) \
-     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
-            e.event_id, $8, e.prev_hash, e.chain_hash \
-       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $7::jsonb[], $6::jsonb[], $9::uuid[], \
-                   $10::bytea[], $11::bytea[]) \
-            AS e(sequence, event_type, event_version, payload, metadata, event_id, prev_hash, \
-                 chain_hash) \
-      WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-                           AND sequence = ($3::bigint[])[1]) \
-     RETURNING sequence, event_type, event_version, position, event_id, recorded_at";
-
-/// [`INSERT_EVENTS`] and the idempotency record (`$12` tenant, `$13` key, `$14` request
-/// hash) of the outcome `$15` completed with the inserted events (`$16` is their recorded
-/// time as the outcome serialises it). The record's `INSERT` reads the events'
+/// A keyed command's events and its idempotency record (`$12` tenant, `$13` key, `$14`
+/// request hash) of the outcome `$15` completed with the inserted events (`$16` is their
+/// recorded time as the outcome serialises it). The events' columns are bound as arrays:
+/// `$1` aggregate type, `$2` aggregate id and `$8` recorded time are shared by every row. The record's `INSERT` reads the events'
 /// `RETURNING` rows, so both commit or fail together, and a conflict writes neither.
 const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
@@ -265,18 +253,18 @@ impl<'a> Chain<'a> {
 }
 
 /// The new events as the statement's parameters, chained, and the chain hash of the last.
-struct Rows {
-    aggregate_type: String,
-    aggregate_id: String,
-    metadata: Vec<serde_json::Value>,
-    recorded_at: DateTime<Utc>,
-    sequences: Vec<i64>,
-    types: Vec<String>,
-    versions: Vec<String>,
-    payloads: Vec<serde_json::Value>,
-    event_ids: Vec<Uuid>,
-    prev_hashes: Vec<Option<Vec<u8>>>,
-    chain_hashes: Vec<Vec<u8>>,
+pub(super) struct Rows {
+    pub(super) aggregate_type: String,
+    pub(super) aggregate_id: String,
+    pub(super) metadata: Vec<serde_json::Value>,
+    pub(super) recorded_at: DateTime<Utc>,
+    pub(super) sequences: Vec<i64>,
+    pub(super) types: Vec<String>,
+    pub(super) versions: Vec<String>,
+    pub(super) payloads: Vec<serde_json::Value>,
+    pub(super) event_ids: Vec<Uuid>,
+    pub(super) prev_hashes: Vec<Option<Vec<u8>>>,
+    pub(super) chain_hashes: Vec<Vec<u8>>,
     head_hash: Option<Hash>,
 }
 
@@ -343,12 +331,23 @@ impl Rows {
         self.sequences.is_empty()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.sequences.len()
+    }
+
+    /// The stream these rows extend and the sequences they take.
+    pub(super) fn span(&self) -> (&str, &str, std::ops::RangeInclusive<i64>) {
+        let first = self.sequences.first().copied().unwrap_or_default();
+        let last = self.sequences.last().copied().unwrap_or_default();
+        (&self.aggregate_type, &self.aggregate_id, first..=last)
+    }
+
     /// The recorded time as the outcome serialises it (so a replayed outcome is identical).
     fn recorded_at_json(&self) -> serde_json::Value {
         serde_json::to_value(self.recorded_at).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Binds `$1` to `$11` of [`INSERT_EVENTS`].
+    /// Binds `$1` to `$11` of [`INSERT_EVENTS_AND_RECORD`].
     fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
             .bind(&self.aggregate_type)

@@ -308,17 +308,9 @@ where
         }
         let head = (before, cached.head_hash);
         // Until they commit, the cached aggregate is ahead of the store: any failure drops it.
-        let appended = append::append_batch(
-            store.pool(),
-            store.audit_key(),
-            A::TYPE,
-            stream,
-            head,
-            events,
-            metadata,
-        )
-        .await
-        .inspect_err(|_| *slot = None)?;
+        let appended = append::append_batch(store, A::TYPE, stream, head, events, metadata)
+            .await
+            .inspect_err(|_| *slot = None)?;
         let Some((stored, head_hash)) = appended else {
             *slot = None;
             return Ok(BatchAttempt::Conflict);

@@ -3,7 +3,8 @@
 //!
 //! Layout: `cache` (per-stream slots and the bounded LRU of folded aggregates), `load` (a
 //! cold slot's snapshot, events and head hash in one statement), `append` (the one-statement
-//! append and idempotency record), `batch` (the slot's queue and the group commit of the
+//! append and idempotency record), `coalesce` (the unkeyed appends of concurrent commands on
+//! any streams written by one statement), `batch` (the slot's queue and the group commit of the
 //! commands queued on a busy stream), `speculation` (when a cold slot guesses its stream is
 //! new), `backoff` (retry delays), `metrics` (retry counters), `outcome` (context and
 //! results), `error`.
@@ -45,6 +46,7 @@ mod append;
 mod backoff;
 mod batch;
 mod cache;
+mod coalesce;
 mod error;
 mod load;
 mod metrics;
@@ -68,6 +70,7 @@ use batch::{Queued, StreamSlot, Turn};
 use cache::{Cached, StreamSlots};
 use speculation::{Guess, Speculation};
 
+pub(crate) use coalesce::Coalescer;
 pub use error::ExecuteError;
 pub use outcome::{CommandContext, CommandOutcome, StoredEvent, request_hash};
 
@@ -384,16 +387,7 @@ where
             .collect::<Result<Vec<_>, DecodeError>>();
         let appended = match new_events {
             Ok(new_events) => {
-                append::append(
-                    store.pool(),
-                    store.audit_key(),
-                    A::TYPE,
-                    stream,
-                    head,
-                    new_events,
-                    context,
-                )
-                .await
+                append::append(store, A::TYPE, stream, head, new_events, context).await
             }
             Err(error) => Err(error.into()),
         };
