@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::chain::{AuditKey, ChainFields, Hash};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
+use crate::executor::coalesce;
 use crate::executor::outcome::{CommandContext, CommandOutcome, StoredEvent};
 use crate::store::PgEventStore;
 use crate::stream::StreamId;
@@ -144,7 +145,9 @@ pub(crate) async fn append(
 /// Appends the events of several unkeyed commands after `expected_version`, in one
 /// statement; `metadata` holds each event's metadata (its command's). Returns the stored
 /// events in sequence order and the chain hash of the new head, or `None` when the stream
-/// moved past `expected_version` (nothing was written).
+/// moved past `expected_version` (nothing was written). The commands are grouped already,
+/// so the statement runs at once on the store's pool instead of waiting for a lane of the
+/// cross-stream queue: a hot stream takes as many commands a second as round trips allow.
 pub(crate) async fn append_batch(
     store: &PgEventStore,
     aggregate_type: &'static str,
@@ -156,7 +159,7 @@ pub(crate) async fn append_batch(
     let chain = Chain::at(store.audit_key(), aggregate_type, stream, head);
     let rows = Rows::chain(&chain, events, metadata)?;
     let head_hash = rows.head_hash;
-    match store.coalescer().append(rows).await {
+    match coalesce::append_grouped(store.pool(), &rows).await {
         Ok(inserted) if inserted.is_empty() => Ok(None),
         Ok(inserted) => Ok(Some((stored_events(&inserted)?, head_hash))),
         Err(error) if violates(&error, EVENTS_PKEY) => Ok(None),

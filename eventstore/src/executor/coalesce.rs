@@ -27,7 +27,10 @@
 //! one, and planning this one took more time than running it (57 µs a call). Drivers are
 //! tasks of their own, so a caller that goes away cannot leave the appends of the others
 //! half-done. Keyed commands keep their own statement (`append`), which writes the
-//! idempotency record in the same statement as the events.
+//! idempotency record in the same statement as the events. A hot stream's batch (`batch`)
+//! is grouped already and runs the same `INSERT` at once on the store's pool
+//! ([`append_grouped`]): queueing it behind other streams' appends would lengthen every
+//! round of that stream.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -277,6 +280,11 @@ fn unknown_outcome(error: &sqlx::Error) -> sqlx::Error {
         sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         other => sqlx::Error::Protocol(format!("a batched append failed: {other}")),
     }
+}
+
+/// Appends `rows`, already grouped by their caller, on `pool` without queueing.
+pub(super) async fn append_grouped(pool: &PgPool, rows: &Rows) -> Written {
+    insert(pool, &[rows]).await
 }
 
 /// One `INSERT` of the rows of every append of `appends`.
