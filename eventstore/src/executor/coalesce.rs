@@ -32,7 +32,7 @@
 //! ([`append_grouped`]): queueing it behind other streams' appends would lengthen every
 //! round of that stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -252,24 +252,39 @@ async fn write(pool: &PgPool, batch: Vec<Request>) {
     }
 }
 
-/// Hands each append the rows of its stream within its sequences.
+/// Hands each append the rows of its stream within its sequences (one pass over the rows,
+/// then one lookup per append: a statement can carry a thousand appends).
 fn answer_each(batch: Vec<Request>, rows: Vec<PgRow>) {
-    let mut rows: Vec<Option<PgRow>> = rows.into_iter().map(Some).collect();
-    for request in batch {
-        let (aggregate_type, aggregate_id, sequences) = request.rows.span();
-        let mut own = Vec::new();
-        for slot in &mut rows {
-            let mine = slot.as_ref().is_some_and(|row| {
-                row.try_get::<&str, _>("aggregate_type").ok() == Some(aggregate_type)
-                    && row.try_get::<&str, _>("aggregate_id").ok() == Some(aggregate_id)
-                    && row
-                        .try_get::<i64, _>("sequence")
-                        .is_ok_and(|sequence| sequences.contains(&sequence))
-            });
-            if mine {
-                own.extend(slot.take());
+    let mut by_stream: HashMap<(String, String), Vec<PgRow>> = HashMap::new();
+    for row in rows {
+        let stream = row
+            .try_get::<String, _>("aggregate_type")
+            .and_then(|aggregate_type| Ok((aggregate_type, row.try_get("aggregate_id")?)));
+        match stream {
+            Ok(stream) => by_stream.entry(stream).or_default().push(row),
+            Err(error) => {
+                // The rows are stored, but whose they are is unknown: no append may take
+                // the missing ones for a conflict (and run its command again).
+                for request in batch {
+                    let _ = request.reply.send(Err(unknown_outcome(&error)));
+                }
+                return;
             }
         }
+    }
+    for request in batch {
+        let (aggregate_type, aggregate_id, sequences) = request.rows.span();
+        let own = by_stream
+            .get_mut(&(aggregate_type.to_owned(), aggregate_id.to_owned()))
+            .map(|stream| {
+                let (own, others) = std::mem::take(stream).into_iter().partition(|row| {
+                    row.try_get::<i64, _>("sequence")
+                        .is_ok_and(|sequence| sequences.contains(&sequence))
+                });
+                *stream = others;
+                own
+            })
+            .unwrap_or_default();
         let _ = request.reply.send(Ok(own));
     }
 }
