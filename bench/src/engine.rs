@@ -123,11 +123,13 @@ impl Environment {
 impl Engine {
     /// Migrates the database, registers the tenant and launches the engine; returns once it
     /// answers `/health`. Component logs go to `<logs>/engine-<component>.log`.
+    /// Starts `commerce all`, or `components` (`serve` first) when not empty.
     pub async fn start(
         binaries: &Binaries,
         database_url: &str,
         brokers: &str,
         logs: &Path,
+        requested: &[String],
     ) -> anyhow::Result<Self> {
         let bin = binaries.commerce();
         let port = free_port()?;
@@ -151,7 +153,11 @@ impl Engine {
         };
         run_once(&bin, &environment, &["migrate"]).await?;
         run_once(&bin, &environment, &["tenant", "add", TENANT]).await?;
-        let layout = components(&bin, &environment).await?;
+        let layout = if requested.is_empty() {
+            available_components(&bin, &environment).await?
+        } else {
+            chosen_components(requested)
+        };
         std::fs::create_dir_all(logs)?;
         let mut launched = Vec::new();
         for name in &layout {
@@ -275,7 +281,10 @@ async fn run_once(bin: &Path, environment: &Environment, args: &[&str]) -> anyho
 }
 
 /// `all` when the binary has it, else every component subcommand it has, `serve` first.
-async fn components(bin: &Path, environment: &Environment) -> anyhow::Result<Vec<String>> {
+async fn available_components(
+    bin: &Path,
+    environment: &Environment,
+) -> anyhow::Result<Vec<String>> {
     let mut command = Command::new(bin);
     environment.apply(&mut command);
     let help = command.arg("--help").output().await?;
@@ -292,6 +301,17 @@ fn subcommands(help: &str) -> Vec<String> {
         .filter_map(|line| line.split_whitespace().next())
         .map(str::to_owned)
         .collect()
+}
+
+/// `serve` and the `requested` components, once each, `serve` first.
+fn chosen_components(requested: &[String]) -> Vec<String> {
+    let mut layout = vec!["serve".to_owned()];
+    for name in requested {
+        if !layout.contains(name) {
+            layout.push(name.clone());
+        }
+    }
+    layout
 }
 
 fn choose_components(available: &[String]) -> Vec<String> {
@@ -382,6 +402,13 @@ mod tests {
         );
         let with_all = ["serve".to_owned(), "all".to_owned()];
         assert_eq!(choose_components(&with_all), ["all"]);
+    }
+
+    #[test]
+    fn given_chosen_components_then_serve_runs_first_and_each_once() {
+        let requested = ["relay", "serve", "relay", "project"].map(str::to_owned);
+        assert_eq!(chosen_components(&requested), ["serve", "relay", "project"]);
+        assert_eq!(chosen_components(&[]), ["serve"]);
     }
 
     #[test]

@@ -77,6 +77,11 @@ struct Args {
     /// Only these scenarios (comma-separated); all when absent.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
+    /// Run only these `commerce` subcommands (comma-separated, each its own process; `serve`
+    /// is always run) instead of `all`, to see what the others cost the scenarios; settling
+    /// between phases then waits only for what runs.
+    #[arg(long, value_delimiter = ',', value_parser = ["serve", "relay", "project", "workflows"])]
+    components: Vec<String>,
 }
 
 #[tokio::main]
@@ -93,6 +98,7 @@ async fn main() -> ExitCode {
         plan.hot_requests = requests;
     }
     plan.latency_rate = args.latency_rate;
+    plan.components = args.components;
     match run::run(plan).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

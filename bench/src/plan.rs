@@ -71,6 +71,9 @@ pub struct Plan {
     pub relay_rate: u64,
     /// Longest wait for the engine to become idle between phases.
     pub settle_within: Duration,
+    /// The `commerce` subcommands to run, each its own process, instead of `all`; empty for
+    /// `all`.
+    pub components: Vec<String>,
 }
 
 impl Plan {
@@ -112,6 +115,7 @@ impl Plan {
                 relay_events: 1_000,
                 relay_rate: 50,
                 settle_within: seconds(5),
+                components: Vec::new(),
             }
         } else {
             Self {
@@ -130,6 +134,7 @@ impl Plan {
                 relay_events: 20_000,
                 relay_rate: 200,
                 settle_within: seconds(120),
+                components: Vec::new(),
             }
         }
     }

@@ -42,6 +42,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
         services.database_url(),
         services.brokers(),
         &plan.out,
+        &plan.components,
     )
     .await
     {

@@ -35,12 +35,22 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Whether the engine runs the projections (without them nothing becomes queryable).
+    /// Whether the engine builds read models: the projections run, and the relay publishes
+    /// what they read (without both nothing becomes queryable).
     pub fn projects(&self) -> bool {
+        self.runs("project") && self.runs("relay")
+    }
+
+    /// Whether the process managers run (`workflows`, alone or within `all`).
+    fn reacts(&self) -> bool {
+        self.runs("workflows")
+    }
+
+    fn runs(&self, component: &str) -> bool {
         self.engine
             .layout
             .iter()
-            .any(|name| name == "all" || name == "project")
+            .any(|name| name == "all" || name == component)
     }
 
     /// The engine's summed memory now, in MiB: (current RSS, peak).
@@ -68,8 +78,8 @@ impl Bench {
         Ok(consistency_token(&response))
     }
 
-    /// Waits until the engine is idle: no new events for a while, the process managers have
-    /// read the whole log, and every recent event is projected, so the next phase does not pay
+    /// Waits until the engine is idle: no new events for a while, the process managers (when
+    /// they run) have read the whole log, and every recent event is projected, so the next phase does not pay
     /// for this one's backlog. Gives up with a note after the plan's `settle_within`; a no-op
     /// without projections.
     ///
@@ -89,7 +99,7 @@ impl Bench {
             let (head, read): (i64, bool) =
                 sqlx::query_as(READ_TO_HEAD).fetch_one(&self.pool).await?;
             let from = from.get_or_insert(head - RECENT_EVENTS);
-            if read {
+            if read || !self.reacts() {
                 let pending: Option<i64> = sqlx::query_scalar(FIRST_UNPROJECTED)
                     .bind(*from)
                     .fetch_one(&self.pool)
