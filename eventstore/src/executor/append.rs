@@ -175,9 +175,10 @@ pub(crate) fn event_metadata(context: &CommandContext) -> Result<serde_json::Val
 
 /// A keyed command's events and its idempotency record (`$12` tenant, `$13` key, `$14`
 /// request hash) of the outcome `$15` completed with the inserted events (`$16` is their
-/// recorded time as the outcome serialises it). The events' columns are bound as arrays:
-/// `$1` aggregate type, `$2` aggregate id and `$8` recorded time are shared by every row. The record's `INSERT` reads the events'
-/// `RETURNING` rows, so both commit or fail together, and a conflict writes neither.
+/// recorded time as the outcome serialises it). The events' columns are bound as arrays;
+/// `$1` aggregate type, `$2` aggregate id and `$8` recorded time are shared by every row.
+/// The record's `INSERT` reads the events' `RETURNING` rows, so both commit or fail
+/// together, and a conflict writes neither.
 const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
           event_id, recorded_at, prev_hash, chain_hash) \

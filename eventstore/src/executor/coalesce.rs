@@ -69,8 +69,8 @@ struct Inner {
 #[derive(Default)]
 struct State {
     queue: VecDeque<Request>,
-    /// Drivers started and not yet retired.
-    drivers: usize,
+    /// Lanes held by drivers and by appends written from their callers' tasks.
+    lanes_taken: usize,
 }
 
 struct Request {
@@ -110,30 +110,26 @@ impl Coalescer {
 
     /// Appends one command's `rows` (at least one) with the others queued meanwhile.
     pub(super) async fn append(&self, rows: Rows) -> Written {
-        let own_lane = {
+        let (reply, written) = oneshot::channel();
+        let (rows, start_driver) = {
             let mut state = self.inner.state();
-            let free = state.queue.is_empty() && state.drivers < LANES;
-            if free {
-                state.drivers += 1;
+            let lane_free = state.lanes_taken < LANES;
+            if lane_free {
+                state.lanes_taken += 1;
             }
-            free
+            if lane_free && state.queue.is_empty() {
+                (Some(rows), false)
+            } else {
+                state.queue.push_back(Request { rows, reply });
+                (None, lane_free)
+            }
         };
-        if own_lane {
-            // Nobody to wait for and a lane free: written from this task, without the two
-            // cross-thread wake-ups of a hand-off to a driver (a tenth of a millisecond here).
+        if let Some(rows) = rows {
+            // Nobody to wait for: written from this task, without the two cross-thread
+            // wake-ups of a hand-off to a driver (a tenth of a millisecond here).
             let _lane = OwnLane(Arc::clone(&self.inner));
             return insert(&self.inner.pool, &[&rows]).await;
         }
-        let (reply, written) = oneshot::channel();
-        let start_driver = {
-            let mut state = self.inner.state();
-            state.queue.push_back(Request { rows, reply });
-            let start = state.drivers < LANES;
-            if start {
-                state.drivers += 1;
-            }
-            start
-        };
         if start_driver {
             tokio::spawn(Driver::new(Arc::clone(&self.inner)).run());
         }
@@ -157,7 +153,7 @@ impl Drop for OwnLane {
             runtime.spawn(Driver::new(Arc::clone(&self.0)).run());
             return;
         }
-        state.drivers -= 1;
+        state.lanes_taken -= 1;
     }
 }
 
@@ -171,7 +167,7 @@ impl Inner {
 /// One lane: writes queued appends until the queue is empty.
 struct Driver {
     inner: Arc<Inner>,
-    /// Counted out of `drivers` already (under the lock that found the queue empty).
+    /// Its lane is given back already (under the lock that found the queue empty).
     retired: bool,
 }
 
@@ -195,7 +191,7 @@ impl Driver {
     fn next_batch(&mut self) -> Option<Vec<Request>> {
         let mut state = self.inner.state();
         if state.queue.is_empty() {
-            state.drivers -= 1;
+            state.lanes_taken -= 1;
             self.retired = true;
             return None;
         }
@@ -220,7 +216,7 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // Dropped mid-batch (its runtime shut down): free the lane for the next append.
         if !self.retired {
-            self.inner.state().drivers -= 1;
+            self.inner.state().lanes_taken -= 1;
         }
     }
 }
@@ -344,6 +340,7 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
                event_id, recorded_at";
 
 /// The statement's parameters, borrowed from the appends.
+#[derive(Default)]
 struct Columns<'a> {
     aggregate_types: Vec<&'a str>,
     aggregate_ids: Vec<&'a str>,
@@ -361,21 +358,7 @@ struct Columns<'a> {
 
 impl<'a> Columns<'a> {
     fn of(appends: &[&'a Rows]) -> Self {
-        let events = appends.iter().map(|rows| rows.len()).sum();
-        let mut columns = Self {
-            aggregate_types: Vec::with_capacity(events),
-            aggregate_ids: Vec::with_capacity(events),
-            sequences: Vec::with_capacity(events),
-            event_types: Vec::with_capacity(events),
-            event_versions: Vec::with_capacity(events),
-            payloads: Vec::with_capacity(events),
-            metadata: Vec::with_capacity(events),
-            event_ids: Vec::with_capacity(events),
-            recorded_at: Vec::with_capacity(events),
-            prev_hashes: Vec::with_capacity(events),
-            chain_hashes: Vec::with_capacity(events),
-            first_sequences: Vec::with_capacity(events),
-        };
+        let mut columns = Self::default();
         for rows in appends {
             let first = rows.sequences.first().copied().unwrap_or_default();
             let n = rows.len();
