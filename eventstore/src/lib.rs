@@ -28,6 +28,7 @@
 //!   suite every backend's tests run; `selection` ([`EventStoreSelection`]) parses
 //!   `COMMERCE_EVENT_STORE`.
 //! - `chain` ([`AuditKey`], [`ChainFields`]): the keyed chain hash and its canonical encoding.
+//! - `plans`: connections that plan a statement once, for the appends and the log reads.
 //!
 //! ```no_run
 //! # use commerce_eventstore::*;
@@ -50,6 +51,7 @@ mod error;
 mod executor;
 mod log;
 mod metadata;
+mod plans;
 mod record;
 mod selection;
 mod store;

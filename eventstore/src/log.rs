@@ -106,16 +106,7 @@ impl GlobalLog {
         cursor: LogCursor,
         limit: u32,
     ) -> Result<Vec<LogEvent>, StoreError> {
-        // `events.` is load-bearing: the select list outputs `transaction_id::text AS
-        // transaction_id`, and a bare `ORDER BY transaction_id` would sort by that text
-        // ("1000" before "999"), so a batch taken across a power of ten skipped rows for ever.
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY events.transaction_id, events.position \
-             LIMIT $3"
-        );
+        let sql = read_after_sql();
         let mut rows = sqlx::query(&sql)
             .bind(cursor.transaction_id.to_string())
             .bind(cursor.position)
@@ -136,6 +127,21 @@ impl GlobalLog {
         listener.listen(EVENTS_CHANNEL).await?;
         Ok(LogWakeups { listener, local })
     }
+}
+
+/// [`GlobalLog::read_after`]'s statement: cursor `$1` (transaction id as text) and `$2`
+/// (position), limit `$3`.
+fn read_after_sql() -> String {
+    // `events.` is load-bearing: the select list outputs `transaction_id::text AS
+    // transaction_id`, and a bare `ORDER BY transaction_id` would sort by that text ("1000"
+    // before "999"), so a batch taken across a power of ten skipped rows for ever.
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY events.transaction_id, events.position \
+         LIMIT $3"
+    )
 }
 
 /// "New events may be readable": wake-ups for a log tailer.
@@ -189,5 +195,49 @@ mod tests {
             position: 5,
         };
         assert!(early_tx_late_pos < late_tx_early_pos);
+    }
+
+    /// The plan the store's log connections (`crate::plans`) keep for the tailers' read,
+    /// whatever the cursor and the limit: the log-order index walked forward from the
+    /// cursor, never the table scanned and sorted.
+    #[tokio::test]
+    async fn given_the_generic_plan_when_reading_after_a_cursor_then_the_log_index_is_walked() {
+        let db = commerce_devstack::testkit::TestDatabase::create()
+            .await
+            .expect("test database");
+        crate::migrate(db.pool()).await.expect("schema");
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) \
+             SELECT 'order', 't/o' || g, 1, 'order.created', '1', '{}', '{}' \
+             FROM generate_series(1, 20000) AS g",
+        )
+        .execute(db.pool())
+        .await
+        .expect("events");
+        sqlx::query("ANALYZE events")
+            .execute(db.pool())
+            .await
+            .expect("statistics");
+        let pool = crate::plans::generic_plan_pool(db.pool(), 1);
+        let mut connection = pool.acquire().await.expect("connection");
+        sqlx::query(&format!(
+            "PREPARE read_after(text, bigint, bigint) AS {}",
+            read_after_sql()
+        ))
+        .execute(&mut *connection)
+        .await
+        .expect("prepare");
+        let plan: serde_json::Value =
+            sqlx::query_scalar("EXPLAIN (FORMAT JSON) EXECUTE read_after('0', 0, 1000)")
+                .fetch_one(&mut *connection)
+                .await
+                .expect("plan");
+        let top = &plan[0]["Plan"];
+        assert_eq!(top["Node Type"], "Limit", "{plan}");
+        let scan = &top["Plans"][0];
+        assert_eq!(scan["Node Type"], "Index Scan", "{plan}");
+        assert_eq!(scan["Index Name"], "events_log_order", "{plan}");
+        assert_eq!(scan["Scan Direction"], "Forward", "{plan}");
     }
 }

@@ -14,6 +14,7 @@ use crate::chain::{AuditKey, Hash, hash_from_bytes};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
 use crate::executor::Coalescer;
 use crate::log::GlobalLog;
+use crate::plans::generic_plan_pool;
 use crate::record::{EVENT_COLUMNS, RecordedEvent};
 use crate::stream::StreamId;
 use crate::upcast::{SerializedEvent, Upcasters};
@@ -32,7 +33,14 @@ pub struct PgEventStore {
     appended: AppendSignal,
     /// Writes the unkeyed appends of concurrent commands together.
     coalescer: Coalescer,
+    /// The log tailers' connections: their read runs thousands of times a second, and
+    /// planned afresh it cost more than it ran (`crate::plans`).
+    log_pool: PgPool,
 }
+
+/// Connections of [`PgEventStore::global_log`] readers: the relay, the process managers and
+/// a rebuild read at once in `commerce all`, each one statement at a time.
+const LOG_CONNECTIONS: u32 = 4;
 
 /// An aggregate folded up to `version` (the sequence of the last applied event; 0 = no events).
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +64,7 @@ impl PgEventStore {
         Self {
             appended: AppendSignal::new(pool.clone()),
             coalescer: Coalescer::new(&pool),
+            log_pool: generic_plan_pool(&pool, LOG_CONNECTIONS),
             pool,
             upcasters: Arc::new(Upcasters::new()),
             audit_key: Arc::new(AuditKey::from_env()),
@@ -98,7 +107,7 @@ impl PgEventStore {
 
     /// The gap-free global log reader over this store.
     pub fn global_log(&self) -> GlobalLog {
-        GlobalLog::new(self.pool.clone(), Arc::clone(&self.upcasters))
+        GlobalLog::new(self.log_pool.clone(), Arc::clone(&self.upcasters))
     }
 
     /// Every event of one stream in sequence order, with global coordinates and metadata

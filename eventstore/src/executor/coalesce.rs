@@ -22,9 +22,8 @@
 //!   error, as a lone append would. A retry under the same idempotency key is safe.
 //!
 //! The statements run on [`LANES`] connections of the coalescer's own, which plan them once
-//! (`plan_cache_mode = force_generic_plan`): PostgreSQL otherwise re-plans a statement whose
-//! custom plan, knowing the arrays hold one command's rows, looks cheaper than the generic
-//! one, and planning this one took more time than running it (57 µs a call). Drivers are
+//! (`crate::plans`): the custom plan, knowing the arrays hold one command's rows, always
+//! looked cheaper than the generic one, so PostgreSQL re-planned every call. Drivers are
 //! tasks of their own, so a caller that goes away cannot leave the appends of the others
 //! half-done. Keyed commands keep their own statement (`append`), which writes the
 //! idempotency record in the same statement as the events. A hot stream's batch (`batch`)
@@ -37,12 +36,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::append::Rows;
+use crate::plans::generic_plan_pool;
 
 /// Statements in flight at once. Two keep both of the database's cores busy while the next
 /// statement's commands gather; more lanes split the queue into smaller statements.
@@ -88,18 +88,7 @@ impl Coalescer {
     /// Appends to `pool`'s database on [`LANES`] connections of its own, opened when first
     /// needed.
     pub(crate) fn new(pool: &PgPool) -> Self {
-        let generic_plans = (*pool.connect_options())
-            .clone()
-            .options([("plan_cache_mode", "force_generic_plan")]);
-        let lanes = PgPoolOptions::new()
-            .max_connections(u32::try_from(LANES).unwrap_or(u32::MAX))
-            .min_connections(0)
-            // Kept for the store's lifetime; without timeouts the pool needs no maintenance
-            // task, so a store can still be built outside a runtime.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(pool.options().get_acquire_timeout())
-            .connect_lazy_with(generic_plans);
+        let lanes = generic_plan_pool(pool, u32::try_from(LANES).unwrap_or(u32::MAX));
         Self {
             inner: Arc::new(Inner {
                 pool: lanes,

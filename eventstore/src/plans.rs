@@ -1,0 +1,29 @@
+//! Connections that plan each statement once.
+//!
+//! PostgreSQL re-plans a prepared statement on every call while its custom plan, built for
+//! the values at hand, looks cheaper than the generic one. For the statements the engine runs
+//! thousands of times a second that was always the case, and planning cost more than running
+//! them: 57 µs a call for the grouped append (`executor::coalesce`), 72 µs against 44 µs of
+//! execution for a log tailer's read (`log`), measured with `pg_stat_statements`
+//! (BENCHMARKS.md). Their generic plans are the index scans the custom ones are; the tests of
+//! those modules pin them.
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// A lazy pool of at most `connections` connections to `pool`'s database whose sessions use
+/// `plan_cache_mode = force_generic_plan`.
+pub(crate) fn generic_plan_pool(pool: &PgPool, connections: u32) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("plan_cache_mode", "force_generic_plan")]);
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(0)
+        // Kept for the store's lifetime; without timeouts the pool needs no maintenance task,
+        // so a store can still be built outside a runtime.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(options)
+}
