@@ -12,7 +12,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 /// A lazy pool of at most `connections` connections to `pool`'s database whose sessions use
-/// `plan_cache_mode = force_generic_plan`.
+/// `plan_cache_mode = force_generic_plan`, tested before use only if `pool`'s are (the
+/// engine's are not: that test is one more round trip per statement).
 pub(crate) fn generic_plan_pool(pool: &PgPool, connections: u32) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
@@ -25,5 +26,6 @@ pub(crate) fn generic_plan_pool(pool: &PgPool, connections: u32) -> PgPool {
         .idle_timeout(None)
         .max_lifetime(None)
         .acquire_timeout(pool.options().get_acquire_timeout())
+        .test_before_acquire(pool.options().get_test_before_acquire())
         .connect_lazy_with(options)
 }

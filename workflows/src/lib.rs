@@ -520,7 +520,8 @@ impl Engine {
 const BOOKKEEPING_CONNECTIONS: u32 = 8;
 
 /// A pool on `pool`'s database whose commits do not wait for their WAL flush (see the crate
-/// documentation, "Bookkeeping commits"); it connects on first use.
+/// documentation, "Bookkeeping commits"); it connects on first use, and tests a connection
+/// before use only if `pool` does.
 fn bookkeeping_pool(pool: &PgPool) -> PgPool {
     let options = pool
         .connect_options()
@@ -529,6 +530,7 @@ fn bookkeeping_pool(pool: &PgPool) -> PgPool {
         .options([("synchronous_commit", "off")]);
     PgPoolOptions::new()
         .max_connections(BOOKKEEPING_CONNECTIONS)
+        .test_before_acquire(pool.options().get_test_before_acquire())
         .connect_lazy_with(options)
 }
 
