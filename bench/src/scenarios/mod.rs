@@ -105,7 +105,12 @@ impl Bench {
                     .fetch_one(&self.pool)
                     .await?;
                 match pending {
-                    None if last_head == Some(head) => return Ok(started.elapsed()),
+                    None if last_head == Some(head) => {
+                        if started.elapsed() >= LONG_SETTLE {
+                            eprintln!("the engine settled in {:.0?}", started.elapsed());
+                        }
+                        return Ok(started.elapsed());
+                    }
                     // Positions are taken before commit: an event below the head may still
                     // be committing, so the next check looks a little further back.
                     None => *from = (*from).max(head - IN_FLIGHT_MARGIN),
@@ -128,6 +133,9 @@ const READ_TO_HEAD: &str = "SELECT coalesce((SELECT max(position) FROM events), 
          ORDER BY transaction_id DESC, position DESC LIMIT 1) e \
        WHERE NOT EXISTS (SELECT 1 FROM workflow_cursor c \
          WHERE (c.transaction_id, c.position) >= (e.transaction_id::text::bigint, e.position)))";
+
+/// Settling at least this long is reported: the phase before left a backlog.
+const LONG_SETTLE: Duration = Duration::from_secs(10);
 
 /// How many of the newest events the first read-model check of [`Bench::settle`] covers.
 const RECENT_EVENTS: i64 = 50_000;
