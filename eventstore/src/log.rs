@@ -219,25 +219,17 @@ mod tests {
             .execute(db.pool())
             .await
             .expect("statistics");
-        let pool = crate::plans::generic_plan_pool(db.pool(), 1);
-        let mut connection = pool.acquire().await.expect("connection");
-        sqlx::query(&format!(
-            "PREPARE read_after(text, bigint, bigint) AS {}",
-            read_after_sql()
-        ))
-        .execute(&mut *connection)
-        .await
-        .expect("prepare");
-        let plan: serde_json::Value =
-            sqlx::query_scalar("EXPLAIN (FORMAT JSON) EXECUTE read_after('0', 0, 1000)")
-                .fetch_one(&mut *connection)
-                .await
-                .expect("plan");
-        let top = &plan[0]["Plan"];
-        assert_eq!(top["Node Type"], "Limit", "{plan}");
+        let top = crate::plans::generic_plan(
+            db.pool(),
+            &read_after_sql(),
+            "text, bigint, bigint",
+            "'0', 0, 1000",
+        )
+        .await;
+        assert_eq!(top["Node Type"], "Limit", "{top}");
         let scan = &top["Plans"][0];
-        assert_eq!(scan["Node Type"], "Index Scan", "{plan}");
-        assert_eq!(scan["Index Name"], "events_log_order", "{plan}");
-        assert_eq!(scan["Scan Direction"], "Forward", "{plan}");
+        assert_eq!(scan["Node Type"], "Index Scan", "{top}");
+        assert_eq!(scan["Index Name"], "events_log_order", "{top}");
+        assert_eq!(scan["Scan Direction"], "Forward", "{top}");
     }
 }

@@ -29,3 +29,27 @@ pub(crate) fn generic_plan_pool(pool: &PgPool, connections: u32) -> PgPool {
         .test_before_acquire(pool.options().get_test_before_acquire())
         .connect_lazy_with(options)
 }
+
+/// The plan PostgreSQL keeps for `statement` on a [`generic_plan_pool`] connection, prepared
+/// with `parameter_types` and explained for `arguments` (both as SQL lists): the top node of
+/// `EXPLAIN (FORMAT JSON)`.
+#[cfg(test)]
+pub(crate) async fn generic_plan(
+    pool: &PgPool,
+    statement: &str,
+    parameter_types: &str,
+    arguments: &str,
+) -> serde_json::Value {
+    let pool = generic_plan_pool(pool, 1);
+    let mut connection = pool.acquire().await.expect("connection");
+    sqlx::query(&format!("PREPARE probe({parameter_types}) AS {statement}"))
+        .execute(&mut *connection)
+        .await
+        .expect("prepare");
+    let plan: serde_json::Value =
+        sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) EXECUTE probe({arguments})"))
+            .fetch_one(&mut *connection)
+            .await
+            .expect("plan");
+    plan[0]["Plan"].clone()
+}

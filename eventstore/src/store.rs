@@ -352,25 +352,12 @@ mod tests {
     async fn given_the_generic_plan_when_reading_a_stream_head_then_it_is_one_index_step() {
         let db = TestDatabase::create().await.expect("test database");
         crate::migrate(db.pool()).await.expect("schema");
-        let mut connection = db.pool().acquire().await.expect("connection");
-        for statement in [
-            "SET plan_cache_mode = force_generic_plan".to_owned(),
-            format!("PREPARE head(text, text) AS {STREAM_HEAD}"),
-        ] {
-            sqlx::query(&statement)
-                .execute(&mut *connection)
-                .await
-                .expect("prepare");
-        }
-        let plan: serde_json::Value =
-            sqlx::query_scalar("EXPLAIN (FORMAT JSON) EXECUTE head('order', 't/o')")
-                .fetch_one(&mut *connection)
-                .await
-                .expect("plan");
-        let top = &plan[0]["Plan"];
-        assert_eq!(top["Node Type"], "Limit", "{plan}");
+        let top =
+            crate::plans::generic_plan(db.pool(), STREAM_HEAD, "text, text", "'order', 't/o'")
+                .await;
+        assert_eq!(top["Node Type"], "Limit", "{top}");
         let scan = &top["Plans"][0];
-        assert_eq!(scan["Index Name"], "events_pkey", "{plan}");
-        assert_eq!(scan["Scan Direction"], "Backward", "{plan}");
+        assert_eq!(scan["Index Name"], "events_pkey", "{top}");
+        assert_eq!(scan["Scan Direction"], "Backward", "{top}");
     }
 }
