@@ -133,8 +133,8 @@ impl Plan {
                 latency_rate: None,
                 relay_events: 20_000,
                 relay_rate: 200,
-                // (c) above what the read side sustains leaves minutes of backlog (more than
-                // 120 s at 4,890/s offered), and (b) after it measured that backlog too.
+                // The process managers pay (b)'s participants after its last join (about two
+                // minutes for 10,000 joins); (d) and (e) should not share the cores with them.
                 settle_within: seconds(600),
                 components: Vec::new(),
             }
