@@ -206,19 +206,7 @@ mod tests {
             .await
             .expect("test database");
         crate::migrate(db.pool()).await.expect("schema");
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, payload, metadata) \
-             SELECT 'order', 't/o' || g, 1, 'order.created', '1', '{}', '{}' \
-             FROM generate_series(1, 20000) AS g",
-        )
-        .execute(db.pool())
-        .await
-        .expect("events");
-        sqlx::query("ANALYZE events")
-            .execute(db.pool())
-            .await
-            .expect("statistics");
+        crate::plans::analysed_events(db.pool(), 20_000).await;
         let top = crate::plans::generic_plan(
             db.pool(),
             &read_after_sql(),

@@ -30,6 +30,26 @@ pub(crate) fn generic_plan_pool(pool: &PgPool, connections: u32) -> PgPool {
         .connect_lazy_with(options)
 }
 
+/// Fills `pool`'s `events` with `count` one-event streams and analyses it, so that plans are
+/// chosen as on a log in use rather than on an empty table.
+#[cfg(test)]
+pub(crate) async fn analysed_events(pool: &PgPool, count: u32) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+         event_version, payload, metadata) \
+         SELECT 'order', 't/o' || g, 1, 'order.created', '1', '{}', '{}' \
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(i64::from(count))
+    .execute(pool)
+    .await
+    .expect("events");
+    sqlx::query("ANALYZE events")
+        .execute(pool)
+        .await
+        .expect("statistics");
+}
+
 /// The plan PostgreSQL keeps for `statement` on a [`generic_plan_pool`] connection, prepared
 /// with `parameter_types` and explained for `arguments` (both as SQL lists): the top node of
 /// `EXPLAIN (FORMAT JSON)`.

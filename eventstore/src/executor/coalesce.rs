@@ -383,3 +383,52 @@ impl<'a> Columns<'a> {
         columns
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use commerce_devstack::testkit::TestDatabase;
+    use serde_json::Value;
+
+    use super::INSERT_EVENTS;
+
+    /// Every node of a JSON plan, depth first.
+    fn nodes(plan: &Value) -> Vec<&Value> {
+        let mut all = vec![plan];
+        if let Some(children) = plan["Plans"].as_array() {
+            all.extend(children.iter().flat_map(nodes));
+        }
+        all
+    }
+
+    /// The plan the coalescer's lanes keep, whatever the arrays hold: each row's stream is
+    /// probed on the primary key, and `events` is never read whole into a hash.
+    #[tokio::test]
+    async fn given_the_generic_plan_when_appending_then_each_row_probes_the_primary_key() {
+        let db = TestDatabase::create().await.expect("test database");
+        crate::migrate(db.pool()).await.expect("schema");
+        crate::plans::analysed_events(db.pool(), 20_000).await;
+        let top = crate::plans::generic_plan(
+            db.pool(),
+            INSERT_EVENTS,
+            "text[], text[], bigint[], text[], text[], jsonb[], jsonb[], uuid[], \
+             timestamptz[], bytea[], bytea[], bigint[]",
+            &["'{}'"; 12].join(", "),
+        )
+        .await;
+        let nodes = nodes(&top);
+        assert!(
+            nodes
+                .iter()
+                .all(|node| !node["Node Type"].as_str().unwrap_or("").contains("Hash")),
+            "{top}"
+        );
+        assert!(
+            nodes.iter().any(|node| node["Index Name"] == "events_pkey"),
+            "{top}"
+        );
+        assert!(
+            nodes.iter().all(|node| node["Node Type"] != "Seq Scan"),
+            "{top}"
+        );
+    }
+}
