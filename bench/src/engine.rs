@@ -122,8 +122,9 @@ impl Environment {
 
 impl Engine {
     /// Migrates the database, registers the tenant and launches the engine; returns once it
-    /// answers `/health`. Component logs go to `<logs>/engine-<component>.log`.
-    /// Starts `commerce all`, or `components` (`serve` first) when not empty.
+    /// answers `/health`. It runs `all` (or every component subcommand the binary has) unless
+    /// `requested` names components: then `serve` and those, each its own process. Component
+    /// logs go to `<logs>/engine-<component>.log`.
     pub async fn start(
         binaries: &Binaries,
         database_url: &str,

@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -106,8 +106,7 @@ impl GlobalLog {
         cursor: LogCursor,
         limit: u32,
     ) -> Result<Vec<LogEvent>, StoreError> {
-        let sql = read_after_sql();
-        let mut rows = sqlx::query(&sql)
+        let mut rows = sqlx::query(&READ_AFTER)
             .bind(cursor.transaction_id.to_string())
             .bind(cursor.position)
             .bind(i64::from(limit))
@@ -128,6 +127,9 @@ impl GlobalLog {
         Ok(LogWakeups { listener, local })
     }
 }
+
+/// [`GlobalLog::read_after`]'s statement, built once: the tailers run it at every commit.
+static READ_AFTER: LazyLock<String> = LazyLock::new(read_after_sql);
 
 /// [`GlobalLog::read_after`]'s statement: cursor `$1` (transaction id as text) and `$2`
 /// (position), limit `$3`.

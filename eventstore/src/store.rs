@@ -38,8 +38,9 @@ pub struct PgEventStore {
     log_pool: PgPool,
 }
 
-/// Connections of [`PgEventStore::global_log`] readers: the relay, the process managers and
-/// a rebuild read at once in `commerce all`, each one statement at a time.
+/// Connections of this store's [`PgEventStore::global_log`] readers, opened as needed: each
+/// reader (the relay, the process managers, a rebuild) runs one statement at a time, and a
+/// store may serve several.
 const LOG_CONNECTIONS: u32 = 4;
 
 /// An aggregate folded up to `version` (the sequence of the last applied event; 0 = no events).

@@ -79,9 +79,9 @@ impl Bench {
     }
 
     /// Waits until the engine is idle: no new events for a while, the process managers (when
-    /// they run) have read the whole log, and every recent event is projected, so the next phase does not pay
-    /// for this one's backlog. Gives up with a note after the plan's `settle_within`; a no-op
-    /// without projections.
+    /// they run) have read the whole log, and every recent event is projected, so the next
+    /// phase does not pay for this one's backlog. Gives up with a note after the plan's
+    /// `settle_within`; a no-op without projections.
     ///
     /// Polling must not take the CPU the engine needs to work off a backlog: the process
     /// managers' cursor is compared with the log's head (two index lookups), and only then are
