@@ -202,3 +202,34 @@ async fn a_10000_event_stream_stays_fast() {
         full.version
     );
 }
+
+#[tokio::test]
+async fn given_a_snapshot_large_enough_to_compress_when_written_then_it_is_stored_with_lz4() {
+    let store = PgEventStore::new(fresh_pool().await);
+    let executor = CommandExecutor::<Counter>::with_config(store.clone(), (), config(2));
+    let s = stream("t", "noted");
+    // Notes make the state grow with the stream, as a campaign's participants do.
+    let notes = (0..400)
+        .map(|n| CounterCommand::Note(format!("participant-{n:04}")))
+        .collect::<Vec<_>>();
+    for note in notes {
+        executor
+            .execute(s.clone(), note, context("t"))
+            .await
+            .expect("note");
+    }
+    executor.snapshots_written().await;
+    let (compression, stored, raw): (Option<String>, i32, i32) = sqlx::query_as(
+        "SELECT pg_column_compression(payload), pg_column_size(payload), \
+                octet_length(payload::text) FROM aggregate_snapshots WHERE aggregate_id = $1",
+    )
+    .bind(s.aggregate_id())
+    .fetch_one(store.pool())
+    .await
+    .expect("the snapshot row");
+    assert_eq!(
+        compression.as_deref(),
+        Some("lz4"),
+        "{stored} of {raw} bytes"
+    );
+}
