@@ -133,8 +133,10 @@ impl Plan {
                 latency_rate: None,
                 relay_events: 20_000,
                 relay_rate: 200,
-                // The process managers pay (b)'s participants after its last join (about two
-                // minutes for 10,000 joins); (d) and (e) should not share the cores with them.
+                // After (b)'s last join the process managers settle the sold-out campaign:
+                // pay, close, capture and place and fulfil an order per participant, 16
+                // events each (about two minutes for 10,000 joins; the default 100,000 take
+                // longer than this cap). (d) and (e) should not share the cores with them.
                 settle_within: seconds(600),
                 components: Vec::new(),
             }
