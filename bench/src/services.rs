@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::Context;
-use commerce_devstack::{Layout, LocalPostgres, LocalTansu};
+use commerce_devstack::{Layout, LocalPostgres, LocalTansu, scratch_database_name};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use uuid::Uuid;
 
 /// Everything a run started or created; [`Services::stop`] undoes it.
 #[derive(Debug)]
@@ -39,7 +38,9 @@ impl Services {
         })
         .await??;
         let server_url = postgres.url().to_owned();
-        let database = format!("commerce_bench_{}", Uuid::new_v4().simple());
+        // A scratch name: the private cluster drops the database on its next start if this
+        // run is killed before it drops it itself.
+        let database = scratch_database_name("bench");
         let mut admin = PgConnection::connect(&server_url)
             .await
             .context("connect to PostgreSQL")?;

@@ -23,7 +23,7 @@ pub mod testkit;
 pub use error::DevstackError;
 pub use install::{PostgresBinaries, TansuBinary, ensure_postgres, ensure_tansu};
 pub use layout::Layout;
-pub use postgres::LocalPostgres;
+pub use postgres::{LocalPostgres, scratch_database_name};
 pub use services::{LocalServices, ServiceStatus, status, stop_detached};
 pub use tansu::LocalTansu;
 pub use tansu_index::index_tansu_storage;

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use uuid::Uuid;
+
 use crate::install::{PostgresBinaries, ensure_postgres};
 use crate::layout::Layout;
 use crate::process::{describe, free_port, is_root, run};
@@ -27,8 +29,23 @@ fsync = on
 synchronous_commit = on
 full_page_writes = on
 ";
-/// Prefix of the databases created by [`crate::testkit::TestDatabase`].
-pub(crate) const TEST_DATABASE_PREFIX: &str = "test_";
+/// Prefix of the throwaway databases ([`scratch_database_name`]).
+const TEST_DATABASE_PREFIX: &str = "test_";
+
+/// A new name for a throwaway database (a test's, a benchmark run's): `test_`, `label`
+/// (ASCII letters and digits only) and a random UUID's hex digits. The private cluster drops
+/// every database so named when it starts, so one left behind by a run that was killed does
+/// not stay for good; a server named by `DATABASE_URL` is never cleaned.
+///
+/// # Panics
+/// When `label` holds anything but ASCII letters and digits (a programming error).
+pub fn scratch_database_name(label: &str) -> String {
+    assert!(
+        label.bytes().all(|byte| byte.is_ascii_alphanumeric()),
+        "a scratch database label is letters and digits: {label:?}"
+    );
+    format!("{TEST_DATABASE_PREFIX}{label}{}", Uuid::new_v4().simple())
+}
 
 /// A PostgreSQL server to use: one we started, one already running in this project, or the
 /// external one named by `DATABASE_URL`.
@@ -322,7 +339,7 @@ impl Cluster {
     }
 }
 
-/// Only names the test kit generates are ever dropped.
+/// Only names [`scratch_database_name`] generates are ever dropped.
 fn is_test_database_name(name: &str) -> bool {
     name.strip_prefix(TEST_DATABASE_PREFIX).is_some_and(|rest| {
         !rest.is_empty() && rest.bytes().all(|byte| byte.is_ascii_alphanumeric())
@@ -363,6 +380,25 @@ mod tests {
         assert!(!is_test_database_name("test_"));
         assert!(!is_test_database_name("postgres"));
         assert!(!is_test_database_name("test_x\"; DROP"));
+    }
+
+    #[test]
+    fn given_a_label_when_naming_a_scratch_database_then_the_cluster_start_drops_it() {
+        for label in ["", "bench"] {
+            let name = scratch_database_name(label);
+            assert!(name.starts_with(&format!("test_{label}")), "{name}");
+            assert!(is_test_database_name(&name), "{name}");
+        }
+        assert_ne!(
+            scratch_database_name("bench"),
+            scratch_database_name("bench")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "letters and digits")]
+    fn given_a_label_with_punctuation_when_naming_a_scratch_database_then_it_is_refused() {
+        scratch_database_name("bench\"; DROP");
     }
 
     #[test]

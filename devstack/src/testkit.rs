@@ -28,7 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 use uuid::Uuid;
 
-use crate::postgres::TEST_DATABASE_PREFIX;
+use crate::postgres::scratch_database_name;
 use crate::{DATABASE_URL, KAFKA_BROKERS, env_setting};
 
 /// Connections per test database: tests run in parallel against one server.
@@ -109,7 +109,7 @@ impl TestDatabase {
     /// Creates a uniquely named, empty database on the server in `DATABASE_URL`.
     pub async fn create() -> Result<Self, TestkitError> {
         let server_url = database_url()?;
-        let name = format!("{TEST_DATABASE_PREFIX}{}", Uuid::new_v4().simple());
+        let name = scratch_database_name("");
         let server = PgConnectOptions::from_str(&server_url)?;
         let mut admin = server.connect().await?;
         // The name is generated above from hex digits only, so quoting it is enough.
