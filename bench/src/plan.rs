@@ -71,6 +71,9 @@ pub struct Plan {
     pub relay_rate: u64,
     /// Longest wait for the engine to become idle between phases.
     pub settle_within: Duration,
+    /// How long the engine may show no progress (no new event, nothing newly projected)
+    /// before a settle gives up early: it is stuck, not busy.
+    pub settle_stall: Duration,
     /// The `commerce` subcommands to run, each its own process, instead of `all`; empty for
     /// `all`.
     pub components: Vec<String>,
@@ -115,6 +118,7 @@ impl Plan {
                 relay_events: 1_000,
                 relay_rate: 50,
                 settle_within: seconds(5),
+                settle_stall: seconds(5),
                 components: Vec::new(),
             }
         } else {
@@ -135,9 +139,11 @@ impl Plan {
                 relay_rate: 200,
                 // After (b)'s last join the process managers settle the sold-out campaign:
                 // pay, close, capture and place and fulfil an order per participant, 16
-                // events each (about two minutes for 10,000 joins; the default 100,000 take
-                // longer than this cap). (d) and (e) should not share the cores with them.
-                settle_within: seconds(600),
+                // events each: about two minutes for 10,000 joins, so about twenty for the
+                // default 100,000. (d) and (e) should not share the cores with them, so the
+                // settle waits as long as the engine makes progress, up to this cap.
+                settle_within: seconds(45 * 60),
+                settle_stall: seconds(120),
                 components: Vec::new(),
             }
         }

@@ -81,7 +81,8 @@ impl Bench {
     /// Waits until the engine is idle: no new events for a while, the process managers (when
     /// they run) have read the whole log, and every recent event is projected, so the next
     /// phase does not pay for this one's backlog. Gives up with a note after the plan's
-    /// `settle_within`; a no-op without projections.
+    /// `settle_within`, or earlier when the engine shows no progress (no new event, nothing
+    /// newly projected) for the plan's `settle_stall`; a no-op without projections.
     ///
     /// Polling must not take the CPU the engine needs to work off a backlog: the process
     /// managers' cursor is compared with the log's head (two index lookups), and only then are
@@ -92,9 +93,13 @@ impl Bench {
         if !self.projects() {
             return Ok(started.elapsed());
         }
+        let (within, stall) = (self.plan.settle_within, self.plan.settle_stall);
         let mut last_head = None;
-        let within = self.plan.settle_within;
         let mut from = None;
+        // What the last check saw (the head, and where the read models' check starts), and
+        // when it last changed.
+        let mut seen = None;
+        let mut progressed_at = started;
         while started.elapsed() < within {
             let (head, read): (i64, bool) =
                 sqlx::query_as(READ_TO_HEAD).fetch_one(&self.pool).await?;
@@ -116,6 +121,12 @@ impl Bench {
                     None => *from = (*from).max(head - IN_FLIGHT_MARGIN),
                     Some(position) => *from = position - 1,
                 }
+            }
+            if seen != Some((head, *from)) {
+                (seen, progressed_at) = (Some((head, *from)), Instant::now());
+            } else if progressed_at.elapsed() >= stall {
+                eprintln!("the engine showed no progress for {stall:?}; going on");
+                return Ok(started.elapsed());
             }
             last_head = Some(head);
             tokio::time::sleep(Duration::from_millis(500)).await;
