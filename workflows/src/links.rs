@@ -57,6 +57,11 @@ pub(crate) struct CampaignLink {
     pub campaign_id: Uuid,
 }
 
+/// A payment's provider reference, by tenant, link kind and target (the payment): an index
+/// of its own (`workflow_links_by_target`), since the key leads with the owner.
+const PROVIDER_REF: &str = "SELECT max(detail->>'provider_ref') FROM workflow_links \
+     WHERE tenant_id = $1 AND link_kind = $2 AND target = $3";
+
 const RESERVATION: &str = "reservation";
 const PAYMENT: &str = "payment";
 const CAMPAIGN: &str = "campaign";
@@ -137,15 +142,12 @@ impl Links {
         tenant: &str,
         payment_id: Uuid,
     ) -> Result<Option<String>, WorkflowError> {
-        let reference: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT max(detail->>'provider_ref') FROM workflow_links \
-             WHERE tenant_id = $1 AND link_kind = $2 AND target = $3",
-        )
-        .bind(tenant)
-        .bind(PAYMENT)
-        .bind(payment_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let reference: Option<Option<String>> = sqlx::query_scalar(PROVIDER_REF)
+            .bind(tenant)
+            .bind(PAYMENT)
+            .bind(payment_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(reference.flatten())
     }
 
@@ -203,5 +205,58 @@ impl Links {
                     .map_err(|error| WorkflowError::decode("link detail", error))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use commerce_devstack::testkit::TestDatabase;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn given_a_flash_sale_of_links_when_a_payment_reference_is_looked_up_then_an_index_finds_it()
+     {
+        let db = TestDatabase::create().await.expect("a database");
+        let pool = db.pool();
+        crate::migrate(pool).await.expect("the workflow tables");
+        // 20,000 participants of one tenant, three links each, as a flash sale leaves them.
+        sqlx::query(
+            "INSERT INTO workflow_links (tenant_id, owner_kind, owner_id, link_kind, target) \
+             SELECT 't', 'participant', gen_random_uuid(), kind, gen_random_uuid()::text \
+               FROM generate_series(1, 20000), \
+                    unnest(ARRAY['campaign', 'reservation', 'payment']) AS kind",
+        )
+        .execute(pool)
+        .await
+        .expect("the links");
+        let links = Links::new(pool.clone());
+        let payment_id = Uuid::new_v4();
+        let link = PaymentLink {
+            payment_id,
+            provider_ref: Some("pi_42".to_owned()),
+        };
+        links
+            .add_payment("t", Owner::Participant(Uuid::new_v4()), &link)
+            .await
+            .expect("the payment's link");
+        sqlx::query("ANALYZE workflow_links")
+            .execute(pool)
+            .await
+            .expect("statistics");
+
+        let found = links.provider_ref("t", payment_id).await.expect("lookup");
+
+        assert_eq!(found.as_deref(), Some("pi_42"));
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {PROVIDER_REF}"))
+            .bind("t")
+            .bind(PAYMENT)
+            .bind(payment_id.to_string())
+            .fetch_all(pool)
+            .await
+            .expect("the plan");
+        let plan = plan.join("\n");
+        assert!(plan.contains("workflow_links_by_target"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
     }
 }
