@@ -96,8 +96,10 @@ impl Bench {
         let (within, stall) = (self.plan.settle_within, self.plan.settle_stall);
         let mut last_head = None;
         let mut from = None;
-        // What the last check saw (the head, and where the read models' check starts), and
-        // when it last changed.
+        // What the last check saw (the head, where the read models' check starts, and the
+        // projection workers' committed offsets), and when it last changed. The offsets
+        // matter: while a worker works through one partition's backlog, the oldest
+        // unprojected event may sit in another one for minutes.
         let mut seen = None;
         let mut progressed_at = started;
         while started.elapsed() < within {
@@ -122,8 +124,12 @@ impl Bench {
                     Some(position) => *from = position - 1,
                 }
             }
-            if seen != Some((head, *from)) {
-                (seen, progressed_at) = (Some((head, *from)), Instant::now());
+            let projected: i64 = sqlx::query_scalar(PROJECTED_OFFSETS)
+                .fetch_one(&self.pool)
+                .await?;
+            let now_seen = Some((head, *from, projected));
+            if seen != now_seen {
+                (seen, progressed_at) = (now_seen, Instant::now());
             } else if progressed_at.elapsed() >= stall {
                 eprintln!("the engine showed no progress for {stall:?}; going on");
                 return Ok(started.elapsed());
@@ -144,6 +150,11 @@ const READ_TO_HEAD: &str = "SELECT coalesce((SELECT max(position) FROM events), 
          ORDER BY transaction_id DESC, position DESC LIMIT 1) e \
        WHERE NOT EXISTS (SELECT 1 FROM workflow_cursor c \
          WHERE (c.transaction_id, c.position) >= (e.transaction_id::text::bigint, e.position)))";
+
+/// The sum of the projection workers' committed offsets: it grows whenever a worker commits
+/// a batch (a few dozen rows: one per partition).
+const PROJECTED_OFFSETS: &str =
+    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rm_meta.projection_offsets";
 
 /// Settling at least this long is reported: the phase before left a backlog.
 const LONG_SETTLE: Duration = Duration::from_secs(10);
