@@ -293,13 +293,8 @@ impl PgEventStore {
             return Ok(None);
         };
         let version = sequence_from_db(row.try_get("last_sequence")?)?;
-        match serde_json::from_value::<A>(row.try_get("payload")?) {
-            Ok(aggregate) => Ok(Some(LoadedAggregate { aggregate, version })),
-            Err(error) => {
-                tracing::warn!(%stream, %error, "ignoring a snapshot that no longer deserialises");
-                Ok(None)
-            }
-        }
+        Ok(snapshot_state::<A>(&row, stream)?
+            .map(|aggregate| LoadedAggregate { aggregate, version }))
     }
 
     /// Records `aggregate` as the state at `version`. Never moves a snapshot backwards.
@@ -334,6 +329,24 @@ impl PgEventStore {
         // pooled connection that once wrote a large snapshot would hold that much for good.
         connection.shrink_buffers();
         Ok(())
+    }
+}
+
+/// The state in a snapshot row's `payload`, deserialised straight from the `jsonb` text: a
+/// flash sale's campaign is tens of megabytes of JSON, and a `serde_json::Value` of it first
+/// would take several times that at once. `None` (logged) when it no longer deserialises (a
+/// state shape change makes old snapshots unusable, not fatal).
+pub(crate) fn snapshot_state<A: Aggregate>(
+    row: &PgRow,
+    stream: &StreamId,
+) -> Result<Option<A>, StoreError> {
+    match row.try_get::<sqlx::types::Json<A>, _>("payload") {
+        Ok(state) => Ok(Some(state.0)),
+        Err(sqlx::Error::ColumnDecode { source, .. }) => {
+            tracing::warn!(%stream, error = %source, "ignoring a snapshot that no longer deserialises");
+            Ok(None)
+        }
+        Err(other) => Err(other.into()),
     }
 }
 

@@ -109,6 +109,13 @@ async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instea
         store.load_latest::<Counter>(&s, "1").await.expect("load"),
         full
     );
+    // A cold executor's one-statement load falls back to the fold too.
+    let cold = CommandExecutor::<Counter>::with_config(store.clone(), (), config(2));
+    cold.execute(s.clone(), CounterCommand::Noop, context("t"))
+        .await
+        .expect("a command on the stream");
+    let (state, version) = cold.cached_state(&s).await.expect("loaded");
+    assert_eq!((state, version), (json_of(&full.aggregate), full.version));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::chain::{Hash, hash_from_bytes};
 use crate::error::{StoreError, sequence_from_db};
-use crate::store::{LoadedAggregate, PgEventStore};
+use crate::store::{LoadedAggregate, PgEventStore, snapshot_state};
 use crate::stream::StreamId;
 
 /// The snapshot row first (`sequence` NULL), then the events from the snapshot's own sequence
@@ -47,10 +47,9 @@ pub(crate) async fn load_head<A: Aggregate>(
         match sequence {
             None => {
                 let version = sequence_from_db(row.try_get("snapshot_sequence")?)?;
-                match serde_json::from_value::<A>(row.try_get("payload")?) {
-                    Ok(aggregate) => loaded = LoadedAggregate { aggregate, version },
-                    Err(error) => {
-                        tracing::warn!(%stream, %error, "ignoring a snapshot that no longer deserialises");
+                match snapshot_state::<A>(&row, stream)? {
+                    Some(aggregate) => loaded = LoadedAggregate { aggregate, version },
+                    None => {
                         drop(rows);
                         return fold_all(store, stream).await;
                     }
