@@ -103,7 +103,7 @@ impl Bench {
         let mut seen = None;
         let mut progressed_at = started;
         while started.elapsed() < within {
-            let (head, read): (i64, bool) =
+            let (head, read, projected): (i64, bool, i64) =
                 sqlx::query_as(READ_TO_HEAD).fetch_one(&self.pool).await?;
             let from = from.get_or_insert(head - RECENT_EVENTS);
             if read || !self.reacts() {
@@ -124,9 +124,6 @@ impl Bench {
                     Some(position) => *from = position - 1,
                 }
             }
-            let projected: i64 = sqlx::query_scalar(PROJECTED_OFFSETS)
-                .fetch_one(&self.pool)
-                .await?;
             let now_seen = Some((head, *from, projected));
             if seen != now_seen {
                 (seen, progressed_at) = (now_seen, Instant::now());
@@ -142,19 +139,16 @@ impl Bench {
     }
 }
 
-/// The newest position, and whether the process managers' cursor (`workflow_cursor`) has
+/// The newest position; whether the process managers' cursor (`workflow_cursor`) has
 /// reached the last event in log order (most events need no reaction, so the event count
-/// alone does not show that they are still reading).
+/// alone does not show that they are still reading); and the sum of the projection workers'
+/// committed offsets, which grows whenever a worker commits a batch (one row per partition).
 const READ_TO_HEAD: &str = "SELECT coalesce((SELECT max(position) FROM events), 0), \
      NOT EXISTS (SELECT 1 FROM (SELECT transaction_id, position FROM events \
          ORDER BY transaction_id DESC, position DESC LIMIT 1) e \
        WHERE NOT EXISTS (SELECT 1 FROM workflow_cursor c \
-         WHERE (c.transaction_id, c.position) >= (e.transaction_id::text::bigint, e.position)))";
-
-/// The sum of the projection workers' committed offsets: it grows whenever a worker commits
-/// a batch (a few dozen rows: one per partition).
-const PROJECTED_OFFSETS: &str =
-    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rm_meta.projection_offsets";
+         WHERE (c.transaction_id, c.position) >= (e.transaction_id::text::bigint, e.position))), \
+     (SELECT coalesce(sum(next_offset), 0)::bigint FROM rm_meta.projection_offsets)";
 
 /// Settling at least this long is reported: the phase before left a backlog.
 const LONG_SETTLE: Duration = Duration::from_secs(10);
