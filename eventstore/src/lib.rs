@@ -18,7 +18,8 @@
 //!   in the cqrs-es `HashMap<String, String>` shape.
 //! - `executor` ([`CommandExecutor`]): runs `cqrs_es::Aggregate` commands; see its doc for
 //!   the caching, retry and idempotency rules.
-//! - `store` ([`PgEventStore`]): stream and aggregate reads, engine-built snapshots.
+//! - `store` ([`PgEventStore`]): stream and aggregate reads, engine-built snapshots;
+//!   `snapshot_write` streams a snapshot to PostgreSQL in bounded memory.
 //! - `log` ([`GlobalLog`]): all events in `(transaction_id, position)` order, gap-free;
 //!   `wakeup`: appends wake [`LogWakeups`] in-process and by a debounced `NOTIFY` sent outside
 //!   the append transaction (a `NOTIFY` inside it would serialise commits).
@@ -54,6 +55,7 @@ mod metadata;
 mod plans;
 mod record;
 mod selection;
+mod snapshot_write;
 mod store;
 mod stream;
 mod upcast;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cqrs_es::Aggregate;
 use futures::TryStreamExt;
 use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgPool, Row};
+use sqlx::{PgPool, Row};
 
 use crate::chain::{AuditKey, Hash, hash_from_bytes};
 use crate::error::{DecodeError, StoreError, sequence_from_db, sequence_to_db};
@@ -295,40 +295,6 @@ impl PgEventStore {
         let version = sequence_from_db(row.try_get("last_sequence")?)?;
         Ok(snapshot_state::<A>(&row, stream)?
             .map(|aggregate| LoadedAggregate { aggregate, version }))
-    }
-
-    /// Records `aggregate` as the state at `version`. Never moves a snapshot backwards.
-    pub(crate) async fn write_snapshot<A: Aggregate>(
-        &self,
-        stream: &StreamId,
-        aggregate: &A,
-        version: u64,
-        state_version: &str,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        sqlx::query(
-            "INSERT INTO aggregate_snapshots \
-                 (aggregate_type, aggregate_id, last_sequence, state_version, payload) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
-                 SET last_sequence = EXCLUDED.last_sequence, state_version = EXCLUDED.state_version, \
-                     payload = EXCLUDED.payload, created_at = now() \
-             WHERE aggregate_snapshots.last_sequence < EXCLUDED.last_sequence \
-                OR aggregate_snapshots.state_version <> EXCLUDED.state_version",
-        )
-        .bind(A::TYPE)
-        .bind(stream.aggregate_id())
-        .bind(sequence_to_db(version)?)
-        .bind(state_version)
-        // Encoded straight into the statement's buffer: a flash sale's campaign is tens of
-        // megabytes of JSON, and a `serde_json::Value` of it first would be several times that.
-        .bind(sqlx::types::Json(aggregate))
-        .execute(&mut *connection)
-        .await?;
-        // A connection keeps the capacity of the largest message it sent: without this, every
-        // pooled connection that once wrote a large snapshot would hold that much for good.
-        connection.shrink_buffers();
-        Ok(())
     }
 }
 

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use commerce_aggregates::campaign::{
-    Campaign, CampaignCommand, CampaignStatus, Participant, ParticipantState,
+    Campaign, CampaignCommand, CampaignConfig, CampaignStatus, Participant, ParticipantState,
 };
 use commerce_aggregates::inventory::{InventoryCommand, MAX_RESERVATION_TTL, StockItem};
 use commerce_aggregates::order::{Order, OrderCommand, PlaceCampaignOrder, StockReservation};
@@ -505,59 +505,76 @@ where
 }
 
 /// `campaign.closed`: capture every paid participant and place their order; let go of the
-/// participants that never paid.
+/// participants that never paid, a page of [`crate::WorkflowConfig::close_page`] at a time.
 pub(crate) async fn on_closed(
     engine: &Engine,
     cause: &Cause,
     campaign_id: Uuid,
 ) -> Result<(), WorkflowError> {
-    // Only what the loop needs (the participants it acts on), so the orders and drops
-    // recorded below do not copy the campaign.
-    let (config, participants) = {
-        let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
-        let Some(config) = campaign.config().cloned() else {
-            return Ok(());
-        };
-        let participants: Vec<Participant> = campaign
-            .participants()
-            .iter()
-            .filter(|p| matches!(p.state(), ParticipantState::Paid | ParticipantState::Joined))
-            .cloned()
-            .collect();
-        (config, participants)
+    let mut start = 0;
+    while let Some((config, participants)) = closing_page(engine, cause, campaign_id, start).await?
+    {
+        start += engine.config.close_page.max(1);
+        let config = &config;
+        for_each_participant(engine, participants, |participant| async move {
+            let participant_id = participant.id().as_uuid();
+            match participant.state() {
+                ParticipantState::Paid => {
+                    let product = (config.sku.clone(), config.group_price);
+                    close_participant(engine, cause, campaign_id, product, &participant).await?;
+                }
+                ParticipantState::Joined => {
+                    // Never paid: the campaign is over for them. Dropping them records it (they
+                    // would otherwise stay `joined` for ever); the drop's own reaction gives
+                    // back stock and hold too, a no-op after this one.
+                    compensate_participant(engine, cause, participant_id, "campaign_closed")
+                        .await?;
+                    engine
+                        .issue(
+                            &engine.campaigns,
+                            cause,
+                            &format!("drop_unpaid:{participant_id}"),
+                            campaign_id.to_string(),
+                            CampaignCommand::DropParticipant {
+                                participant_id: participant.id(),
+                                reason: "campaign_closed".to_owned(),
+                                at: engine.now(),
+                            },
+                        )
+                        .await?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The configuration and the participants still to settle among the page from position
+/// `start` of a closed campaign (participants keep their position: they are only
+/// ever appended); `None` past the last one. Only what the loop needs, so the orders and
+/// drops recorded after it do not copy the campaign.
+async fn closing_page(
+    engine: &Engine,
+    cause: &Cause,
+    campaign_id: Uuid,
+    start: usize,
+) -> Result<Option<(CampaignConfig, Vec<Participant>)>, WorkflowError> {
+    let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
+    let Some(config) = campaign.config().cloned() else {
+        return Ok(None);
     };
-    let config = &config;
-    for_each_participant(engine, participants, |participant| async move {
-        let participant_id = participant.id().as_uuid();
-        match participant.state() {
-            ParticipantState::Paid => {
-                let product = (config.sku.clone(), config.group_price);
-                close_participant(engine, cause, campaign_id, product, &participant).await?;
-            }
-            ParticipantState::Joined => {
-                // Never paid: the campaign is over for them. Dropping them records it (they
-                // would otherwise stay `joined` for ever); the drop's own reaction gives back
-                // stock and hold too, a no-op after this one.
-                compensate_participant(engine, cause, participant_id, "campaign_closed").await?;
-                engine
-                    .issue(
-                        &engine.campaigns,
-                        cause,
-                        &format!("drop_unpaid:{participant_id}"),
-                        campaign_id.to_string(),
-                        CampaignCommand::DropParticipant {
-                            participant_id: participant.id(),
-                            reason: "campaign_closed".to_owned(),
-                            at: engine.now(),
-                        },
-                    )
-                    .await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    })
-    .await
+    if start >= campaign.participants().len() {
+        return Ok(None);
+    }
+    let participants = (campaign.participants().skip(start).iter())
+        .take(engine.config.close_page.max(1))
+        .filter(|p| matches!(p.state(), ParticipantState::Paid | ParticipantState::Joined))
+        .cloned()
+        .collect();
+    Ok(Some((config, participants)))
 }
 
 async fn close_participant(

@@ -506,12 +506,7 @@ where
         tokio::spawn(async move {
             let written = inner
                 .store
-                .write_snapshot(
-                    &stream,
-                    aggregate.as_ref(),
-                    version,
-                    &inner.config.state_version,
-                )
+                .write_snapshot(&stream, aggregate, version, &inner.config.state_version)
                 .await;
             if let Err(error) = written {
                 tracing::warn!(%stream, %error, "could not write an aggregate snapshot");

@@ -125,6 +125,8 @@ impl Harness {
             poll_interval: Duration::from_millis(50),
             standby_interval: Duration::from_millis(100),
             concurrent_reactions,
+            // Closes of a few participants then take several pages, as a flash sale's does.
+            close_page: 2,
             ..WorkflowConfig::default()
         })
         .with_clock(Clock::from_fn(move || {
