@@ -80,6 +80,7 @@ impl PgEventStore {
             .await?
             .try_get("newer_kept")?;
         if newer_kept {
+            transaction.rollback().await?;
             return Ok(());
         }
         copy_row(&mut transaction, row, aggregate).await?;
