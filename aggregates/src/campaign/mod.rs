@@ -25,7 +25,7 @@ use commerce_contracts::events::{CampaignCreated, CampaignEvent};
 use commerce_domain::{
     CampaignId, LocationId, Money, OrderId, ParticipantId, PaymentId, ProductId, Sku,
 };
-use imbl::{OrdMap, Vector};
+use imbl::{HashMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::{Catalog, guard};
@@ -277,16 +277,12 @@ impl From<StoredCampaign> for Campaign {
 /// `apply`, so a join or a payment costs the same with ten participants or a hundred thousand
 /// (a flash sale's campaign is one hot stream; scanning every participant per command made
 /// the stream slower the longer it grew).
-///
-/// B-tree maps rather than hash maps: a hash trie's leaves are sparse, and with them the
-/// index of 95,000 participants took the campaign from 44 to 70 MB of heap (heaptrack,
-/// 2026-11-29); lookups stay logarithmic.
 #[derive(Debug, Default, Clone)]
 struct ParticipantIndex {
     /// Position in `participants` of each participant.
-    by_id: OrdMap<ParticipantId, usize>,
+    by_id: HashMap<ParticipantId, usize>,
     /// Positions in `participants` of each customer's participations.
-    by_customer: OrdMap<String, Vec<usize>>,
+    by_customer: HashMap<String, Vec<usize>>,
     /// Participations holding a place.
     occupied: u32,
     /// Participations paid (and not refunded or left).
