@@ -511,10 +511,12 @@ pub(crate) async fn on_closed(
     cause: &Cause,
     campaign_id: Uuid,
 ) -> Result<(), WorkflowError> {
+    let page = engine.config.close_page.max(1);
     let mut start = 0;
-    while let Some((config, participants)) = closing_page(engine, cause, campaign_id, start).await?
+    while let Some((config, participants)) =
+        closing_page(engine, cause, campaign_id, start, page).await?
     {
-        start += engine.config.close_page.max(1);
+        start += page;
         let config = &config;
         for_each_participant(engine, participants, |participant| async move {
             let participant_id = participant.id().as_uuid();
@@ -552,7 +554,7 @@ pub(crate) async fn on_closed(
     Ok(())
 }
 
-/// The configuration and the participants still to settle among the page from position
+/// The configuration and the participants still to settle among the `page` from position
 /// `start` of a closed campaign (participants keep their position: they are only
 /// ever appended); `None` past the last one. Only what the loop needs, so the orders and
 /// drops recorded after it do not copy the campaign.
@@ -561,6 +563,7 @@ async fn closing_page(
     cause: &Cause,
     campaign_id: Uuid,
     start: usize,
+    page: usize,
 ) -> Result<Option<(CampaignConfig, Vec<Participant>)>, WorkflowError> {
     let campaign: Arc<Campaign> = engine.load(&cause.tenant, campaign_id.to_string()).await?;
     let Some(config) = campaign.config().cloned() else {
@@ -570,7 +573,7 @@ async fn closing_page(
         return Ok(None);
     }
     let participants = (campaign.participants().skip(start).iter())
-        .take(engine.config.close_page.max(1))
+        .take(page)
         .filter(|p| matches!(p.state(), ParticipantState::Paid | ParticipantState::Joined))
         .cloned()
         .collect();
