@@ -21,7 +21,9 @@ use sqlx::PgPool;
 use crate::chained::{CHAINED_COLUMNS, ChainedEvent, StreamRef};
 use crate::checkpoint::{Checkpoint, head_key, load_checkpoints};
 use crate::error::ReplayError;
-use crate::verify::{Digests, VerifyReport, check_checkpoints, check_sealed_tail, check_stream};
+use crate::verify::{
+    Digests, SealedHeads, VerifyReport, check_checkpoints, check_sealed_tail, check_stream,
+};
 
 const FORMAT: &str = "commerce-export/1";
 const BATCH: i64 = 1_000;
@@ -161,7 +163,14 @@ pub fn verify_export(key: &AuditKey, input: impl BufRead) -> Result<VerifyReport
         checkpoints: checkpoints.len() as u64,
         ..VerifyReport::default()
     };
-    let mut sealed = check_checkpoints(key, &mut checkpoints, Digests::Given, &mut report.damage);
+    let mut sealed = SealedHeads::default();
+    check_checkpoints(
+        key,
+        &mut checkpoints,
+        Digests::Given,
+        &mut report.damage,
+        |stream, sequence, hash| sealed.entry(stream).or_default().insert(sequence, hash),
+    );
     for (stream, events) in &mut streams {
         events.sort_unstable_by_key(|event| event.sequence);
         report.events += events.len() as u64;

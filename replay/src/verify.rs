@@ -28,12 +28,13 @@
 //! small entry per stream, in the same map as the stream's sealed heads (its key, its heads,
 //! and its last sequence or suspicion), so the end of the walk reads each stream once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use commerce_eventstore::{AuditKey, Hash};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
@@ -106,13 +107,13 @@ pub(crate) type SealedHeads = foldhash::HashMap<String, StreamHeads>;
 
 /// The heads the checkpoints sealed for one stream, by ascending sequence: a vector, not a
 /// map, because a stream usually has one or two (a log of a million streams has a million
-/// of these).
+/// of these), and the first is kept inline, so a stream sealed once costs no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct StreamHeads(Vec<(u64, Hash)>);
+pub(crate) struct StreamHeads(SmallVec<[(u64, Hash); 1]>);
 
 impl StreamHeads {
     /// Records a sealed head; a later checkpoint's hash for the same sequence wins.
-    fn insert(&mut self, sequence: u64, hash: Hash) {
+    pub(crate) fn insert(&mut self, sequence: u64, hash: Hash) {
         // Checkpoints come oldest first, so a new head usually goes at the end.
         match self.0.last() {
             Some(&(last, _)) if last >= sequence => {
@@ -152,15 +153,16 @@ pub(crate) enum Digests {
     Given,
 }
 
-/// Checks the checkpoint chain; moves the heads out of the checkpoints (only their cursors,
-/// counts and hashes are needed afterwards) and returns them.
+/// Checks the checkpoint chain and moves each head out of the checkpoints (only their
+/// cursors, counts and hashes are needed afterwards) into `seal`, as `(stream, sequence,
+/// hash)`, oldest checkpoint first.
 pub(crate) fn check_checkpoints(
     key: &AuditKey,
     checkpoints: &mut [Checkpoint],
     digests: Digests,
     damage: &mut Vec<Damage>,
-) -> SealedHeads {
-    let mut sealed = SealedHeads::default();
+    mut seal: impl FnMut(String, u64, Hash),
+) {
     let mut previous: Option<(u64, Hash)> = None;
     for checkpoint in checkpoints {
         let mut problem = |kind, detail: String| {
@@ -195,15 +197,11 @@ pub(crate) fn check_checkpoints(
         }
         for heads in std::mem::take(&mut checkpoint.heads).into_values() {
             for (stream, head) in heads {
-                sealed
-                    .entry(stream)
-                    .or_default()
-                    .insert(head.sequence, head.hash);
+                seal(stream, head.sequence, head.hash);
             }
         }
         previous = Some((checkpoint.checkpoint_no, checkpoint.seal));
     }
-    sealed
 }
 
 /// Analyses one stream's events (sorted by sequence). With `partial`, the first event is
@@ -321,15 +319,23 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
         checkpoints: checkpoints.len() as u64,
         ..VerifyReport::default()
     };
-    let sealed = check_checkpoints(
+    // Every stream a checkpoint sealed gets an entry: room for all of them at once (an upper
+    // bound, as a stream may be sealed by several) spares the map its growth by doubling.
+    let sealed_heads = checkpoints
+        .iter()
+        .flat_map(|checkpoint| checkpoint.heads.values())
+        .map(BTreeMap::len)
+        .sum();
+    let mut streams = Streams::with_capacity(sealed_heads);
+    check_checkpoints(
         key,
         &mut checkpoints,
         Digests::FromHeads,
         &mut report.damage,
+        |stream, sequence, hash| streams.seal(stream, sequence, hash),
     );
     let checkpoint_damage = report.damage.len();
     let mut log = LogCheck::new(&checkpoints);
-    let mut streams = Streams::sealed(sealed);
 
     let (sender, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
     let mut reader = AbortOnDrop(tokio::spawn(read_in_log_order(pool.clone(), sender)));
@@ -433,22 +439,25 @@ impl StreamWalk {
 }
 
 impl Streams {
-    /// The streams the checkpoints sealed, none met yet.
-    fn sealed(sealed: SealedHeads) -> Self {
-        let by_name = sealed
-            .into_iter()
-            .map(|(name, heads)| {
-                let state = StreamState {
-                    sealed: Some(heads),
-                    walk: None,
-                };
-                (name, state)
-            })
-            .collect();
+    /// No stream yet, with room for `streams`.
+    fn with_capacity(streams: usize) -> Self {
         Self {
-            by_name,
+            by_name: foldhash::HashMap::with_capacity_and_hasher(streams, Default::default()),
             name: String::new(),
         }
+    }
+
+    /// Records a head a checkpoint sealed (before the walk meets any event).
+    fn seal(&mut self, stream: String, sequence: u64, hash: Hash) {
+        self.by_name
+            .entry(stream)
+            .or_insert(StreamState {
+                sealed: None,
+                walk: None,
+            })
+            .sealed
+            .get_or_insert_default()
+            .insert(sequence, hash);
     }
 
     /// Takes in `event`, its stream's next in log order.
@@ -658,6 +667,20 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn given_heads_sealed_out_of_order_and_again_when_read_then_each_sequence_has_the_latest() {
+        let mut heads = StreamHeads::default();
+        for (sequence, byte) in [(5, 1), (2, 2), (9, 3), (5, 4), (7, 5)] {
+            heads.insert(sequence, [byte; 32]);
+        }
+        let sealed: Vec<_> = [2, 5, 7, 9]
+            .into_iter()
+            .map(|sequence| heads.get(sequence).map(|hash| hash[0]))
+            .collect();
+        assert_eq!(sealed, [Some(2), Some(4), Some(5), Some(3)]);
+        assert_eq!((heads.get(6), heads.last()), (None, 9));
+    }
 
     /// Writes streams `Test t/s{i}` of the given lengths, every event with its authentic
     /// chain hash, in one statement: in stream order, or with `backwards` the other way
