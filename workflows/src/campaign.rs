@@ -104,30 +104,29 @@ pub(crate) async fn on_joined(
         };
         (config, keeps_stock(&campaign, participant_id))
     };
+    engine
+        .links()
+        .add_campaign(&cause.tenant, participant_id, campaign_id)
+        .await?;
     // A participant who left or was dropped, or a campaign that ended, before this reaction
     // ran takes no stock and no money. The only thing an earlier, interrupted run of this
     // reaction can have done to the campaign is drop the participant, and then the drop's
     // compensation gives back what that run took (found through the links).
-    let reservation = keeps.then(|| ReservationLink {
+    if !keeps {
+        return Ok(());
+    }
+    let owner = Owner::Participant(participant_id);
+    let now = engine.now();
+    let link = ReservationLink {
         reservation_id: reservation_id(participant_id),
         sku: config.sku.as_str().to_owned(),
         location: config.location.as_str().to_owned(),
         quantity: joined.quantity,
-    });
+    };
     engine
         .links()
-        .add_participant(
-            &cause.tenant,
-            participant_id,
-            campaign_id,
-            reservation.as_ref(),
-        )
+        .add_reservation(&cause.tenant, owner, &link)
         .await?;
-    let Some(link) = reservation else {
-        return Ok(());
-    };
-    let owner = Owner::Participant(participant_id);
-    let now = engine.now();
     let item = StockItem::new(config.sku.clone(), config.location.clone());
     let quantity = Quantity::new(joined.quantity).map_err(|e| invalid("join quantity", e))?;
     let reserve = engine

@@ -66,17 +66,6 @@ const RESERVATION: &str = "reservation";
 const PAYMENT: &str = "payment";
 const CAMPAIGN: &str = "campaign";
 
-/// A link's kind, target and detail as [`Links::upsert_all`] writes them.
-fn link<T: Serialize>(
-    kind: &'static str,
-    target: Uuid,
-    detail: &T,
-) -> Result<(&'static str, String, Value), WorkflowError> {
-    let detail = serde_json::to_value(detail)
-        .map_err(|error| WorkflowError::decode("link detail", error))?;
-    Ok((kind, target.to_string(), detail))
-}
-
 /// The `workflow_links` table.
 #[derive(Debug, Clone)]
 pub(crate) struct Links {
@@ -108,21 +97,16 @@ impl Links {
             .await
     }
 
-    /// Links a participant to its campaign and, when it is about to take stock, to that
-    /// reservation: both in one statement, so a join costs its reaction one commit here.
-    pub async fn add_participant(
+    pub async fn add_campaign(
         &self,
         tenant: &str,
         participant_id: Uuid,
         campaign_id: Uuid,
-        reservation: Option<&ReservationLink>,
     ) -> Result<(), WorkflowError> {
+        let link = CampaignLink { campaign_id };
         let owner = Owner::Participant(participant_id);
-        let mut links = vec![link(CAMPAIGN, campaign_id, &CampaignLink { campaign_id })?];
-        if let Some(reservation) = reservation {
-            links.push(link(RESERVATION, reservation.reservation_id, reservation)?);
-        }
-        self.upsert_all(tenant, owner, links).await
+        self.upsert(tenant, owner, CAMPAIGN, campaign_id, &link)
+            .await
     }
 
     /// The campaign of a participant, when its join was handled by this version.
@@ -173,45 +157,27 @@ impl Links {
         &self,
         tenant: &str,
         owner: Owner,
-        kind: &'static str,
+        kind: &str,
         target: Uuid,
         detail: &T,
     ) -> Result<(), WorkflowError> {
-        self.upsert_all(tenant, owner, vec![link(kind, target, detail)?])
-            .await
-    }
-
-    /// [`Self::upsert`] of several links of one owner (of different kinds or targets) in one
-    /// statement: a `VALUES` row per link, so each number of links is its own prepared
-    /// statement, planned like the single row.
-    async fn upsert_all(
-        &self,
-        tenant: &str,
-        owner: Owner,
-        links: Vec<(&'static str, String, Value)>,
-    ) -> Result<(), WorkflowError> {
         let (owner_kind, owner_id) = owner.parts();
-        let rows: Vec<String> = (0..links.len())
-            .map(|index| {
-                let first = 4 + 3 * index;
-                format!("($1, $2, $3, ${first}, ${}, ${})", first + 1, first + 2)
-            })
-            .collect();
-        let sql = format!(
+        let detail = serde_json::to_value(detail)
+            .map_err(|error| WorkflowError::decode("link detail", error))?;
+        sqlx::query(
             "INSERT INTO workflow_links (tenant_id, owner_kind, owner_id, link_kind, target, detail) \
-             VALUES {} \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (tenant_id, owner_kind, owner_id, link_kind, target) \
              DO UPDATE SET detail = workflow_links.detail || jsonb_strip_nulls(EXCLUDED.detail)",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(owner_kind)
-            .bind(owner_id);
-        for (kind, target, detail) in links {
-            query = query.bind(kind).bind(target).bind(detail);
-        }
-        query.execute(&self.pool).await?;
+        )
+        .bind(tenant)
+        .bind(owner_kind)
+        .bind(owner_id)
+        .bind(kind)
+        .bind(target.to_string())
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
