@@ -33,6 +33,20 @@ pub enum DevstackError {
         /// Where the service writes its log.
         log: PathBuf,
     },
+    /// A server named by the environment does not answer.
+    #[error(
+        "{setting} names {value}, but nothing answers at {addresses}: start that server, or unset {setting} to use the project's own {service}"
+    )]
+    Unreachable {
+        /// The service the setting names.
+        service: &'static str,
+        /// The environment variable.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// The addresses tried.
+        addresses: String,
+    },
     /// A file-system operation failed.
     #[error("cannot {action} {}", path.display())]
     Io {

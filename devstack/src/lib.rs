@@ -8,9 +8,11 @@
 //! - `services` starts both together and writes the shell environment that points at them;
 //! - [`testkit`] gives every integration test its own database and unique topic names.
 //!
-//! `DATABASE_URL` and `KAFKA_BROKERS`, when set, name existing servers: nothing is started then.
+//! `DATABASE_URL` and `KAFKA_BROKERS`, when set, name existing servers: nothing is started then,
+//! and one that does not answer is an error (`given`).
 
 mod error;
+mod given;
 mod install;
 mod layout;
 mod postgres;

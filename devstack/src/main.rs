@@ -16,7 +16,8 @@ const USAGE: &str = "usage: devstack up | down | status
   down    stop the services started by `up`
   status  print what runs; exit code 0 only when both services run
 
-DATABASE_URL / KAFKA_BROKERS, when set, name existing servers: `up` then starts nothing.";
+DATABASE_URL / KAFKA_BROKERS, when set, name existing servers: `up` then starts nothing,
+and fails when nothing answers there.";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

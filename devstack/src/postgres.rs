@@ -11,6 +11,7 @@ use std::process::Command;
 
 use uuid::Uuid;
 
+use crate::given::{ensure_answers, postgres_addresses};
 use crate::install::{PostgresBinaries, ensure_postgres};
 use crate::layout::Layout;
 use crate::process::{describe, free_port, is_root, run};
@@ -66,6 +67,7 @@ impl LocalPostgres {
     /// Uses `existing` when given, otherwise starts (or reuses) the project's private cluster.
     pub fn start_with(layout: &Layout, existing: Option<String>) -> Result<Self, DevstackError> {
         if let Some(url) = existing {
+            ensure_answers("PostgreSQL", DATABASE_URL, &url, &postgres_addresses(&url))?;
             return Ok(Self { url, started: None });
         }
         let cluster = Cluster::prepare(layout, ensure_postgres()?)?;

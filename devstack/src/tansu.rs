@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::given::{broker_addresses, ensure_answers};
 use crate::install::{TansuBinary, ensure_tansu};
 use crate::layout::Layout;
 use crate::process::{POLL, free_port, is_alive, port_accepts, runs_program, terminate};
@@ -51,6 +52,12 @@ impl LocalTansu {
     /// Uses `existing` bootstrap servers when given, otherwise starts (or reuses) the project's broker.
     pub fn start_with(layout: &Layout, existing: Option<String>) -> Result<Self, DevstackError> {
         if let Some(brokers) = existing {
+            ensure_answers(
+                "Tansu",
+                KAFKA_BROKERS,
+                &brokers,
+                &broker_addresses(&brokers),
+            )?;
             return Ok(Self {
                 brokers,
                 started: None,
