@@ -65,6 +65,28 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A row of [`load_checkpoints`]' query.
+    fn from_row(row: &PgRow) -> Result<Self, ReplayError> {
+        let sealed = Sealed::from_row(row)?;
+        let Json(heads) = row.try_get::<Json<Heads>, _>("heads")?;
+        let tenant_digests = heads
+            .iter()
+            .map(|(tenant, heads)| (tenant.clone(), tenant_digest(heads)))
+            .collect();
+        Ok(Self {
+            checkpoint_no: sealed.checkpoint_no,
+            transaction_id: sealed.transaction_id,
+            position: sealed.position,
+            event_count: sealed.event_count,
+            cumulative_hash: sealed.cumulative_hash,
+            heads,
+            tenant_digests,
+            prev_seal: hash_from_bytes(row.try_get("prev_seal")?),
+            seal: sealed.seal,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
     /// The seal these fields should carry.
     pub fn expected_seal(&self, key: &AuditKey) -> Hash {
         let mut digest = Sha256::new();
@@ -216,29 +238,6 @@ pub async fn load_checkpoints(pool: &PgPool) -> Result<Vec<Checkpoint>, ReplayEr
         checkpoints.push(Checkpoint::from_row(&row)?);
     }
     Ok(checkpoints)
-}
-
-impl Checkpoint {
-    fn from_row(row: &PgRow) -> Result<Self, ReplayError> {
-        let sealed = Sealed::from_row(row)?;
-        let Json(heads) = row.try_get::<Json<Heads>, _>("heads")?;
-        let tenant_digests = heads
-            .iter()
-            .map(|(tenant, heads)| (tenant.clone(), tenant_digest(heads)))
-            .collect();
-        Ok(Self {
-            checkpoint_no: sealed.checkpoint_no,
-            transaction_id: sealed.transaction_id,
-            position: sealed.position,
-            event_count: sealed.event_count,
-            cumulative_hash: sealed.cumulative_hash,
-            heads,
-            tenant_digests,
-            prev_seal: hash_from_bytes(row.try_get("prev_seal")?),
-            seal: sealed.seal,
-            created_at: row.try_get("created_at")?,
-        })
-    }
 }
 
 /// The newest checkpoint's end; `None` before the first. Its heads are not read: a seal must
