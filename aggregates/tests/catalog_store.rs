@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 const TENANT: &str = "acme";
 
-async fn pool() -> PgPool {
+async fn pool() -> (TestDatabase, PgPool) {
     let db = TestDatabase::create()
         .await
         .expect("a test database (is DATABASE_URL set?)");
@@ -27,7 +27,7 @@ async fn pool() -> PgPool {
         .await
         .expect("connect to the test database");
     migrate(&pool).await.expect("migrate");
-    pool
+    (db, pool)
 }
 
 fn at() -> DateTime<Utc> {
@@ -72,7 +72,8 @@ async fn create_product(store: &PgEventStore, code: &str, id: u128, price: Money
 
 #[tokio::test]
 async fn a_product_written_through_the_executor_is_in_the_store_catalog() {
-    let store = PgEventStore::new(pool().await).with_upcasters(product::upcasters());
+    let (_db, pool) = pool().await;
+    let store = PgEventStore::new(pool).with_upcasters(product::upcasters());
     create_product(&store, "TEE-RED", 1, eur(1999)).await;
     let catalog = StoreCatalog::new(store);
 
@@ -93,7 +94,7 @@ async fn a_product_written_through_the_executor_is_in_the_store_catalog() {
 
 #[tokio::test]
 async fn a_stored_v1_product_created_event_is_read_as_v2() {
-    let pool = pool().await;
+    let (_db, pool) = pool().await;
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('product', 'acme/OLD-1', 1, 'product.created', '1', $1, $2)",
@@ -142,7 +143,8 @@ async fn a_stored_v1_product_created_event_is_read_as_v2() {
 
 #[tokio::test]
 async fn a_campaign_is_created_only_for_a_product_in_the_store_catalog() {
-    let store = PgEventStore::new(pool().await).with_upcasters(product::upcasters());
+    let (_db, pool) = pool().await;
+    let store = PgEventStore::new(pool).with_upcasters(product::upcasters());
     create_product(&store, "TEE-RED", 1, eur(2000)).await;
     let catalog: Arc<dyn Catalog> = Arc::new(StoreCatalog::new(store.clone()));
     let campaigns = CommandExecutor::<Campaign>::new(store.clone(), catalog);

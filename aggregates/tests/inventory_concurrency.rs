@@ -21,7 +21,7 @@ const TENANT: &str = "acme";
 const STOCK: u64 = 10;
 const TASKS: u32 = 64;
 
-async fn store() -> PgEventStore {
+async fn store() -> (TestDatabase, PgEventStore) {
     let db = TestDatabase::create()
         .await
         .expect("a test database (is DATABASE_URL set?)");
@@ -31,7 +31,7 @@ async fn store() -> PgEventStore {
         .await
         .expect("connect to the test database");
     migrate(&pool).await.expect("migrate");
-    PgEventStore::new(pool)
+    (db, PgEventStore::new(pool))
 }
 
 fn item() -> StockItem {
@@ -143,13 +143,13 @@ fn inventory_type() -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_reservations_on_ten_units_in_one_process_never_oversell() {
-    let store = store().await;
+    let (_db, store) = store().await;
     race(&store, &[executor(&store)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_reservations_on_ten_units_across_two_processes_never_oversell() {
-    let store = store().await;
+    let (_db, store) = store().await;
     race(&store, &[executor(&store), executor(&store)]).await;
 }
 

@@ -28,6 +28,7 @@ struct EngineApp {
     addr: std::net::SocketAddr,
     client: Client,
     engine: Option<Engine>,
+    /// Last, so the database goes after everything that still uses it.
     _db: TestDatabase,
 }
 

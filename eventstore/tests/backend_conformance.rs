@@ -3,6 +3,7 @@
 
 mod common;
 
+use commerce_devstack::testkit::TestDatabase;
 use commerce_eventstore::conformance::{self, AGGREGATE_TYPE};
 use commerce_eventstore::{
     BackendError, EventBackend, EventMetadata, ExpectedVersion, NewStreamEvent, PgBackend,
@@ -10,8 +11,9 @@ use commerce_eventstore::{
 };
 use uuid::Uuid;
 
-async fn backend() -> PgBackend {
-    PgBackend::new(PgEventStore::new(common::fresh_pool().await))
+async fn backend() -> (TestDatabase, PgBackend) {
+    let (db, pool) = common::fresh_pool().await;
+    (db, PgBackend::new(PgEventStore::new(pool)))
 }
 
 fn event(tenant: &str) -> NewStreamEvent {
@@ -26,12 +28,13 @@ fn event(tenant: &str) -> NewStreamEvent {
 
 #[tokio::test]
 async fn postgres_passes_the_backend_conformance_suite() {
-    conformance::run_all(&backend().await).await;
+    let (_db, backend) = backend().await;
+    conformance::run_all(&backend).await;
 }
 
 #[tokio::test]
 async fn given_an_event_id_stored_in_another_stream_when_appended_then_it_is_refused() {
-    let backend = backend().await;
+    let (_db, backend) = backend().await;
     let first = StreamRef::new(AGGREGATE_TYPE, common::stream("t", "a"));
     let second = StreamRef::new(AGGREGATE_TYPE, common::stream("t", "b"));
     let shared = event("t");
@@ -59,7 +62,7 @@ async fn given_an_event_id_stored_in_another_stream_when_appended_then_it_is_ref
 
 #[tokio::test]
 async fn given_a_stored_batch_when_resent_with_any_then_it_is_not_duplicated() {
-    let backend = backend().await;
+    let (_db, backend) = backend().await;
     let stream = StreamRef::new(AGGREGATE_TYPE, common::stream("t", "any"));
     let batch = vec![event("t"), event("t")];
     backend
@@ -81,7 +84,7 @@ async fn given_a_stored_batch_when_resent_with_any_then_it_is_not_duplicated() {
 
 #[tokio::test]
 async fn given_metadata_of_another_tenant_when_appended_then_nothing_is_written() {
-    let backend = backend().await;
+    let (_db, backend) = backend().await;
     let stream = StreamRef::new(AGGREGATE_TYPE, common::stream("t", "x"));
 
     let refused = backend

@@ -11,7 +11,8 @@ use common::{context, fresh_pool, stream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn given_many_tasks_on_one_aggregate_when_they_add_then_no_update_is_lost() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     // Three executors stand for three processes sharing the database.
     let config = ExecutorConfig {
         max_attempts: 50,
@@ -87,7 +88,8 @@ async fn given_many_tasks_on_one_aggregate_when_they_add_then_no_update_is_lost(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn given_one_process_when_many_tasks_hit_one_stream_then_they_are_serialised_without_retries()
 {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let no_retry = ExecutorConfig {
         max_attempts: 1,
         ..ExecutorConfig::default()

@@ -42,7 +42,8 @@ fn context_of(n: usize) -> CommandContext {
 async fn given_many_commands_on_one_stream_when_they_queue_then_each_gets_its_own_outcome() {
     // Given one process hitting one stream with 240 mixed commands at once, and a second
     // process writing to it now and then (so some batches conflict and are re-run)
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let other = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "hot");

@@ -14,7 +14,7 @@ use common::{context, fresh_pool, stream};
 async fn given_a_command_dropped_before_its_append_when_the_next_runs_then_it_decides_on_the_stored_state()
  {
     // Given an executor whose cache is warm at a stored value of 10
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "counter");

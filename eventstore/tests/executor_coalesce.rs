@@ -31,7 +31,8 @@ async fn add_all(executor: &CommandExecutor<Counter>, adds: &[(String, i64)]) ->
 async fn given_commands_on_many_new_streams_when_they_append_at_once_then_each_gets_its_own_chained_events_in_shared_transactions()
  {
     // Given an executor and 300 commands, each on a stream of its own
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let adds: Vec<(String, i64)> = (1..=300).map(|n| (format!("s{n}"), n)).collect();
 
@@ -111,7 +112,7 @@ async fn given_commands_on_many_new_streams_when_they_append_at_once_then_each_g
 async fn given_a_stream_another_process_moved_on_when_its_command_appends_with_new_streams_then_only_it_retries()
  {
     // Given a stream at 10 in this process's cache, which another process then adds 1 to
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let other = CommandExecutor::<Counter>::new(PgEventStore::new(pool.clone()), ());
@@ -157,7 +158,7 @@ async fn given_a_writer_racing_for_a_sequence_when_its_statement_fails_on_the_ke
  {
     // Given a stream at 10 in this process's cache, and another transaction holding its
     // sequence 2 uncommitted
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let raced = stream("t", "raced");

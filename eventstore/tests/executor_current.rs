@@ -13,7 +13,8 @@ use common::{context, fresh_pool, stream};
 async fn given_streams_cold_warm_and_stale_when_read_then_the_state_equals_the_full_fold() {
     // Given a store, an executor with snapshots every 3 events, and a second executor
     // standing for another process
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let config = ExecutorConfig {
         snapshot_every: 3,
         ..ExecutorConfig::default()
@@ -81,7 +82,8 @@ async fn given_streams_cold_warm_and_stale_when_read_then_the_state_equals_the_f
 async fn given_a_snapshot_when_read_again_and_written_then_reads_share_it_and_writes_leave_it_alone()
  {
     // Given a stream this executor wrote once
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::new(store, ());
     let s = stream("t", "shared");
     executor

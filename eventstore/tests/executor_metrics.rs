@@ -68,7 +68,8 @@ async fn given_a_stale_cache_when_its_append_conflicts_then_the_retry_is_counted
     let counters = Counters::default();
     let _recorder = metrics::set_default_local_recorder(&counters);
     let retries = "command_retries_total{aggregate=Counter,reason=conflict}";
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let stale = CommandExecutor::<Counter>::new(store.clone(), ());
     let other = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "metered");
@@ -101,7 +102,8 @@ async fn given_a_cold_slot_on_an_existing_stream_when_its_guess_misses_then_it_i
     let counters = Counters::default();
     let _recorder = metrics::set_default_local_recorder(&counters);
     let cold = "command_retries_total{aggregate=Counter,reason=cold}";
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let other = CommandExecutor::<Counter>::new(store.clone(), ());
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
 

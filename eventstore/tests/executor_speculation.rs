@@ -36,7 +36,8 @@ async fn folded(store: &PgEventStore, s: &StreamId) -> (i64, u64) {
 
 #[tokio::test]
 async fn given_a_new_stream_when_a_cold_slot_appends_then_it_lands_first_and_chained() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "new");
 
@@ -53,7 +54,8 @@ async fn given_a_new_stream_when_a_cold_slot_appends_then_it_lands_first_and_cha
 #[tokio::test]
 async fn given_a_stream_another_process_wrote_when_a_cold_slot_appends_then_it_lands_after_it() {
     // Given events written by another process (an executor this one shares nothing with)
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let other = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "existing");
     for amount in [10, 20] {
@@ -86,7 +88,8 @@ async fn given_a_stream_another_process_wrote_when_a_cold_slot_appends_then_it_l
 #[tokio::test]
 async fn given_a_stream_with_stock_when_a_cold_slot_takes_then_the_stored_state_decides() {
     // Given a stream holding 7, written by another process
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let other = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "stock");
     other
@@ -108,7 +111,8 @@ async fn given_a_stream_with_stock_when_a_cold_slot_takes_then_the_stored_state_
 
 #[tokio::test]
 async fn given_a_new_stream_when_a_cold_slot_takes_then_it_is_refused_on_the_stored_state() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "empty");
 
@@ -130,7 +134,8 @@ async fn given_a_new_stream_when_a_cold_slot_takes_then_it_is_refused_on_the_sto
 async fn given_an_existing_stream_when_a_cold_keyed_command_appends_then_its_record_names_the_true_sequence()
  {
     // Given a stream another process wrote
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let other = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "keyed");
     other
@@ -164,7 +169,8 @@ async fn given_an_existing_stream_when_a_cold_keyed_command_appends_then_its_rec
 
 #[tokio::test]
 async fn given_guessing_disabled_when_cold_slots_append_then_they_load_first_and_agree() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let config = ExecutorConfig {
         speculate_new_streams: false,
         ..ExecutorConfig::default()
@@ -188,7 +194,8 @@ async fn given_guessing_disabled_when_cold_slots_append_then_they_load_first_and
 
 #[tokio::test]
 async fn given_two_processes_racing_to_create_a_stream_when_both_guess_then_both_commands_land() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let left = CommandExecutor::<Counter>::new(store.clone(), ());
     let right = CommandExecutor::<Counter>::new(store.clone(), ());
     let s = stream("t", "race");

@@ -62,7 +62,7 @@ async fn drain_until(log: &GlobalLog, cursor: &mut LogCursor, expected: usize) -
 
 #[tokio::test]
 async fn f7_an_open_transaction_holds_the_log_reader_back_but_not_the_naive_reader() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let log = store.global_log();
 
@@ -121,7 +121,7 @@ async fn f7_an_open_transaction_holds_the_log_reader_back_but_not_the_naive_read
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_once_in_a_stable_order()
  {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let executor = CommandExecutor::<Counter>::new(store.clone(), ());
     let log = store.global_log();
@@ -185,7 +185,7 @@ async fn given_concurrent_writers_when_tailing_then_every_event_is_read_exactly_
 
 #[tokio::test]
 async fn given_a_listener_when_an_event_is_appended_then_it_is_woken() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool);
     let mut wakeups = store.global_log().wakeups().await.expect("listen");
     CommandExecutor::<Counter>::new(store.clone(), ())
@@ -203,7 +203,7 @@ async fn given_a_listener_when_an_event_is_appended_then_it_is_woken() {
 /// still hears about an append, from the store's notifier after the commit.
 #[tokio::test]
 async fn given_a_listener_elsewhere_when_an_event_is_appended_then_a_notify_follows_the_commit() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let in_commit_triggers: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'events_notify'")
             .fetch_one(&pool)
@@ -233,7 +233,7 @@ async fn given_a_listener_elsewhere_when_an_event_is_appended_then_a_notify_foll
 /// batch would pass over the rest for ever (RELIABILITY.md findings 4, 8 and 9).
 #[tokio::test]
 async fn given_transaction_ids_across_a_power_of_ten_then_batches_read_every_event_once_in_order() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let log = store.global_log();
     for n in 0..300 {

@@ -35,7 +35,8 @@ fn json_of(counter: &Counter) -> Value {
 #[test]
 fn snapshot_loaded_and_cached_state_equal_the_full_fold() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let store = runtime.block_on(async { PgEventStore::new(fresh_pool().await) });
+    let (_db, pool) = runtime.block_on(fresh_pool());
+    let store = PgEventStore::new(pool);
     let proptest_config = ProptestConfig {
         cases: 32,
         ..ProptestConfig::default()
@@ -79,7 +80,8 @@ fn snapshot_loaded_and_cached_state_equal_the_full_fold() {
 
 #[tokio::test]
 async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instead() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let s = stream("t", "c");
     let executor = CommandExecutor::<Counter>::with_config(store.clone(), (), config(2));
     executor
@@ -120,7 +122,8 @@ async fn given_unusable_snapshots_when_loading_then_the_events_are_folded_instea
 
 #[tokio::test]
 async fn given_a_history_when_loaded_as_of_a_sequence_then_later_events_are_left_out() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let s = stream("t", "c");
     CommandExecutor::<Counter>::new(store.clone(), ())
         .execute(
@@ -156,7 +159,8 @@ async fn median_latency(
 
 #[tokio::test]
 async fn a_10000_event_stream_stays_fast() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::with_config(store.clone(), (), config(100));
     let short = stream("t", "short");
     let long = stream("t", "long");
@@ -212,7 +216,8 @@ async fn a_10000_event_stream_stays_fast() {
 
 #[tokio::test]
 async fn given_a_snapshot_large_enough_to_compress_when_written_then_it_is_stored_with_lz4() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let executor = CommandExecutor::<Counter>::with_config(store.clone(), (), config(2));
     let s = stream("t", "noted");
     // Notes make the state grow with the stream, as a campaign's participants do.

@@ -20,13 +20,13 @@ fn executor(store: &PgEventStore) -> CommandExecutor<Counter> {
 
 #[tokio::test]
 async fn given_a_migrated_database_when_migrated_again_then_nothing_fails() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     migrate(&pool).await.expect("second run is a no-op");
 }
 
 #[tokio::test]
 async fn given_stored_events_when_updated_deleted_or_truncated_then_the_database_refuses() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     executor(&store)
         .execute(stream("t", "c"), CounterCommand::Add(1), context("t"))
@@ -58,7 +58,7 @@ async fn given_stored_events_when_updated_deleted_or_truncated_then_the_database
 
 #[tokio::test]
 async fn given_a_command_when_executed_then_events_carry_metadata_and_global_coordinates() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool);
     let ctx = keyed("acme", "k-1", "h").with_request_hash("h");
     let outcome = executor(&store)
@@ -89,7 +89,8 @@ async fn given_a_command_when_executed_then_events_carry_metadata_and_global_coo
 
 #[tokio::test]
 async fn given_a_rejected_command_when_executed_then_nothing_is_appended() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let exec = executor(&store);
     let s = stream("t", "stock");
     exec.execute(s.clone(), CounterCommand::Add(2), context("t"))
@@ -110,7 +111,8 @@ async fn given_a_rejected_command_when_executed_then_nothing_is_appended() {
 
 #[tokio::test]
 async fn given_a_stream_of_another_tenant_when_executing_then_tenant_mismatch() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let result = executor(&store)
         .execute(stream("a", "c"), CounterCommand::Add(1), context("b"))
         .await;
@@ -122,7 +124,8 @@ async fn given_a_stream_of_another_tenant_when_executing_then_tenant_mismatch() 
 
 #[tokio::test]
 async fn given_a_repeated_idempotency_key_when_executed_then_the_first_outcome_is_replayed() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let exec = executor(&store);
     let s = stream("t", "c");
     let first = exec
@@ -190,7 +193,8 @@ async fn given_a_repeated_idempotency_key_when_executed_then_the_first_outcome_i
 
 #[tokio::test]
 async fn given_a_keyed_no_op_command_when_repeated_then_it_is_recorded_and_replayed() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let exec = executor(&store);
     let s = stream("t", "c");
     let first = exec
@@ -212,7 +216,8 @@ async fn given_a_keyed_no_op_command_when_repeated_then_it_is_recorded_and_repla
 
 #[tokio::test]
 async fn given_concurrent_twins_with_one_key_when_executed_then_one_runs_and_the_other_replays() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     // Two executors = two processes, so the twins are not serialised by one slot.
     let (left, right) = (executor(&store), executor(&store));
     let s = stream("t", "twins");
@@ -236,7 +241,8 @@ async fn given_concurrent_twins_with_one_key_when_executed_then_one_runs_and_the
 
 #[tokio::test]
 async fn given_another_process_appended_when_a_stale_cache_appends_then_it_catches_up() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let no_retry = ExecutorConfig {
         max_attempts: 1,
         ..ExecutorConfig::default()
@@ -307,7 +313,7 @@ async fn given_another_process_appended_when_a_stale_cache_appends_then_it_catch
 
 #[tokio::test]
 async fn given_a_v1_event_in_the_store_when_read_then_it_is_upcast_to_v2() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let s = stream("t", "old");
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
@@ -365,7 +371,7 @@ async fn given_a_v1_event_in_the_store_when_read_then_it_is_upcast_to_v2() {
 
 #[tokio::test]
 async fn given_events_written_by_the_engine_when_cqrs_es_loads_them_then_state_is_equal() {
-    let pool = fresh_pool().await;
+    let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool.clone());
     let s = stream("t", "compat");
     executor(&store)
@@ -423,7 +429,8 @@ fn command() -> impl Strategy<Value = CounterCommand> {
 #[test]
 fn es1_es3_properties() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let store = runtime.block_on(async { PgEventStore::new(fresh_pool().await) });
+    let (_db, pool) = runtime.block_on(fresh_pool());
+    let store = PgEventStore::new(pool);
     let exec = executor(&store);
     let config = ProptestConfig {
         cases: 24,
@@ -478,7 +485,8 @@ fn apply_expected(state: &mut Counter, command: &CounterCommand) {
 
 #[tokio::test]
 async fn given_stream_ids_with_the_same_key_when_loaded_per_tenant_then_they_are_separate() {
-    let store = PgEventStore::new(fresh_pool().await);
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
     let exec = executor(&store);
     exec.execute(stream("a", "SKU-1"), CounterCommand::Add(1), context("a"))
         .await

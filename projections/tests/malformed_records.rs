@@ -21,7 +21,6 @@ use uuid::Uuid;
 const TENANT: &str = "t1";
 
 struct Bench {
-    db: TestDatabase,
     config: WorkerConfig,
     producer: FutureProducer,
     /// Next offset to reach per partition: what was produced.
@@ -29,6 +28,8 @@ struct Bench {
     positions: i64,
     /// Produce every record to this partition (otherwise the key decides).
     partition: Option<i32>,
+    /// Last, so the database goes after everything that still uses it.
+    db: TestDatabase,
 }
 
 impl Bench {

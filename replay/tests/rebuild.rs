@@ -27,10 +27,11 @@ const TENANT: &str = "tenant-r";
 const SKUS: u64 = 24;
 
 struct Stack {
-    _db: TestDatabase,
     store: PgEventStore,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Last, so the database goes after everything that still uses it.
+    db: TestDatabase,
 }
 
 impl Stack {
@@ -73,7 +74,7 @@ impl Stack {
             }),
         ];
         Self {
-            _db: db,
+            db,
             store,
             stop,
             tasks,
@@ -109,11 +110,13 @@ impl Stack {
         }
     }
 
-    async fn stop(self) {
+    /// Stops the relay and the worker; the database stays while the returned handle lives.
+    async fn stop(self) -> TestDatabase {
         let _ = self.stop.send(true);
         for task in self.tasks {
             task.await.expect("component task");
         }
+        self.db
     }
 }
 
@@ -234,7 +237,7 @@ async fn a_rebuild_under_live_load_swaps_in_the_fold_of_the_store_and_loses_noth
     );
     let live = snapshot(stack.pool()).await;
     let store = stack.store.clone();
-    stack.stop().await;
+    let _db = stack.stop().await;
     // And the live models equal a fresh fold of the store
     rebuild_read_models(&store, Rebuild::All, |_| {})
         .await

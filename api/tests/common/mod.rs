@@ -26,6 +26,7 @@ pub const TENANT_B: &str = "globex";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
+    /// Last, so the database goes after everything that still uses it.
     pub db: TestDatabase,
 }
 

@@ -9,8 +9,9 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 /// A fresh, migrated database from the devstack test kit (server in `DATABASE_URL`), with a
-/// pool large enough for the concurrency tests.
-pub async fn fresh_pool() -> PgPool {
+/// pool large enough for the concurrency tests. The database lives as long as the
+/// [`TestDatabase`].
+pub async fn fresh_pool() -> (TestDatabase, PgPool) {
     let db = TestDatabase::create()
         .await
         .expect("test database (is DATABASE_URL set?)");
@@ -20,7 +21,7 @@ pub async fn fresh_pool() -> PgPool {
         .await
         .expect("connect to test database");
     migrate(&pool).await.expect("migrate");
-    pool
+    (db, pool)
 }
 
 pub fn stream(tenant: &str, key: &str) -> StreamId {

@@ -18,11 +18,12 @@ use crate::testing::{History, Rng, VecSource, dump};
 use crate::{open_dead_letters, resolve_dead_letter};
 
 struct Setup {
-    db: TestDatabase,
     config: WorkerConfig,
     producer: FutureProducer,
     /// Next offset to reach per partition: what was produced.
     ends: HashMap<(String, i32), i64>,
+    /// Last, so the database goes after everything that still uses it.
+    db: TestDatabase,
 }
 
 async fn setup() -> Setup {

@@ -37,7 +37,6 @@ pub fn eur() -> Currency {
 }
 
 pub struct Harness {
-    pub db: TestDatabase,
     pub store: PgEventStore,
     pub catalog: InMemoryCatalog,
     pub orders: CommandExecutor<Order>,
@@ -45,6 +44,8 @@ pub struct Harness {
     pub inventory: CommandExecutor<Inventory>,
     pub campaigns: CommandExecutor<Campaign>,
     offset_secs: Arc<AtomicI64>,
+    /// Last, so the database goes after everything that still uses it.
+    pub db: TestDatabase,
 }
 
 impl Harness {
