@@ -54,7 +54,7 @@ impl Binaries {
 
     /// `cargo build` of the `commerce` binary and the relay example in the chosen profile.
     pub async fn build(&self) -> anyhow::Result<()> {
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut command = Command::from(commerce_devstack::cargo());
         command
             .current_dir(&self.root)
             .env("CARGO_TARGET_DIR", &self.target)

@@ -134,8 +134,7 @@ pub fn ensure_tansu() -> Result<TansuBinary, DevstackError> {
         "devstack: Tansu is missing, running `cargo {}` (about 13 minutes on 2 cores, once)",
         TANSU_INSTALL.join(" ")
     );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo()
         .args(TANSU_INSTALL)
         // Build in cargo's own temporary folder, not in the project's shared target folder.
         .env_remove("CARGO_TARGET_DIR")

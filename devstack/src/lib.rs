@@ -6,11 +6,13 @@
 //! - `postgres` / `tansu` start, reuse and stop one service each, under `<project>/.local/`;
 //! - `tansu_index` ([`index_tansu_storage`]) works around Tansu 0.6.0's unindexed headers and watermarks;
 //! - `services` starts both together and writes the shell environment that points at them;
+//! - [`cargo`] starts cargo from a program cargo runs, without rebuilding what a plain build made;
 //! - [`testkit`] gives every integration test its own database and unique topic names.
 //!
 //! `DATABASE_URL` and `KAFKA_BROKERS`, when set, name existing servers: nothing is started then,
 //! and one that does not answer is an error (`given`).
 
+mod cargo;
 mod error;
 mod given;
 mod install;
@@ -22,6 +24,7 @@ mod tansu;
 mod tansu_index;
 pub mod testkit;
 
+pub use cargo::cargo;
 pub use error::DevstackError;
 pub use install::{PostgresBinaries, TansuBinary, ensure_postgres, ensure_tansu};
 pub use layout::Layout;

@@ -6,7 +6,6 @@
 //! `COMMERCE_BIN` names a prebuilt binary instead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::FaultError;
@@ -31,8 +30,7 @@ fn locate_or_build() -> Result<PathBuf, FaultError> {
         return Ok(path);
     }
     let workspace = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = commerce_devstack::cargo();
     command
         .args([
             "build",
