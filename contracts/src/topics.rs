@@ -11,6 +11,12 @@ use crate::events::{
     ShipmentEvent,
 };
 
+/// The PostgreSQL `NOTIFY` channel (in the engine's database) on which the relay announces
+/// that it published to the aggregate topics, at most about twice a second. A projection worker
+/// that found nothing to fetch for a while stops fetching and resumes on it: an idle engine
+/// then keeps the broker idle too.
+pub const RELAYED_CHANNEL: &str = "commerce_relayed";
+
 /// The prefix of the aggregate topics.
 pub const AGGREGATE_TOPIC_PREFIX: &str = "commerce.";
 /// Every order event.

@@ -8,6 +8,7 @@
 //! any more: a stale leader can at worst publish duplicates, never advance past unpublished
 //! events.
 
+use commerce_contracts::topics::RELAYED_CHANNEL;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool};
 
@@ -54,6 +55,15 @@ impl Leadership {
     /// Persists `cursor` (only after the broker acknowledged everything up to it).
     pub(crate) async fn save<S: LogSource>(&mut self, cursor: S::Cursor) -> Result<(), RelayError> {
         S::save_cursor(&mut self.connection, &self.name, cursor).await
+    }
+
+    /// Tells whoever listens on [`RELAYED_CHANNEL`] that records were published.
+    pub(crate) async fn announce(&mut self) -> Result<(), RelayError> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(RELAYED_CHANNEL)
+            .execute(&mut self.connection)
+            .await?;
+        Ok(())
     }
 
     /// Checks that the lock connection (and so the lock) is still alive.

@@ -8,7 +8,9 @@
 //! Memory stays bounded by one batch however long the broker is away. When the log is
 //! drained the loop sleeps until a wake-up ([`LogWakeups`]: an append committed by this
 //! process, or a `NOTIFY commerce_events` from another) or the polling interval, whichever
-//! comes first.
+//! comes first. After persisting a batch's cursor the relay announces it on
+//! [`RELAYED_CHANNEL`](commerce_contracts::topics::RELAYED_CHANNEL), at most every
+//! [`ANNOUNCE_EVERY`]: projection workers that stopped fetching while nothing came resume on it.
 //!
 //! The loop is generic over its [`LogSource`]: PostgreSQL's global log by default
 //! ([`Relay::new`]), or another event store's global order ([`Relay::on_backend`]).
@@ -32,6 +34,10 @@ use crate::topics::{TopicAdmin, TopicNames};
 
 /// How often an idle active relay checks that the broker still answers.
 const IDLE_PROBE_EVERY: Duration = Duration::from_secs(5);
+/// The least time between two announcements of published records. A worker resumes for
+/// longer than this (`commerce_projections`' quiet spell), so one announcement covers every
+/// batch published until the next.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 /// How long a producer being replaced may still hand over queued messages.
 const RETIRE_FLUSH: Duration = Duration::from_millis(500);
 
@@ -192,6 +198,7 @@ impl<S: LogSource> Relay<S> {
         self.status.set_cursor::<S>(cursor);
         let mut idle = Idle::new(self.source.wakeups(cursor).await);
         let mut backoff = Backoff::new(self.config.backoff);
+        let mut announced: Option<Instant> = None;
         loop {
             let batch = match shutdown
                 .guard(self.source.read_after(cursor, self.config.batch_size))
@@ -239,6 +246,13 @@ impl<S: LogSource> Relay<S> {
                 Published::Done => {}
             }
             leader.save::<S>(last).await?;
+            if announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
+                // Best effort: a worker that misses it still looks now and then.
+                if let Err(error) = leader.announce().await {
+                    tracing::warn!(%error, "announcing published records");
+                }
+                announced = Some(Instant::now());
+            }
             cursor = last;
             backoff.reset();
             self.status.set_cursor::<S>(cursor);

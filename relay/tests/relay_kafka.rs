@@ -39,6 +39,36 @@ async fn given_concurrent_writers_then_every_event_is_on_its_topics_in_aggregate
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_published_events_then_the_relay_announces_them_once_they_are_on_the_broker() {
+    let db = database().await;
+    let brokers = shared_brokers();
+    let config = config(&brokers);
+    let mut listener = sqlx::postgres::PgListener::connect_with(db.pool())
+        .await
+        .expect("listener");
+    listener
+        .listen(commerce_contracts::topics::RELAYED_CHANNEL)
+        .await
+        .expect("listen");
+    let relay = start(config.clone(), db.pool());
+
+    let written = [NewEvent::order("order-announced", 1)];
+    append(db.pool(), &written).await;
+    let announcement = tokio::time::timeout(READ_TIMEOUT, listener.recv())
+        .await
+        .expect("an announcement")
+        .expect("a notification");
+    assert_eq!(
+        announcement.channel(),
+        commerce_contracts::topics::RELAYED_CHANNEL
+    );
+    // By then the event is on its topics: a consumer woken by it finds the event.
+    let received = read_all(&brokers, &config, &written, READ_TIMEOUT);
+    assert_complete_and_ordered(&config, &written, &received);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn given_an_event_then_envelope_key_and_headers_match_the_contract() {
     let db = database().await;
     let brokers = shared_brokers();

@@ -14,12 +14,17 @@
 //! by nobody for long (a stuck group coordinator, as Tansu 0.6's after a member dies without
 //! leaving), the workers move together to a fresh Kafka group (see `membership`).
 //!
+//! A worker that received nothing for a while pauses its partitions until the relay announces
+//! records (see `quiet`).
+//!
 //! Layout: `context` (rebalance callbacks and lag statistics), `offsets` (stored offsets),
-//! `membership` (the workers' record of their group, and the move to a fresh Kafka group).
+//! `membership` (the workers' record of their group, and the move to a fresh Kafka group),
+//! `quiet` (pausing while nothing comes).
 
 mod context;
 mod membership;
 mod offsets;
+mod quiet;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +42,7 @@ use sqlx::{Acquire, PgConnection, PgPool};
 
 use self::context::{Owned, WorkerContext};
 use self::membership::Membership;
+use self::quiet::Quiet;
 use crate::analytics::{create_topics, publish_outbox};
 use crate::error::ProjectionError;
 use crate::event::{AGGREGATE_TYPES, DecodedEvent, EventRecord};
@@ -142,13 +148,20 @@ pub async fn run(
     let projector = Projector::new(ReadModelSchema::Live, config.publish_analytics);
     let mut progress: HashMap<(String, i32), i64> = HashMap::new();
     let mut last_housekeeping = Instant::now();
+    let mut quiet = Quiet::start(&pool);
     tokio::pin!(shutdown);
     loop {
+        let nap = quiet.sleep_for(HOUSEKEEPING, Instant::now());
         let message = tokio::select! {
             () = &mut shutdown => break,
             message = consumer.recv() => Some(message),
-            // Wake up now and then even without records: housekeeping and failures.
-            () = tokio::time::sleep(HOUSEKEEPING) => None,
+            () = quiet.announced() => {
+                quiet.wake(&consumer, Instant::now());
+                None
+            }
+            // Wake up now and then even without records: housekeeping, failures, and pausing
+            // or looking when due.
+            () = tokio::time::sleep(nap) => None,
         };
         if let Some(failure) = consumer.context().failure() {
             return Err(ProjectionError::Rebuild(format!(
@@ -157,6 +170,7 @@ pub async fn run(
         }
         match message {
             Some(Ok(first)) => {
+                quiet.received(Instant::now());
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     // Only what is already fetched: a zero timeout polls the queue once.
@@ -176,6 +190,7 @@ pub async fn run(
             Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             None => {}
         }
+        quiet.tick(&consumer, Instant::now());
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             housekeeping(&pool, &consumer, analytics.as_mut(), &config, &mut progress).await;
@@ -196,6 +211,7 @@ pub async fn run(
                         subscribe(&pool, &config, &membership.kafka_group())?,
                     );
                     tokio::task::block_in_place(|| drop(old));
+                    quiet.wake(&consumer, Instant::now());
                 }
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "group membership not recorded"),

@@ -305,6 +305,42 @@ async fn workers_killed_at_random_points_and_a_second_worker_change_nothing() {
     assert_eq!(incremental, rebuilt);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_quiet_long_enough_to_pause_projects_what_comes_later_announced_or_not() {
+    let mut setup = setup().await;
+    let mut rng = Rng::new(11);
+    let log = History::random(&mut rng, 12).interleave(&mut rng);
+    let (first, rest) = log.split_at(log.len() / 3);
+    let (unannounced, announced) = rest.split_at(rest.len() / 2);
+    let worker = setup.spawn_worker();
+    for record in first {
+        setup.publish(record).await;
+    }
+    setup.quiescent().await;
+    // Given the worker quiet for longer than its spell: its partitions are paused
+    tokio::time::sleep(quiet::QUIET + Duration::from_millis(500)).await;
+    // When records come that nobody announces, its own looks find them
+    for record in unannounced {
+        setup.publish(record).await;
+    }
+    setup.quiescent().await;
+    // And once paused again, records the relay announces are fetched from where it stopped
+    tokio::time::sleep(quiet::QUIET + Duration::from_millis(500)).await;
+    for record in announced {
+        setup.publish(record).await;
+    }
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(commerce_contracts::topics::RELAYED_CHANNEL)
+        .execute(setup.db.pool())
+        .await
+        .expect("announce");
+    setup.quiescent().await;
+    worker.abort();
+    // Then nothing was skipped or applied twice
+    let (incremental, rebuilt) = setup.incremental_and_rebuilt(&log).await;
+    assert_eq!(incremental, rebuilt);
+}
+
 /// Terminates every other connection to the test database, as a PostgreSQL restart would.
 async fn terminate_connections(admin: &mut sqlx::PgConnection, database: &str) -> u64 {
     sqlx::query(
