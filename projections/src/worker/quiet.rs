@@ -160,7 +160,10 @@ impl Quiet {
 /// librdkafka notices resumed partitions only when its broker thread next wakes, up to a second
 /// later (measured: 80 ms to more than 400 ms), while any request to the broker wakes it at once
 /// (then the fetch starts within 10 ms). The watermarks of one partition are the cheapest such
-/// request; they are asked for off the runtime's threads, and the answer is not needed.
+/// request; they are asked for off the runtime's threads, and the answer is not needed. They
+/// wake only the thread of that partition's leader: on a cluster of several brokers, partitions
+/// led by the others still start at their thread's next wake (Kafka, unlike Tansu, answers an
+/// idle fetch cheaply, so a worker there pauses for little gain but loses nothing).
 fn nudge<C: ConsumerContext + 'static>(
     consumer: &Arc<StreamConsumer<C>>,
     partitions: &TopicPartitionList,
