@@ -57,6 +57,10 @@ pub struct Plan {
     pub level_duration: Duration,
     /// Unmeasured load before the first level: connections, caches, JIT-free but cold pages.
     pub warmup: Duration,
+    /// Runs of (a)'s last level on new aggregates after the levels, for (f)'s growth per
+    /// aggregate (a slope over several is steadier than one difference: RSS moves by several
+    /// MiB from one settled end to the next as the allocator keeps or returns pages).
+    pub repeats: usize,
     /// Join requests sent to the hot aggregate in (b).
     pub hot_requests: usize,
     /// Concurrent clients of (b).
@@ -111,6 +115,7 @@ impl Plan {
                 clients: vec![1, 8, 64],
                 level_duration: seconds(1),
                 warmup: Duration::from_millis(500),
+                repeats: 1,
                 hot_requests: 300,
                 hot_clients: 64,
                 latency_duration: seconds(2),
@@ -131,6 +136,7 @@ impl Plan {
                 clients: vec![1, 8, 64],
                 level_duration: seconds(15),
                 warmup: seconds(3),
+                repeats: 4,
                 hot_requests: 100_000,
                 hot_clients: 64,
                 latency_duration: seconds(30),

@@ -70,7 +70,7 @@ pub struct MemorySummary {
     pub rss_after_b_mib: Option<f64>,
     pub peak_through_b_mib: Option<f64>,
     /// RSS growth per aggregate touched while (a)'s last level ran again on new aggregates
-    /// (equal concurrency, caches already full), bytes.
+    /// (equal concurrency, caches already full), bytes: the slope over the repeats.
     pub bytes_per_aggregate: Option<f64>,
 }
 
@@ -145,8 +145,8 @@ fn memory_summary(a: Option<&Throughput>, b: Option<&Hot>) -> Option<MemorySumma
         return None;
     }
     let bytes_per_aggregate = a
-        .and_then(|a| a.repeat.as_ref())
-        .and_then(|repeat| repeat.bytes_per_aggregate());
+        .and_then(|a| a.repeats.as_ref())
+        .and_then(|repeats| repeats.bytes_per_aggregate());
     Some(MemorySummary {
         peak_through_a_mib: a.map(|a| a.peak_mib),
         rss_after_b_mib: b.map(|b| b.memory_after.rss_mib),

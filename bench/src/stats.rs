@@ -29,6 +29,19 @@ pub fn ratio(part: f64, whole: f64) -> Option<f64> {
     (whole > 0.0).then(|| part / whole)
 }
 
+/// The least-squares slope of `y` over `x`, or `None` with fewer than two distinct `x`.
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|&(x, _)| x).sum::<f64>() / n;
+    let mean_y = points.iter().map(|&(_, y)| y).sum::<f64>() / n;
+    let spread: f64 = points.iter().map(|&(x, _)| (x - mean_x).powi(2)).sum();
+    let together: f64 = points
+        .iter()
+        .map(|&(x, y)| (x - mean_x) * (y - mean_y))
+        .sum();
+    (spread > 0.0).then(|| together / spread)
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
@@ -56,6 +69,27 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_points_on_a_line_then_the_slope_is_the_line_s() {
+        let points = [(0.0, 5.0), (10.0, 25.0), (20.0, 45.0), (30.0, 65.0)];
+        assert_eq!(slope(&points), Some(2.0));
+    }
+
+    #[test]
+    fn given_scattered_points_then_the_slope_is_the_least_squares_one() {
+        // RSS (MiB) after each of five runs of (a)'s last level, measured 2026-11-29.
+        let points = [(0.0, 84.1), (1.0, 86.6), (2.0, 102.3), (3.0, 94.8), (4.0, 103.0)];
+        let fitted = slope(&points).expect("distinct x");
+        assert!((fitted - 4.6).abs() < 1e-9, "{fitted}");
+    }
+
+    #[test]
+    fn given_fewer_than_two_distinct_x_then_there_is_no_slope() {
+        assert_eq!(slope(&[]), None);
+        assert_eq!(slope(&[(1.0, 2.0)]), None);
+        assert_eq!(slope(&[(1.0, 2.0), (1.0, 3.0)]), None);
+    }
 
     #[test]
     fn given_a_hundred_samples_then_percentiles_are_nearest_rank() {

@@ -6,10 +6,11 @@
 //! engine's projection worker polls the broker every `fetch.wait.max.ms`, which keeps Tansu
 //! busy (about 90 % of a core at the default 25 ms on this machine), and a baseline measured
 //! beside it would credit the engine with that cost. Memory (f) is read after each
-//! level, with the number of aggregates touched so far, and once more around a repeat of the
-//! last level on new aggregates: growth at equal concurrency is what an unbounded cache shows
-//! (between levels, RSS also grows with the number of clients: connections, buffers, the
-//! allocator's per-thread arenas).
+//! level, with the number of aggregates touched so far, and around repeats of the last level
+//! on new aggregates: growth at equal concurrency is what an unbounded cache shows (between
+//! levels, RSS also grows with the number of clients: connections, buffers, the allocator's
+//! per-thread arenas). The growth per aggregate is the slope of RSS over the aggregates the
+//! repeats created, each point taken once the engine settled.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::engine::reset_peak;
 use crate::load::{Run, Stop, classify, closed_loop, transport};
 use crate::plan::Plan;
 use crate::services::Services;
-use crate::stats::{Percentiles, rate, ratio};
+use crate::stats::{Percentiles, rate, ratio, slope};
 
 /// One concurrency level.
 #[derive(Debug, Clone, Serialize)]
@@ -45,24 +46,37 @@ pub struct Level {
 
 /// The last level run again on new aggregates, to see whether memory grows with them.
 #[derive(Debug, Clone, Serialize)]
-pub struct Repeat {
+pub struct Repeats {
     pub clients: usize,
-    /// New aggregates the repeat created.
-    pub aggregates: u64,
-    /// The engine's memory once the last level had settled, and once the repeat had: both
-    /// taken in the same state, so the difference is what the new aggregates left behind
-    /// (the end of a level, under load, holds requests and queues in flight, and the
+    /// The engine's memory once the last level had settled, then once each repeat had, with
+    /// the new aggregates created since the first point. Every point is taken in the same
+    /// state (the end of a level, under load, holds requests and queues in flight, and the
     /// allocator returns pages some time after a level ends).
-    pub before: MemoryMib,
-    pub after: MemoryMib,
+    pub points: Vec<MemoryPoint>,
 }
 
-impl Repeat {
-    /// RSS growth per aggregate the repeat created, bytes.
+/// The engine's settled memory after `aggregates` new aggregates.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryPoint {
+    pub aggregates: u64,
+    pub memory: MemoryMib,
+}
+
+impl Repeats {
+    /// RSS growth per aggregate the repeats created, bytes: the least-squares slope over
+    /// every point.
     pub fn bytes_per_aggregate(&self) -> Option<f64> {
-        (self.aggregates > 0).then(|| {
-            (self.after.rss_mib - self.before.rss_mib) * 1024.0 * 1024.0 / self.aggregates as f64
-        })
+        let points: Vec<(f64, f64)> = self
+            .points
+            .iter()
+            .map(|point| {
+                (
+                    point.aggregates as f64,
+                    point.memory.rss_mib * 1024.0 * 1024.0,
+                )
+            })
+            .collect();
+        slope(&points)
     }
 }
 
@@ -71,7 +85,7 @@ impl Repeat {
 pub struct Throughput {
     pub levels: Vec<Level>,
     /// The last level again, for (f)'s growth per aggregate.
-    pub repeat: Option<Repeat>,
+    pub repeats: Option<Repeats>,
     /// The engine's peak RSS over every level (f).
     pub peak_mib: f64,
 }
@@ -141,36 +155,42 @@ pub async fn run(bench: &Bench, baselines: &[f64]) -> anyhow::Result<Throughput>
         levels.push(level);
         bench.settle().await?;
     }
-    let repeat = match bench.plan.clients.last() {
-        Some(&clients) => {
-            let before = bench.memory_mib();
-            let run = put_new_skus(
-                bench,
-                &format!("R{clients}"),
-                clients,
-                Stop::After(bench.plan.level_duration),
-            )
-            .await;
-            bench.settle().await?;
-            let repeat = Repeat {
-                clients,
-                aggregates: run.ok,
-                before,
-                after: bench.memory_mib(),
-            };
-            eprintln!(
-                "(a) {clients:>2} clients again on {} new aggregates: RSS {:.1} → {:.1} MiB, each settled",
-                repeat.aggregates, repeat.before.rss_mib, repeat.after.rss_mib
-            );
-            Some(repeat)
-        }
+    let repeats = match bench.plan.clients.last() {
+        Some(&clients) => Some(repeat(bench, clients).await?),
         None => None,
     };
     Ok(Throughput {
         peak_mib: bench.memory_mib().peak_mib,
         levels,
-        repeat,
+        repeats,
     })
+}
+
+/// Runs `clients` loops on new aggregates `plan.repeats` times, settling after each.
+async fn repeat(bench: &Bench, clients: usize) -> anyhow::Result<Repeats> {
+    let mut points = vec![MemoryPoint {
+        aggregates: 0,
+        memory: bench.memory_mib(),
+    }];
+    let mut aggregates = 0;
+    for round in 1..=bench.plan.repeats {
+        let run = put_new_skus(
+            bench,
+            &format!("R{round}-{clients}"),
+            clients,
+            Stop::After(bench.plan.level_duration),
+        )
+        .await;
+        bench.settle().await?;
+        aggregates += run.ok;
+        let memory = bench.memory_mib();
+        eprintln!(
+            "(a) {clients:>2} clients again ({round} of {}), {aggregates} new aggregates in all: RSS {:.1} MiB, settled",
+            bench.plan.repeats, memory.rss_mib
+        );
+        points.push(MemoryPoint { aggregates, memory });
+    }
+    Ok(Repeats { clients, points })
 }
 
 /// `PUT /inventory` of SKU `<prefix>-<n>` (a new aggregate per request) from `clients` loops.
