@@ -79,7 +79,13 @@ mod tests {
     #[test]
     fn given_scattered_points_then_the_slope_is_the_least_squares_one() {
         // RSS (MiB) after each of five runs of (a)'s last level, measured 2026-11-29.
-        let points = [(0.0, 84.1), (1.0, 86.6), (2.0, 102.3), (3.0, 94.8), (4.0, 103.0)];
+        let points = [
+            (0.0, 84.1),
+            (1.0, 86.6),
+            (2.0, 102.3),
+            (3.0, 94.8),
+            (4.0, 103.0),
+        ];
         let fitted = slope(&points).expect("distinct x");
         assert!((fitted - 4.6).abs() < 1e-9, "{fitted}");
     }
