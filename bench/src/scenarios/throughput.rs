@@ -3,9 +3,9 @@
 //! beside single-row INSERT commits from as many connections.
 //!
 //! The INSERT baseline is measured before the engine starts ([`baselines`]): even idle, the
-//! engine's projection worker polls the broker every `fetch.wait.max.ms`, which keeps Tansu
-//! busy (about 90 % of a core at the default 25 ms on this machine), and a baseline measured
-//! beside it would credit the engine with that cost. Memory (f) is read after each
+//! engine is not free (its projection worker looks for unannounced records every second, which
+//! keeps Tansu at about 0.08 of a core on this machine; 0.45 before it paused while quiet), and
+//! a baseline measured beside it would credit the engine with that cost. Memory (f) is read after each
 //! level, with the number of aggregates touched so far, and around repeats of the last level
 //! on new aggregates: growth at equal concurrency is what an unbounded cache shows (between
 //! levels, RSS also grows with the number of clients: connections, buffers, the allocator's
