@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
 use commerce_aggregates::order::{Order, OrderStatus};
-use commerce_aggregates::payment::{Payment, PaymentCommand};
+use commerce_aggregates::payment::{Payment, PaymentCommand, RefundOutcome};
 use commerce_domain::{LocationId, Money, Quantity, ReservationId, Sku};
 use uuid::Uuid;
 
@@ -186,7 +186,10 @@ pub(crate) async fn settle_payment(
     .flatten()
     .try_fold(0_i64, |sum, money| sum.checked_add(money.amount_minor()));
     let currency = payment.amount().map(|m| m.currency());
-    let pending = payment.refund_pending().map_or(0, |m| m.amount_minor());
+    // One compensation refund per payment: a re-run (from any cause) names the same refund, so
+    // the aggregate dedupes the request and a pending one is settled rather than doubled.
+    let refund_id = derived(&["refund", &payment_id.to_string()]);
+    let asked_before = payment.refund_request(refund_id);
     drop(payment);
     let provider_ref = match provider_ref {
         Some(reference) => Some(reference),
@@ -225,34 +228,46 @@ pub(crate) async fn settle_payment(
         return Ok(());
     };
     let owed = captured.saturating_sub(taken_back);
-    if owed == 0 && pending == 0 {
-        return Ok(());
-    }
-    // One compensation refund per payment: a re-run (from any cause) names the same refund, so
-    // the aggregate dedupes the request and a pending one is settled rather than doubled.
-    let refund_id = derived(&["refund", &payment_id.to_string()]);
-    if owed > 0 {
-        engine
-            .issue(
-                &engine.payments,
-                cause,
-                &format!("refund:{payment_id}"),
-                payment_id.to_string(),
-                PaymentCommand::RequestRefund {
-                    refund_id,
-                    amount: Money::new(owed, currency),
-                    reason: "compensation".to_owned(),
-                    at: now,
-                },
-            )
-            .await?;
-    }
+    // The provider is asked for this refund's own amount: other refunds (an operator's, still
+    // pending at the provider) are not ours to send again.
+    let amount = match asked_before {
+        Some((amount, RefundOutcome::Pending)) => amount.amount_minor(),
+        Some((_, RefundOutcome::Settled)) => return Ok(()),
+        Some((amount, RefundOutcome::Failed)) => {
+            tracing::warn!(
+                tenant = %cause.tenant,
+                %payment_id,
+                %refund_id,
+                amount = amount.amount_minor(),
+                "the compensation refund failed at the provider; it needs an operator"
+            );
+            return Ok(());
+        }
+        None if owed == 0 => return Ok(()),
+        None => {
+            engine
+                .issue(
+                    &engine.payments,
+                    cause,
+                    &format!("refund:{payment_id}"),
+                    payment_id.to_string(),
+                    PaymentCommand::RequestRefund {
+                        refund_id,
+                        amount: Money::new(owed, currency),
+                        reason: "compensation".to_owned(),
+                        at: now,
+                    },
+                )
+                .await?;
+            owed
+        }
+    };
     if let Some(reference) = &provider_ref {
         engine
             .gateway
             .refund(
                 reference,
-                Money::new(owed.max(pending), currency),
+                Money::new(amount, currency),
                 &format!("refund:{refund_id}"),
             )
             .await?;

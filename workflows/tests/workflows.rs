@@ -14,11 +14,12 @@ use commerce_aggregates::payment::{
 };
 use commerce_aggregates::shipment::ShipmentStatus;
 use commerce_contracts::events::CancelReason;
+use commerce_domain::Money;
 use commerce_eventstore::{
     CommandContext, EventBackend, EventMetadata, ExpectedVersion, NewStreamEvent, PgBackend,
     StreamId, StreamRef,
 };
-use common::{Gate, Harness, Hooked, Overlap, PRICE, TENANT};
+use common::{Gate, Harness, Hooked, Overlap, PRICE, RecordingGateway, TENANT, eur};
 use uuid::Uuid;
 
 fn final_status(status: Option<OrderStatus>) -> bool {
@@ -274,6 +275,69 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
     let payment = h.payment(h.order(paid).await.payment_ids()[0]).await;
     assert_eq!(payment.status(), Some(PaymentStatus::Refunded));
     engine.abort();
+}
+
+#[tokio::test]
+async fn a_cancel_after_an_operator_refund_asks_the_provider_only_for_the_rest() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 1).await;
+    let gateway = Arc::new(RecordingGateway::default());
+    let engine = h.spawn_with(gateway.clone(), 1);
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(20, "the order confirmed", || async {
+        h.order(order_id).await.status() == Some(OrderStatus::Confirmed)
+    })
+    .await;
+    // given: an operator refunded most of the charge, still pending at the provider
+    let payment_id = h.order(order_id).await.payment_ids()[0];
+    let operator_refund = PRICE * 4 / 5;
+    h.payments
+        .execute(
+            StreamId::new(TENANT, payment_id.to_string()).expect("stream"),
+            PaymentCommand::RequestRefund {
+                refund_id: Uuid::new_v4(),
+                amount: Money::new(operator_refund, eur()),
+                reason: "goodwill".to_owned(),
+                at: h.now(),
+            },
+            CommandContext::new(EventMetadata::new(TENANT, "operator")),
+        )
+        .await
+        .expect("operator refund requested");
+
+    // when: the customer cancels
+    h.order_command(
+        order_id,
+        OrderCommand::Cancel {
+            reason: CancelReason::CustomerRequest,
+            note: None,
+            by: "cust-1".to_owned(),
+            at: h.now(),
+        },
+    )
+    .await;
+
+    // then: compensation refunds what is still owed, and the provider is asked for that alone
+    h.eventually(20, "the compensation refund", || async {
+        h.count_events("payment.refunded").await == 1 && h.settled().await
+    })
+    .await;
+    engine.abort();
+    let payment = h.payment(payment_id).await;
+    assert_eq!(
+        payment.refunded().map(|m| m.amount_minor()),
+        Some(PRICE - operator_refund)
+    );
+    assert_eq!(
+        payment.refund_pending().map(|m| m.amount_minor()),
+        Some(operator_refund)
+    );
+    assert_eq!(
+        gateway.net_total(),
+        operator_refund,
+        "the provider keeps what the operator's pending refund will return"
+    );
 }
 
 #[tokio::test]

@@ -45,10 +45,10 @@ use cqrs_es::event_sink::EventSink;
 use uuid::Uuid;
 
 use crate::{CommandError, guard};
-use state::{Phase, RefundOutcome};
+use state::Phase;
 
 pub use commands::{CreatePayment, PaymentCommand, ProviderEvent, ProviderEventKind};
-pub use state::{Payment, PaymentStatus};
+pub use state::{Payment, PaymentStatus, RefundOutcome};
 
 /// How long an authorization synthesized from a capture webhook stays valid (the provider did
 /// not tell); Stripe's default.

@@ -73,8 +73,9 @@ pub(super) struct Refund {
     pub(super) outcome: RefundOutcome,
 }
 
+/// Where a refund stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) enum RefundOutcome {
+pub enum RefundOutcome {
     Pending,
     Settled,
     Failed,
@@ -240,6 +241,13 @@ impl Payment {
             .saturating_sub(self.refunded)
             .saturating_sub(self.refund_pending)
             .saturating_sub(self.charged_back)
+    }
+
+    /// The amount and outcome of the refund `refund_id`, if it was asked for.
+    #[must_use]
+    pub fn refund_request(&self, refund_id: Uuid) -> Option<(Money, RefundOutcome)> {
+        let refund = self.refunds.get(&refund_id)?;
+        Some((self.money(refund.amount)?, refund.outcome))
     }
 
     fn money(&self, minor: i64) -> Option<Money> {
