@@ -215,6 +215,29 @@ async fn given_a_keyed_no_op_command_when_repeated_then_it_is_recorded_and_repla
 }
 
 #[tokio::test]
+async fn given_twins_whose_second_run_would_be_refused_when_executed_then_the_second_replays() {
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
+    let exec = executor(&store);
+    for round in 0..20 {
+        let s = stream("t", &format!("take-{round}"));
+        exec.execute(s.clone(), CounterCommand::Add(5), context("t"))
+            .await
+            .expect("stock");
+        // Both look for the key before either commits; the second then runs on what the first
+        // left, where taking 5 again is refused.
+        let key = format!("take-{round}");
+        let (a, b) = tokio::join!(
+            exec.execute(s.clone(), CounterCommand::Take(5), keyed("t", &key, "h")),
+            exec.execute(s.clone(), CounterCommand::Take(5), keyed("t", &key, "h")),
+        );
+        let (a, b) = (a.expect("first"), b.expect("twin replays, not refused"));
+        assert_eq!(a.events, b.events);
+        assert!(a.replayed ^ b.replayed, "round {round}: exactly one replay");
+    }
+}
+
+#[tokio::test]
 async fn given_concurrent_twins_with_one_key_when_executed_then_one_runs_and_the_other_replays() {
     let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool);

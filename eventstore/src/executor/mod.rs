@@ -276,7 +276,17 @@ where
                 .await?
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
-                Attempt::Rejected(error) => return Err(ExecuteError::Domain(error)),
+                Attempt::Rejected(error) => {
+                    // A twin with the same key may have committed since this call looked for
+                    // it (queued before it on this slot, or in another process): its outcome
+                    // is the answer, not a refusal decided on the state the twin left.
+                    if let Some(key) = &context.metadata.idempotency_key
+                        && let Some(outcome) = self.replay(stream, context, key).await?
+                    {
+                        return Ok(outcome);
+                    }
+                    return Err(ExecuteError::Domain(error));
+                }
                 Attempt::KeyTaken(key) => {
                     return match self.replay(stream, context, &key).await? {
                         Some(outcome) => Ok(outcome),
