@@ -71,12 +71,26 @@ pub(crate) async fn queue_order_lines(
     Ok(())
 }
 
+/// Serialises the summaries of one order across workers: a transaction-level advisory lock in
+/// the two-key space, "aord" in ASCII and the order's hash. An order's events and its payments'
+/// events sit in partitions that different workers may own, and each summary reads the other's
+/// tables. Whoever takes the lock second reads what the first committed (every statement of a
+/// read-committed transaction sees the commits before it) and queues after it, so the last
+/// summary of an order is never missing a change the read models hold.
+const LOCK_ORDER_SUMMARY: &str =
+    "SELECT pg_advisory_xact_lock(1634693732, hashtext($1 || '/' || $2::text))";
+
 /// Queues the order's current summary, when the order is projected (a payment may come first).
 pub(crate) async fn queue_order_summary(
     conn: &mut PgConnection,
     tenant_id: &str,
     order_id: Uuid,
 ) -> Result<(), ProjectionError> {
+    sqlx::query(LOCK_ORDER_SUMMARY)
+        .bind(tenant_id)
+        .bind(order_id)
+        .execute(&mut *conn)
+        .await?;
     if let Some(summary) = order_summary(conn, tenant_id, order_id).await? {
         queue(
             conn,
@@ -208,7 +222,11 @@ pub(crate) async fn payments_of_order(
 
 /// Produces up to `batch` queued analyst records (oldest first) and deletes the acknowledged ones.
 /// `topic_prefix` is prepended to the stream names (tests use unique topics). Returns how many
-/// records were published.
+/// records were published, or `None` when another worker is publishing.
+///
+/// One publisher at a time, whichever worker holds the outbox's lock: two publishing the same
+/// rows would send each record twice, and the older summary of an order could be acknowledged
+/// after the newer one and stay last in the compacted topic.
 ///
 /// The records are in flight together, handed to the producer in outbox order: awaiting each
 /// acknowledgement before sending the next made the worker's housekeeping one broker round trip
@@ -223,12 +241,22 @@ pub async fn publish_outbox(
     producer: &FutureProducer,
     topic_prefix: &str,
     batch: i64,
-) -> Result<usize, ProjectionError> {
+) -> Result<Option<usize>, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    // Held until the deletes commit; a transaction that only reads until then has no
+    // transaction id, so it does not hold back the log readers' horizon while records fly.
+    let publisher: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(PUBLISHER_LOCK_KEY)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !publisher {
+        return Ok(None);
+    }
     let rows: Vec<(i64, String, String, serde_json::Value)> = sqlx::query_as(
         "SELECT id, stream, record_key, payload FROM rm_meta.analytics_outbox ORDER BY id LIMIT $1",
     )
     .bind(batch)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let deliveries = rows.iter().map(|(id, stream, key, payload)| async move {
         let topic = format!("{topic_prefix}{stream}");
@@ -255,11 +283,15 @@ pub async fn publish_outbox(
     if !published.is_empty() {
         sqlx::query("DELETE FROM rm_meta.analytics_outbox WHERE id = ANY($1)")
             .bind(&published)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
     }
-    Ok(published.len())
+    tx.commit().await?;
+    Ok(Some(published.len()))
 }
+
+/// The outbox publisher's transaction-level advisory lock ("commaout" in ASCII).
+const PUBLISHER_LOCK_KEY: i64 = 0x636f_6d6d_616f_7574;
 
 /// How long an analyst record may wait for room in the producer's queue.
 const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

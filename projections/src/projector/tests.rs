@@ -459,3 +459,46 @@ async fn a_batch_with_a_gap_waits_like_the_per_event_projector() {
         .expect("pending count");
     assert_eq!(pending, 0);
 }
+
+#[tokio::test]
+async fn summaries_of_one_order_take_turns_and_other_orders_do_not_wait() {
+    // An order's events and its payments' events may be applied by two workers at once; each
+    // summary reads the other's tables, so the second must wait for the first to commit.
+    let db = database().await;
+    let (order, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let begin = |pool: PgPool| async move {
+        let mut tx = pool.begin().await.expect("begin");
+        live().begin(&mut tx).await.expect("search path");
+        tx
+    };
+    let mut first = begin(db.pool().clone()).await;
+    crate::analytics::queue_order_summary(&mut first, "t", order)
+        .await
+        .expect("first summary");
+    let second = tokio::spawn({
+        let pool = db.pool().clone();
+        async move {
+            let mut tx = begin(pool).await;
+            crate::analytics::queue_order_summary(&mut tx, "t", order)
+                .await
+                .expect("second summary");
+            tx.commit().await.expect("commit");
+        }
+    });
+    let mut unrelated = begin(db.pool().clone()).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        crate::analytics::queue_order_summary(&mut unrelated, "t", other),
+    )
+    .await
+    .expect("another order's summary does not wait")
+    .expect("unrelated summary");
+    unrelated.rollback().await.expect("rollback");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second summary waits");
+    first.commit().await.expect("commit");
+    tokio::time::timeout(std::time::Duration::from_secs(5), second)
+        .await
+        .expect("the second summary goes on once the first commits")
+        .expect("second task");
+}

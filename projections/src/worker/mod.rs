@@ -108,6 +108,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// How often offsets are committed to Kafka and the analytics outbox is drained.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How long one housekeeping pass may publish analyst records, well within the consumer's
+/// `max.poll.interval.ms`.
+const PUBLISH_BUDGET: Duration = Duration::from_secs(2);
 /// How often the partitions of the aggregate topics are read again from the broker.
 const PARTITIONS_REREAD: Duration = Duration::from_secs(30);
 /// Records applied together in one transaction, at most: those already fetched when the first
@@ -360,9 +363,12 @@ async fn housekeeping(
             }
         }
     }
+    // A backlog (the topics were unavailable for a while) is drained a budget at a time, so the
+    // worker goes back to its partitions before the group takes them away.
+    let budget = Instant::now() + PUBLISH_BUDGET;
     loop {
         match publish_outbox(pool, &analytics.producer, &config.topic_prefix, 500).await {
-            Ok(500) => continue,
+            Ok(Some(500)) if Instant::now() < budget => continue,
             Ok(_) => break,
             Err(error) => {
                 tracing::warn!(%error, "analytics outbox not drained");
@@ -562,11 +568,18 @@ fn decode(config: &WorkerConfig, message: &BorrowedMessage<'_>) -> Decoded {
                 .and_then(|key| std::str::from_utf8(key).ok())
                 .map(str::to_owned);
             let stream = match (tenant, key, config.aggregate_type_of(message.topic())) {
-                (Some(tenant_id), Some(aggregate_id), Some(aggregate_type)) => Some(StreamKey {
-                    tenant_id,
-                    aggregate_type,
-                    aggregate_id,
-                }),
+                (Some(tenant_id), Some(key), Some(aggregate_type)) => {
+                    // The relay keys a record `{tenant}/{aggregate id}`.
+                    let aggregate_id = key
+                        .strip_prefix(tenant_id.as_str())
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .map_or_else(|| key.clone(), str::to_owned);
+                    Some(StreamKey {
+                        tenant_id,
+                        aggregate_type,
+                        aggregate_id,
+                    })
+                }
                 _ => None,
             };
             return Decoded::Poison {

@@ -77,10 +77,11 @@ impl Setup {
         *end = (*end).max(offset + 1);
     }
 
+    /// Publishes `record` keyed as the relay keys it, `{tenant}/{aggregate id}`.
     async fn publish(&mut self, record: &EventRecord) {
         let value = serde_json::to_vec(record).expect("serialise");
         self.produce(
-            &record.aggregate_id,
+            &format!("{}/{}", record.tenant_id, record.aggregate_id),
             &record.tenant_id,
             &record.aggregate_type,
             &value,
@@ -227,7 +228,7 @@ async fn duplicates_disorder_and_poison_leave_the_read_models_equal_to_the_log()
         if index == poison_at {
             setup
                 .produce(
-                    &victim.aggregate_id,
+                    &format!("{}/{}", victim.tenant_id, victim.aggregate_id),
                     &victim.tenant_id,
                     "order",
                     b"\x00{not json",
