@@ -141,7 +141,13 @@ async fn on_order(engine: &Engine, cause: &Cause, event: &LogEvent) -> Result<()
 async fn on_payment(engine: &Engine, cause: &Cause, event: &LogEvent) -> Result<(), WorkflowError> {
     let payment_id = stream_uuid(event)?;
     let event = decode::<PaymentEvent>(event)?;
-    if let PaymentEvent::Authorized(authorized) = &event {
+    // A charge's authorization lapses the moment it is given (`auth_expires_at == at`): it is
+    // captured in the same decision, so there is no hold to expire. Scheduling it anyway made
+    // a deadline due at once for every paid order, and a due deadline holds new reactions back
+    // until the running ones end.
+    if let PaymentEvent::Authorized(authorized) = &event
+        && authorized.auth_expires_at > authorized.at
+    {
         engine
             .deadlines()
             .schedule(

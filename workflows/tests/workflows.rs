@@ -278,6 +278,28 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
 }
 
 #[tokio::test]
+async fn a_charged_order_leaves_no_authorization_to_expire() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 1).await;
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(20, "the order confirmed and settled", || async {
+        h.order(order_id).await.status() == Some(OrderStatus::Confirmed) && h.settled().await
+    })
+    .await;
+    engine.abort();
+    // The charge captured what it authorized at once: no hold, so no deadline for one (a due
+    // deadline holds new reactions back until the running ones end).
+    let expiries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deadlines WHERE kind = 'authorization_expiry'")
+            .fetch_one(h.db.pool())
+            .await
+            .expect("deadlines");
+    assert_eq!(expiries, 0);
+}
+
+#[tokio::test]
 async fn a_cancel_after_an_operator_refund_asks_the_provider_only_for_the_rest() {
     let h = Harness::new().await;
     h.product("TEE", PRICE);
