@@ -2,11 +2,12 @@
 //!
 //! - Scheduling is an upsert that keeps a row that already fired, so re-processing the event
 //!   that scheduled a deadline never re-arms it; a not-yet-fired row takes the newest due time.
-//! - The runner selects due, unfired rows (`FOR UPDATE SKIP LOCKED`, so concurrent runners split
-//!   the work), issues the deadline's command with the idempotency key
-//!   `deadline:{aggregate}:{key}:{kind}` and marks the row fired, one row per short
-//!   transaction. A crash between the command and the mark re-fires the same key: the store
-//!   replays the first outcome, so the command takes effect exactly once.
+//! - The runner claims a due, unfired row with a lease on `retry_at` (`FOR UPDATE SKIP LOCKED`
+//!   in the claiming statement, so concurrent runners split the work), issues the deadline's
+//!   command with the idempotency key `deadline:{aggregate}:{key}:{kind}` and marks the row
+//!   fired; no transaction stays open while the command runs. A crash between the command and
+//!   the mark re-fires the same key when the lease ends: the store replays the first outcome,
+//!   so the command takes effect exactly once.
 //! - A command refused because the aggregate moved on (a paid order, a closed campaign) counts
 //!   as fired: a late fire after a terminal state does nothing.
 //! - A command that fails (the store unreachable, conflicts beyond the retries) leaves the row
@@ -109,6 +110,10 @@ pub(crate) enum Fired {
     },
 }
 
+/// How long a claimed deadline is kept from other runners while it fires; longer than any
+/// firing takes (its commands and provider calls have their own timeouts).
+const FIRING_LEASE: TimeDelta = TimeDelta::minutes(5);
+
 /// The longest wait between two attempts of a failing deadline, in seconds.
 pub(crate) const MAX_RETRY_DELAY: i64 = 300;
 
@@ -177,11 +182,17 @@ impl Deadlines {
     }
 
     /// Claims the next due deadline, runs `fire` on it and records its outcome, or its
-    /// failure and next attempt, in one short transaction (the row lock keeps other runners
-    /// off it). `None` when nothing is due.
+    /// failure and next attempt. `None` when nothing is due.
+    ///
+    /// The claim is a lease ([`FIRING_LEASE`] on `retry_at`), committed before `fire` runs, not a
+    /// row lock held through it: a row lock gives the transaction an id, and while it is open
+    /// every reader of the global log (the relay, the projections, these process managers)
+    /// stops at the oldest open transaction, so a slow payment provider would hold the whole
+    /// pipeline up. A runner that dies while firing leaves the lease to run out; the deadline
+    /// is then due again, and its commands are keyed, so firing it twice changes nothing.
     ///
     /// # Errors
-    /// The row could not be read or updated; it is left as it was.
+    /// The row could not be read or updated. A claimed one is due again when its lease ends.
     pub async fn fire_next<F, Fut>(
         &self,
         clock: impl Fn() -> DateTime<Utc>,
@@ -192,14 +203,18 @@ impl Deadlines {
         Fut: Future<Output = Result<String, WorkflowError>>,
     {
         let now = clock();
-        let mut tx = self.pool.begin().await?;
         let row: Option<DeadlineRow> = sqlx::query_as(&format!(
-            "SELECT tenant_id, aggregate_type, aggregate_key, kind, due_at, correlation_id, \
-                    causation_id, attempts \
-             FROM deadlines WHERE {DUE} ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+            "UPDATE deadlines d SET retry_at = $2 \
+             FROM (SELECT tenant_id, aggregate_type, aggregate_key, kind FROM deadlines \
+                   WHERE {DUE} ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED) due \
+             WHERE (d.tenant_id, d.aggregate_type, d.aggregate_key, d.kind) \
+                 = (due.tenant_id, due.aggregate_type, due.aggregate_key, due.kind) \
+             RETURNING d.tenant_id, d.aggregate_type, d.aggregate_key, d.kind, d.due_at, \
+                       d.correlation_id, d.causation_id, d.attempts"
         ))
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .bind(now + FIRING_LEASE)
+        .fetch_optional(&self.pool)
         .await?;
         let Some((
             tenant,
@@ -245,15 +260,18 @@ impl Deadlines {
                 }
             }
         };
+        // Only the claim it fired: a reschedule while it fired (a new `due_at`) stays due.
         let update = match &fired {
             Fired::Done(outcome) => sqlx::query(
-                "UPDATE deadlines SET fired_at = $5, outcome = $6, retry_at = NULL \
-                 WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4",
+                "UPDATE deadlines SET fired_at = $6, outcome = $7, retry_at = NULL \
+                 WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4 \
+                   AND due_at = $5 AND fired_at IS NULL",
             )
             .bind(&tenant)
             .bind(&aggregate_type)
             .bind(&aggregate_key)
             .bind(&kind_name)
+            .bind(due_at)
             .bind(now)
             .bind(outcome),
             Fired::Failed {
@@ -261,19 +279,20 @@ impl Deadlines {
                 attempts,
                 retry_at,
             } => sqlx::query(
-                "UPDATE deadlines SET attempts = $5, retry_at = $6, last_error = $7 \
-                 WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4",
+                "UPDATE deadlines SET attempts = $6, retry_at = $7, last_error = $8 \
+                 WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_key = $3 AND kind = $4 \
+                   AND due_at = $5 AND fired_at IS NULL",
             )
             .bind(&tenant)
             .bind(&aggregate_type)
             .bind(&aggregate_key)
             .bind(&kind_name)
+            .bind(due_at)
             .bind(attempts)
             .bind(retry_at)
             .bind(error),
         };
-        update.execute(&mut *tx).await?;
-        tx.commit().await?;
+        update.execute(&self.pool).await?;
         Ok(Some(fired))
     }
 }
@@ -499,5 +518,70 @@ mod tests {
             assert_eq!(DeadlineKind::parse(&kind.name()), Some(kind));
         }
         assert_eq!(DeadlineKind::parse("reservation_expiry:nope"), None);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_being_fired_holds_no_transaction_open_and_is_not_due_to_others() {
+        let (db, deadlines) = migrated_deadlines().await;
+        let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        deadlines
+            .schedule(&cause(), DeadlineKind::OrderExpiry, "o-1", due)
+            .await
+            .expect("scheduled");
+        let (pool, others) = (db.pool().clone(), deadlines.clone());
+
+        // when: it fires, and looks around while it does
+        let fired = deadlines
+            .fire_next(
+                || due,
+                |_| async move {
+                    let open: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND backend_xid IS NOT NULL",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .expect("activity");
+                    let due_to_others = others.any_due(due).await.expect("checked");
+                    Ok(format!("{open} open, due to others: {due_to_others}"))
+                },
+            )
+            .await
+            .expect("fired");
+
+        // then: no transaction of the database held the log readers back, and no other
+        // runner could take it
+        assert_eq!(
+            fired,
+            Some(Fired::Done("0 open, due to others: false".to_owned()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_whose_runner_died_while_firing_is_due_again_when_its_lease_ends() {
+        let (_db, deadlines) = migrated_deadlines().await;
+        let due = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        deadlines
+            .schedule(&cause(), DeadlineKind::OrderExpiry, "o-1", due)
+            .await
+            .expect("scheduled");
+
+        // given: a runner claimed it and died before its command answered
+        let dying = deadlines.fire_next(|| due, |_| std::future::pending());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), dying)
+                .await
+                .is_err()
+        );
+
+        // then: it waits out the lease, and then fires
+        assert!(!deadlines.any_due(due).await.expect("checked"));
+        let after_lease = due + FIRING_LEASE;
+        assert!(deadlines.any_due(after_lease).await.expect("checked"));
+        assert_eq!(
+            fire_next(&deadlines, after_lease, "none").await,
+            Some(("o-1".to_owned(), Fired::Done("appended".to_owned())))
+        );
+        assert!(!deadlines.any_due(after_lease).await.expect("checked"));
     }
 }
