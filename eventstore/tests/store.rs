@@ -215,6 +215,56 @@ async fn given_a_keyed_no_op_command_when_repeated_then_it_is_recorded_and_repla
 }
 
 #[tokio::test]
+async fn given_a_cache_ahead_of_the_store_when_commands_append_then_they_reload_and_leave_no_gap() {
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool.clone());
+    let exec = executor(&store);
+    for (name, keyed_command) in [("unkeyed", false), ("keyed", true)] {
+        let s = stream("t", name);
+        for _ in 0..3 {
+            exec.execute(s.clone(), CounterCommand::Add(1), context("t"))
+                .await
+                .expect("add");
+        }
+        // given: the last two commits were lost (`synchronous_commit = off` and a crash of
+        // the database), while this process kept its cache at version 3
+        let mut conn = pool.acquire().await.expect("connection");
+        sqlx::query("SET session_replication_role = replica")
+            .execute(&mut *conn)
+            .await
+            .expect("triggers off for this session");
+        sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence > 1")
+            .bind(s.aggregate_id())
+            .execute(&mut *conn)
+            .await
+            .expect("commits lost");
+        drop(conn);
+
+        // when: the next command runs on that cache
+        let context = if keyed_command {
+            keyed("t", name, "h")
+        } else {
+            context("t")
+        };
+        let outcome = exec
+            .execute(s.clone(), CounterCommand::Add(10), context)
+            .await
+            .expect("appended after a reload");
+
+        // then: it was decided on the stored state and appended right after it
+        assert_eq!(outcome.last_sequence, 2, "{name}");
+        let sequences: Vec<u64> = store
+            .load_stream("Counter", &s)
+            .await
+            .expect("load")
+            .iter()
+            .map(|event| event.sequence)
+            .collect();
+        assert_eq!(sequences, [1, 2], "{name}");
+    }
+}
+
+#[tokio::test]
 async fn given_twins_whose_second_run_would_be_refused_when_executed_then_the_second_replays() {
     let (_db, pool) = fresh_pool().await;
     let store = PgEventStore::new(pool);

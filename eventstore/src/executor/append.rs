@@ -178,7 +178,8 @@ pub(crate) fn event_metadata(context: &CommandContext) -> Result<serde_json::Val
 /// recorded time as the outcome serialises it). The events' columns are bound as arrays;
 /// `$1` aggregate type, `$2` aggregate id and `$8` recorded time are shared by every row.
 /// The record's `INSERT` reads the events' `RETURNING` rows, so both commit or fail
-/// together, and a conflict writes neither.
+/// together, and a conflict writes neither. As in the coalesced statement, the sequence
+/// before the first must be stored, so a cache ahead of the store conflicts, not leaves a gap.
 const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
           event_id, recorded_at, prev_hash, chain_hash) \
@@ -190,6 +191,9 @@ const INSERT_EVENTS_AND_RECORD: &str = "WITH ins AS (INSERT INTO events \
                  chain_hash) \
       WHERE NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
                            AND sequence = ($3::bigint[])[1]) \
+        AND (($3::bigint[])[1] = 1 \
+             OR EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                           AND sequence = ($3::bigint[])[1] - 1)) \
      RETURNING sequence, event_type, event_version, position, event_id, recorded_at), \
      rec AS (INSERT INTO command_idempotency \
          (tenant_id, idempotency_key, request_hash, aggregate_type, aggregate_id, result) \

@@ -308,9 +308,12 @@ async fn insert(pool: &PgPool, appends: &[&Rows]) -> Result<Vec<PgRow>, sqlx::Er
 }
 
 /// The events' columns, one array element per event; `$12` is the first sequence its
-/// command writes, whose being taken means the command's stream moved on. `OFFSET 0` keeps
-/// that check a primary-key probe per row: without it the planner turns `NOT EXISTS` into an
-/// anti-join and, not knowing how many rows the arrays hold, hashes the whole `events` table.
+/// command writes, whose being taken means the command's stream moved on. The sequence
+/// before it must be stored: a cache ahead of the store (commits lost by
+/// `synchronous_commit = off` or a failover) would otherwise write a gap no reader gets past,
+/// and instead it conflicts and reloads. `OFFSET 0` keeps both checks a primary-key probe per
+/// row: without it the planner turns `NOT EXISTS` into an anti-join and, not knowing how many
+/// rows the arrays hold, hashes the whole `events` table.
 const INSERT_EVENTS: &str = "INSERT INTO events \
          (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
           event_id, recorded_at, prev_hash, chain_hash) \
@@ -325,6 +328,11 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
                          WHERE x.aggregate_type = e.aggregate_type \
                            AND x.aggregate_id = e.aggregate_id \
                            AND x.sequence = e.first_sequence OFFSET 0) \
+        AND (e.first_sequence = 1 \
+             OR EXISTS (SELECT 1 FROM events p \
+                         WHERE p.aggregate_type = e.aggregate_type \
+                           AND p.aggregate_id = e.aggregate_id \
+                           AND p.sequence = e.first_sequence - 1 OFFSET 0)) \
      RETURNING aggregate_type, aggregate_id, sequence, event_type, event_version, position, \
                event_id, recorded_at";
 
