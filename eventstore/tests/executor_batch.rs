@@ -10,7 +10,7 @@ use commerce_eventstore::{
     CommandContext, CommandExecutor, EventMetadata, ExecuteError, PgEventStore,
 };
 use common::counter::{Counter, CounterCommand, CounterError};
-use common::{fresh_pool, stream};
+use common::{context, fresh_pool, stream};
 use sqlx::Row;
 
 /// The command task `n` sends, and how many events it appends when accepted.
@@ -160,4 +160,82 @@ async fn given_many_commands_on_one_stream_when_they_queue_then_each_gets_its_ow
         (Err(_), Err(_)) => {}
         (first, again) => panic!("replay differs: {first:?} then {again:?}"),
     }
+}
+
+/// `commands` sent at once on one stream of a warm executor: the first runs, the rest queue
+/// behind it and are decided as one batch. Each caller's answer, in order.
+async fn queued_at_once(
+    executor: &CommandExecutor<Counter>,
+    key: &str,
+    commands: Vec<CounterCommand>,
+) -> Vec<Result<commerce_eventstore::CommandOutcome, ExecuteError<CounterError>>> {
+    let s = stream("t", key);
+    executor
+        .execute(s.clone(), CounterCommand::Add(1), context("t"))
+        .await
+        .expect("warm the cache");
+    futures::future::join_all(commands.into_iter().map(|command| {
+        let (executor, s) = (executor.clone(), s.clone());
+        async move {
+            tokio::spawn(async move { executor.execute(s, command, context("t")).await })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ExecuteError::Store(sqlx::Error::Protocol(
+                        "the caller's task panicked".to_owned(),
+                    )))
+                })
+        }
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_batch_with_one_event_the_database_refuses_when_appended_then_only_that_command_fails()
+ {
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
+    let executor = CommandExecutor::<Counter>::new(store.clone(), ());
+    // jsonb holds no NUL character: PostgreSQL refuses the row of the note
+    let mut commands = vec![CounterCommand::Add(1); 20];
+    commands.insert(10, CounterCommand::Note("\u{0}".to_owned()));
+
+    let answers = queued_at_once(&executor, "nul", commands).await;
+
+    let failed: Vec<usize> = (0..answers.len())
+        .filter(|&n| answers[n].is_err())
+        .collect();
+    assert_eq!(failed, [10], "only the note fails: {answers:?}");
+    let stored = store
+        .load_stream("Counter", &stream("t", "nul"))
+        .await
+        .expect("load");
+    assert_eq!(stored.len(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_handler_that_panics_after_adding_when_batched_then_the_cache_never_holds_its_event()
+ {
+    let (_db, pool) = fresh_pool().await;
+    let store = PgEventStore::new(pool);
+    let executor = CommandExecutor::<Counter>::new(store.clone(), ());
+    let mut commands = vec![CounterCommand::Add(1); 8];
+    commands.insert(4, CounterCommand::AddThenPanic(1_000));
+
+    let _answers = queued_at_once(&executor, "panic", commands).await;
+    let next = executor
+        .execute(
+            stream("t", "panic"),
+            CounterCommand::Take(1_000),
+            context("t"),
+        )
+        .await;
+
+    // then: the panicking command's 1,000 was never stored, so nothing decides on it
+    assert!(
+        matches!(
+            next,
+            Err(ExecuteError::Domain(CounterError::NotEnough { .. }))
+        ),
+        "{next:?}"
+    );
 }

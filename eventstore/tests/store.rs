@@ -550,6 +550,9 @@ fn apply_expected(state: &mut Counter, command: &CounterCommand) {
         CounterCommand::AddMany(ns) => ns.clone(),
         CounterCommand::Take(n) => vec![-n],
         CounterCommand::Note(_) | CounterCommand::Noop => vec![],
+        CounterCommand::AddThenPanic(_) => {
+            unreachable!("the model never sends a panicking command")
+        }
     };
     for amount in amounts {
         state.apply(CounterEvent::Added { amount });

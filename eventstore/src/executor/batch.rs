@@ -117,6 +117,10 @@ where
     }
 }
 
+/// Commands decided and appended together at most: a conflict re-runs the whole batch, and
+/// one statement of this many commands still commits in milliseconds.
+const MAX_BATCH: usize = 1_000;
+
 /// What one try of a batch ended with.
 enum BatchAttempt<A: Aggregate> {
     Done(Vec<Answer<A>>),
@@ -124,7 +128,8 @@ enum BatchAttempt<A: Aggregate> {
     Stale,
     /// The append lost a race: back off, then run again.
     Conflict,
-    /// A handler failed after appending events to the cached aggregate: run one by one.
+    /// A handler failed after appending events to the cached aggregate, or one command's
+    /// events could not be stored: run one by one.
     OneByOne,
 }
 
@@ -145,7 +150,11 @@ where
     async fn drive(self) {
         loop {
             let mut cached = self.slot.state.lock().await;
-            let items = std::mem::take(&mut self.slot.queue().items);
+            let items: Vec<_> = {
+                let mut queue = self.slot.queue();
+                let taken = queue.items.len().min(MAX_BATCH);
+                queue.items.drain(..taken).collect()
+            };
             if items.is_empty() {
                 return;
             }
@@ -252,6 +261,11 @@ where
 
     /// Decides every command of `batch` on the cached aggregate, then appends all their
     /// events at once.
+    ///
+    /// The cached aggregate is out of the slot while the handlers apply their events to it,
+    /// and goes back only while it matches the store, as in a single command's attempt: a
+    /// handler that panics halfway leaves the slot empty, and the next command reloads instead
+    /// of deciding on events never stored.
     async fn attempt_batch(
         &self,
         stream: &StreamId,
@@ -260,9 +274,9 @@ where
     ) -> Result<BatchAttempt<A>, StoreError> {
         let store = &self.inner.store;
         let loaded_now = slot.is_none();
-        let cached = match slot {
+        let mut cached = match slot.take() {
             Some(cached) => cached,
-            None => slot.insert(self.load_cached(stream).await?),
+            None => self.load_cached(stream).await?,
         };
         let before = cached.version;
         let mut decisions = Vec::with_capacity(batch.len());
@@ -275,24 +289,21 @@ where
                 .await;
             let appended = sink.collect().await;
             match handled {
-                Err(_) if !appended.is_empty() => {
-                    *slot = None;
-                    return Ok(BatchAttempt::OneByOne);
-                }
+                Err(_) if !appended.is_empty() => return Ok(BatchAttempt::OneByOne),
                 Err(error) => decisions.push(Decision::Refused(error)),
                 Ok(()) => {
                     decisions.push(Decision::Appends(appended.len()));
                     let encoded = encode::<A>(&appended, &item.context, &mut events, &mut metadata);
-                    if let Err(error) = encoded {
-                        // The cached aggregate already holds events that will not be stored.
-                        *slot = None;
-                        return Err(error.into());
+                    if encoded.is_err() {
+                        // One command's events cannot be stored: alone, only it fails.
+                        return Ok(BatchAttempt::OneByOne);
                     }
                 }
             }
         }
 
         if events.is_empty() {
+            *slot = Some(cached);
             // Nothing to append, so no primary key vouches for the cache: check the head.
             if !loaded_now && store.stream_version(A::TYPE, stream).await? != before {
                 self.catch_up(stream, slot, false).await?;
@@ -307,20 +318,26 @@ where
             )));
         }
         let head = (before, cached.head_hash);
-        // Until they commit, the cached aggregate is ahead of the store: any failure drops it.
-        let appended = append::append_batch(store, A::TYPE, stream, head, events, metadata)
+        let stored = match append::append_batch(store, A::TYPE, stream, head, events, metadata)
             .await
-            .inspect_err(|_| *slot = None)?;
-        let Some((stored, head_hash)) = appended else {
-            *slot = None;
-            return Ok(BatchAttempt::Conflict);
+        {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(BatchAttempt::Conflict),
+            // PostgreSQL refused the statement, so nothing of it was written: alone, only the
+            // command whose row it refused fails. Any other error leaves the outcome unknown,
+            // and every command of the batch is told so.
+            Err(StoreError::Database(sqlx::Error::Database(error))) => {
+                tracing::warn!(%stream, %error, commands = batch.len(), "a batch's append was refused; running its commands one by one");
+                return Ok(BatchAttempt::OneByOne);
+            }
+            Err(error) => return Err(error),
         };
+        let (stored, head_hash) = stored;
         store.signal_appended();
-        if let Some(cached) = slot.as_mut() {
-            cached.version = stored.last().map_or(before, |event| event.sequence);
-            cached.head_hash = head_hash;
-            self.maybe_snapshot(stream, cached, before);
-        }
+        cached.version = stored.last().map_or(before, |event| event.sequence);
+        cached.head_hash = head_hash;
+        self.maybe_snapshot(stream, &cached, before);
+        *slot = Some(cached);
         Ok(BatchAttempt::Done(answers(
             stream, before, batch, decisions, stored,
         )))

@@ -21,6 +21,8 @@ pub enum CounterCommand {
     Take(i64),
     Note(String),
     Noop,
+    /// Adds, then panics (a handler bug halfway through a decision).
+    AddThenPanic(i64),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +102,10 @@ impl Aggregate for Counter {
                 .await;
             }
             CounterCommand::Noop => {}
+            CounterCommand::AddThenPanic(amount) => {
+                sink.write(CounterEvent::Added { amount }, self).await;
+                panic!("a handler bug after adding {amount}");
+            }
         }
         Ok(())
     }
