@@ -79,7 +79,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }])
     })?;
     deserializer.end().map_err(|_| not_json())?;
+    if has_nul_escape(bytes) {
+        // PostgreSQL's jsonb and text hold no NUL: refused here, not by the event store.
+        return Err(ApiError::Validation(vec![FieldError {
+            field: String::new(),
+            message: "text may not contain the NUL character (\\u0000)".to_owned(),
+        }]));
+    }
     Ok(value)
+}
+
+/// Whether valid JSON `bytes` hold a `\u0000` escape: one whose backslash is not itself
+/// escaped (an odd run of backslashes before the `u`). A raw NUL is not valid JSON.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"u0000";
+    bytes.windows(ESCAPE.len()).enumerate().any(|(at, window)| {
+        window == ESCAPE
+            && bytes[..at]
+                .iter()
+                .rev()
+                .take_while(|&&byte| byte == b'\\')
+                .count()
+                % 2
+                == 1
+    })
 }
 
 /// serde_json appends " at line L column C"; the field path says more to a client.
@@ -228,5 +251,19 @@ mod tests {
         assert!(is_json(&headers));
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid"));
         assert!(!is_json(&headers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_nul_escape;
+
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_before_u0000_is_not() {
+        assert!(has_nul_escape(br#"{"name":"a\u0000b"}"#));
+        assert!(has_nul_escape(br#"{"name":"\\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name":"\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name":"u0000"}"#));
+        assert!(!has_nul_escape(br#"{"name":"\u00e9"}"#));
     }
 }

@@ -216,3 +216,34 @@ async fn given_requests_when_metrics_are_scraped_then_routes_statuses_and_events
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn given_text_with_a_nul_character_when_commanding_then_422_and_nothing_is_stored() {
+    let app = TestApp::start().await;
+    let token = operator(TENANT_A);
+    let before = app.event_count().await;
+
+    // PostgreSQL stores no NUL in jsonb or text: refused as input, not failed as storage
+    let response = app
+        .post("/products", &token)
+        .header("content-type", "application/json")
+        .body(r#"{"sku":"NUL-1","name":"Red\u0000shirt","price":{"amount_minor":1999,"currency":"EUR"}}"#)
+        .send()
+        .await
+        .expect("answered");
+    let body = problem(response, 422).await;
+    assert!(body.to_string().contains("NUL"), "says why: {body}");
+
+    // An escaped backslash followed by "u0000" is ordinary text
+    let response = app
+        .post("/products", &token)
+        .header("content-type", "application/json")
+        .body(
+            r#"{"sku":"NUL-2","name":"C:\\u0000","price":{"amount_minor":1999,"currency":"EUR"}}"#,
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 201);
+    assert_eq!(app.event_count().await, before + 1);
+}
