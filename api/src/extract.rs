@@ -252,11 +252,6 @@ mod tests {
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid"));
         assert!(!is_json(&headers));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::has_nul_escape;
 
     #[test]
     fn a_nul_escape_is_found_and_an_escaped_backslash_before_u0000_is_not() {
