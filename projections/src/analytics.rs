@@ -103,6 +103,83 @@ pub(crate) async fn queue_order_summary(
     Ok(())
 }
 
+/// An order whose events a rebuild applied further than the live models had, so no live
+/// worker queued their analyst records (after the swap it finds them applied).
+pub(crate) struct RebuiltOrder {
+    pub tenant_id: String,
+    pub order_id: Uuid,
+    /// The live models had not applied `order.created`: its line facts were never queued.
+    pub created_unseen: bool,
+}
+
+/// Queues, from the read models of the current search path, what the live workers would have
+/// queued for `orders`: each order's current summary, and the line facts of those created
+/// unseen. Intermediate summaries are not replayed; the compacted topic keeps the latest.
+pub(crate) async fn queue_rebuilt(
+    conn: &mut PgConnection,
+    orders: &[RebuiltOrder],
+) -> Result<(), ProjectionError> {
+    for order in orders {
+        if order.created_unseen {
+            let lines: Vec<LineRow> = sqlx::query_as(
+                "SELECT l.line_no, l.sku, l.product_id, l.quantity, l.unit_price_minor, l.currency,
+                        o.campaign_id, o.created_at
+                 FROM order_lines l JOIN orders o USING (tenant_id, order_id)
+                 WHERE l.tenant_id = $1 AND l.order_id = $2 ORDER BY l.line_no",
+            )
+            .bind(&order.tenant_id)
+            .bind(order.order_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (
+                line_no,
+                sku,
+                product_id,
+                quantity,
+                unit_price,
+                currency,
+                campaign_id,
+                ordered_at,
+            ) in lines
+            {
+                let out_of_range = |what: &str| {
+                    ProjectionError::Rebuild(format!("order line {what} out of range"))
+                };
+                let fact = AnalyticsOrderLine {
+                    tenant_id: order.tenant_id.clone(),
+                    order_id: order.order_id,
+                    line_no: u32::try_from(line_no).map_err(|_| out_of_range("number"))?,
+                    sku,
+                    product_id,
+                    quantity: u32::try_from(quantity).map_err(|_| out_of_range("quantity"))?,
+                    unit_price: Money {
+                        amount_minor: unit_price,
+                        currency: currency.clone(),
+                    },
+                    currency,
+                    campaign_id,
+                    ordered_at,
+                };
+                let key = fact.record_key();
+                queue(conn, ORDER_LINES_STREAM, &key, serde_json::to_value(fact)?).await?;
+            }
+        }
+        queue_order_summary(conn, &order.tenant_id, order.order_id).await?;
+    }
+    Ok(())
+}
+
+type LineRow = (
+    i64,
+    String,
+    Option<Uuid>,
+    i64,
+    i64,
+    String,
+    Option<Uuid>,
+    DateTime<Utc>,
+);
+
 type SummaryRow = (
     String,
     String,

@@ -10,6 +10,9 @@
 //! the shadow is checked to be at least as far as the live models on every stream, and it is put in
 //! place: for all read models the schemas are renamed (`rm` → dropped, `rm_shadow` → `rm`); for one
 //! read model its rows are replaced in one transaction. Readers see the old models until the commit.
+//! The shadow's projector queues no analyst records; in the same transaction, the orders whose
+//! events the shadow applied ahead of the live models get theirs queued from the swapped-in
+//! models (the workers will find those events applied and queue nothing).
 
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool};
 
+use crate::analytics;
 use crate::error::ProjectionError;
 use crate::event::EventRecord;
 use crate::projector::Projector;
@@ -204,10 +208,16 @@ pub async fn rebuild(
         .execute(&mut *tx)
         .await?;
     read += catch_up(&mut tx, source, &projector, what).await?;
+    let rebuilt = rebuilt_orders(&mut tx, what).await?;
     match what {
         Rebuild::All => swap_schemas(&mut tx).await?,
         Rebuild::One(model) => replace_model(&mut tx, model).await?,
     }
+    // Read from the swapped-in models, while the workers still wait for the lock.
+    Projector::new(ReadModelSchema::Live, true)
+        .begin(&mut tx)
+        .await?;
+    analytics::queue_rebuilt(&mut tx, &rebuilt).await?;
     tx.commit().await?;
     progress(Progress {
         read,
@@ -325,6 +335,53 @@ async fn catch_up(
     Err(ProjectionError::Rebuild(
         "the event store does not show events the live read models already applied".into(),
     ))
+}
+
+/// The orders whose analyst records no live worker will queue: order streams the shadow
+/// applied further than the live models, and the orders of payment streams it did. The
+/// shadow's projector queues nothing (replaying the whole history to the analyst streams would
+/// be a flood of duplicates), and after the swap the workers find these events applied.
+async fn rebuilt_orders(
+    conn: &mut PgConnection,
+    what: Rebuild,
+) -> Result<Vec<analytics::RebuiltOrder>, ProjectionError> {
+    let rows: Vec<(String, uuid::Uuid, bool)> = sqlx::query_as(
+        "WITH ahead AS (
+             SELECT s.tenant_id, s.aggregate_type, s.aggregate_id,
+                    coalesce(l.last_sequence, 0) = 0 AS created_unseen
+             FROM rm_shadow.stream_state s
+             LEFT JOIN rm.stream_state l USING (tenant_id, aggregate_type, aggregate_id)
+             WHERE s.last_sequence > coalesce(l.last_sequence, 0)
+               AND s.aggregate_type IN ('order', 'payment')
+               AND ($1::text IS NULL OR s.aggregate_type = $1))
+         SELECT tenant_id, order_id, bool_or(created_unseen) FROM (
+             SELECT tenant_id,
+                    CASE WHEN aggregate_id ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$'
+                         THEN aggregate_id::uuid END AS order_id,
+                    created_unseen
+             FROM ahead WHERE aggregate_type = 'order'
+             UNION ALL
+             SELECT a.tenant_id, p.order_id, false
+             FROM ahead a JOIN rm_shadow.payments p
+               ON p.tenant_id = a.tenant_id AND p.payment_id::text = a.aggregate_id
+             WHERE a.aggregate_type = 'payment') orders
+         WHERE order_id IS NOT NULL
+         GROUP BY tenant_id, order_id
+         ORDER BY tenant_id, order_id",
+    )
+    .bind(only(what))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(tenant_id, order_id, created_unseen)| analytics::RebuiltOrder {
+                tenant_id,
+                order_id,
+                created_unseen,
+            },
+        )
+        .collect())
 }
 
 /// How many streams the live models have applied further than the shadow.
