@@ -734,7 +734,7 @@ pub(crate) async fn on_order_confirmed(
         })
         .collect::<Vec<_>>();
     if !lines.is_empty() {
-        engine
+        let fulfilled = engine
             .issue(
                 &engine.orders,
                 cause,
@@ -748,6 +748,11 @@ pub(crate) async fn on_order_confirmed(
                 },
             )
             .await?;
+        if fulfilled.is_refused() {
+            // The order moved on since this reaction loaded it (a customer's cancel between
+            // the two): nothing is picked, so no label is bought; compensation has the rest.
+            return Ok(());
+        }
     }
     let shipment_id = ShipmentId::from_uuid(derived(&["shipment", &order_key]));
     let label = engine
