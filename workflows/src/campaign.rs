@@ -165,6 +165,9 @@ pub(crate) async fn on_joined(
         return drop_participant(engine, cause, campaign_id, participant_id, reason).await;
     };
     let amount = Money::try_from(&joined.amount).map_err(|e| invalid("join amount", e))?;
+    // A hold taken now must still be there at the close; a campaign that ends later than the
+    // provider keeps one charges at once instead (and refunds if it fails).
+    let charge_now = config.end_time - now >= engine.config.hold_validity;
     let payment_id = PaymentId::from_uuid(payment_id(participant_id));
     engine
         .links()
@@ -195,11 +198,27 @@ pub(crate) async fn on_joined(
                 amount,
                 method: method.clone(),
                 provider: engine.gateway.name().to_owned(),
-                capture_policy: CapturePolicy::Manual,
+                capture_policy: if charge_now {
+                    CapturePolicy::Automatic
+                } else {
+                    CapturePolicy::Manual
+                },
                 at: now,
             }),
         )
         .await?;
+    if charge_now {
+        let decision = engine
+            .gateway
+            .charge(&PaymentRequest {
+                payment_id,
+                method,
+                amount,
+                idempotency_key: format!("{payment_id}:charge"),
+            })
+            .await?;
+        return record_decision(engine, cause, owner, payment_id, decision, None).await;
+    }
     let decision = engine
         .gateway
         .authorize(&PaymentRequest {
@@ -284,10 +303,13 @@ pub(crate) async fn on_participant_payment_settled(
     participant_id: Uuid,
     payment_id: Uuid,
 ) -> Result<(), WorkflowError> {
+    // What the provider holds (or took), not what was asked: a partial authorization (a
+    // provider's webhook may report one) does not pay for a place, so the campaign refuses it
+    // and the hold is given back below.
     let Some(amount) = engine
         .load::<Payment>(&cause.tenant, payment_id.to_string())
         .await?
-        .amount()
+        .authorized()
     else {
         return Ok(());
     };

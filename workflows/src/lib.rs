@@ -126,6 +126,10 @@ pub struct WorkflowConfig {
     /// Participants a closing campaign's reaction copies out of the campaign and settles at
     /// a time: a flash sale's hundred thousand at once were 21 MB of the engine's heap peak.
     pub close_page: usize,
+    /// How long the payment provider keeps an uncaptured authorization (Stripe's default is
+    /// 7 days). A participant joining a campaign that ends later than that is charged at once
+    /// and refunded if the campaign fails, instead of held until the close (anchors §5).
+    pub hold_validity: chrono::Duration,
 }
 
 impl Default for WorkflowConfig {
@@ -137,6 +141,7 @@ impl Default for WorkflowConfig {
             batch_size: 200,
             concurrent_reactions: 32,
             close_page: 1024,
+            hold_validity: chrono::Duration::days(7),
         }
     }
 }

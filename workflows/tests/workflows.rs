@@ -667,6 +667,134 @@ async fn an_undecodable_event_is_parked_as_a_dead_letter_and_the_flow_goes_on() 
     engine.abort();
 }
 
+/// The payment of a campaign's participant.
+async fn payment_of(
+    h: &Harness,
+    campaign_id: commerce_domain::CampaignId,
+    participant_id: commerce_domain::ParticipantId,
+) -> commerce_aggregates::payment::Payment {
+    let payment_id = h
+        .campaign(campaign_id)
+        .await
+        .participant(participant_id)
+        .and_then(|p| p.payment_id())
+        .expect("payment");
+    h.payment(payment_id).await
+}
+
+#[tokio::test]
+async fn a_campaign_outlasting_a_hold_charges_at_join_orders_without_a_capture_or_refunds() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 10).await;
+    let engine = h.spawn();
+    // given: two campaigns ending in ten days, longer than a hold lasts (seven)
+    let (succeeds, fails) = (
+        h.create_campaign("LAMP", 2, 3, chrono::Duration::days(10))
+            .await,
+        h.create_campaign("LAMP", 2, 2, chrono::Duration::days(10))
+            .await,
+    );
+    let ordered = h
+        .join_as(succeeds, "a", "pm_card_ok")
+        .await
+        .expect("joined");
+    h.join_as(succeeds, "c", "pm_card_ok")
+        .await
+        .expect("joined");
+    let refunded = h.join_as(fails, "b", "pm_card_ok").await.expect("joined");
+
+    // then: each participant paid by a charge, not a hold
+    h.eventually(20, "all paid", || async {
+        h.campaign(succeeds).await.paid_count() == 2 && h.campaign(fails).await.paid_count() == 1
+    })
+    .await;
+    for (campaign_id, participant_id) in [(succeeds, ordered), (fails, refunded)] {
+        let payment = payment_of(&h, campaign_id, participant_id).await;
+        assert_eq!(payment.status(), Some(PaymentStatus::Captured));
+    }
+
+    // when: the end time passes (and not the reservations' grace after it)
+    h.advance(chrono::Duration::days(10) + chrono::Duration::minutes(1));
+
+    // then: the successful one orders with the money already taken, the failed one refunds
+    h.eventually(30, "the orders labelled and the refund", || async {
+        h.count_events("order.label_attached").await == 2
+            && payment_of(&h, fails, refunded).await.status() == Some(PaymentStatus::Refunded)
+    })
+    .await;
+    engine.abort();
+    let participant = h.campaign(succeeds).await;
+    let participant = participant.participant(ordered).expect("participant");
+    assert_eq!(participant.state(), ParticipantState::Ordered);
+    let order = h.order(participant.order_id().expect("ordered")).await;
+    assert_eq!(order.status(), Some(OrderStatus::Confirmed));
+    let payment = payment_of(&h, succeeds, ordered).await;
+    assert_eq!(
+        payment.captured().map(|m| m.amount_minor()),
+        Some(PRICE / 2)
+    );
+    assert_eq!(h.stock_of("LAMP").await.reserved(), 0);
+}
+
+#[tokio::test]
+async fn a_partial_authorization_pays_for_no_place_and_is_given_back() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 5).await;
+    let engine = h.spawn();
+    let campaign_id = h
+        .create_campaign("LAMP", 2, 3, chrono::Duration::hours(1))
+        .await;
+    let participant_id = h
+        .join_as(campaign_id, "a", "pm_card_requires_action")
+        .await
+        .expect("joined");
+    h.eventually(20, "the payment waiting for action", || async {
+        h.count_events("payment.requires_action").await == 1
+    })
+    .await;
+    // (a participant's payment is on the campaign once paid: find the waiting one in the log)
+    let payment_id: String = sqlx::query_scalar(
+        "SELECT split_part(aggregate_id, '/', 2) FROM events \
+         WHERE event_type = 'payment.requires_action'",
+    )
+    .fetch_one(h.db.pool())
+    .await
+    .expect("the waiting payment");
+    let payment_id = commerce_domain::PaymentId::from_uuid(payment_id.parse().expect("payment id"));
+
+    // when: the provider reports a hold of less than the price
+    h.payments
+        .execute(
+            StreamId::new(TENANT, payment_id.to_string()).expect("stream"),
+            PaymentCommand::ApplyProviderEvent(ProviderEvent {
+                provider_event_id: "evt_partial".to_owned(),
+                kind: ProviderEventKind::Authorized {
+                    auth_expires_at: h.now() + chrono::Duration::days(7),
+                },
+                amount: Some(Money::new(PRICE / 4, eur())),
+                provider_ref: None,
+                at: h.now(),
+            }),
+            CommandContext::new(EventMetadata::new(TENANT, "psp")),
+        )
+        .await
+        .expect("webhook applied");
+
+    // then: the place stays unpaid and the hold is voided
+    h.eventually(20, "the hold voided", || async {
+        h.payment(payment_id).await.status() == Some(PaymentStatus::Voided) && h.settled().await
+    })
+    .await;
+    engine.abort();
+    let participant = h.campaign(campaign_id).await;
+    assert_eq!(
+        participant.participant(participant_id).map(|p| p.state()),
+        Some(ParticipantState::Joined)
+    );
+}
+
 #[tokio::test]
 async fn flash_sale_admits_exactly_max_and_a_failed_campaign_gives_everything_back() {
     let h = Harness::new().await;
@@ -849,7 +977,9 @@ async fn an_order_whose_payment_still_awaits_action_at_expiry_voids_it_and_expir
 
 #[tokio::test]
 async fn a_participant_whose_hold_lapses_leaves_once_and_gets_the_stock_back() {
-    let h = Harness::new().await;
+    let mut h = Harness::new().await;
+    // An engine told holds last longer than the provider keeps them (the sandbox's: 7 days)
+    h.hold_validity = chrono::Duration::days(30);
     h.product("LAMP", PRICE);
     h.stock("LAMP", 5).await;
     let engine = h.spawn();

@@ -44,6 +44,8 @@ pub struct Harness {
     pub inventory: CommandExecutor<Inventory>,
     pub campaigns: CommandExecutor<Campaign>,
     offset_secs: Arc<AtomicI64>,
+    /// How long the engines trust a payment hold (`WorkflowConfig::hold_validity`).
+    pub hold_validity: chrono::Duration,
     /// Last, so the database goes after everything that still uses it.
     pub db: TestDatabase,
 }
@@ -74,6 +76,7 @@ impl Harness {
             catalog,
             db,
             offset_secs: Arc::new(AtomicI64::new(0)),
+            hold_validity: WorkflowConfig::default().hold_validity,
         }
     }
 
@@ -128,6 +131,7 @@ impl Harness {
             concurrent_reactions,
             // Closes of a few participants then take several pages, as a flash sale's does.
             close_page: 2,
+            hold_validity: self.hold_validity,
             ..WorkflowConfig::default()
         })
         .with_clock(Clock::from_fn(move || {
