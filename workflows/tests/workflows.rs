@@ -754,15 +754,7 @@ async fn a_partial_authorization_pays_for_no_place_and_is_given_back() {
         h.count_events("payment.requires_action").await == 1
     })
     .await;
-    // (a participant's payment is on the campaign once paid: find the waiting one in the log)
-    let payment_id: String = sqlx::query_scalar(
-        "SELECT split_part(aggregate_id, '/', 2) FROM events \
-         WHERE event_type = 'payment.requires_action'",
-    )
-    .fetch_one(h.db.pool())
-    .await
-    .expect("the waiting payment");
-    let payment_id = commerce_domain::PaymentId::from_uuid(payment_id.parse().expect("payment id"));
+    let payment_id = h.payment_waiting_for_action().await;
 
     // when: the provider reports a hold of less than the price
     h.payments
@@ -1110,16 +1102,7 @@ async fn participants_who_never_paid_are_dropped_when_the_campaign_closes() {
             && h.count_events("payment.requires_action").await == 1
     })
     .await;
-    // (a participant's payment is on the campaign once paid: find the waiting one in the log)
-    let unpaid_payment: String = sqlx::query_scalar(
-        "SELECT split_part(aggregate_id, '/', 2) FROM events \
-         WHERE event_type = 'payment.requires_action'",
-    )
-    .fetch_one(h.db.pool())
-    .await
-    .expect("the waiting payment");
-    let unpaid_payment =
-        commerce_domain::PaymentId::from_uuid(unpaid_payment.parse().expect("payment id"));
+    let unpaid_payment = h.payment_waiting_for_action().await;
 
     // when: the end time passes
     h.advance(chrono::Duration::hours(2));

@@ -462,6 +462,19 @@ impl Harness {
             .expect("count")
     }
 
+    /// The one payment waiting for the customer's action, found in the log (a participant's
+    /// payment is on the campaign only once paid).
+    pub async fn payment_waiting_for_action(&self) -> commerce_domain::PaymentId {
+        let payment_id: String = sqlx::query_scalar(
+            "SELECT split_part(aggregate_id, '/', 2) FROM events \
+             WHERE event_type = 'payment.requires_action'",
+        )
+        .fetch_one(self.db.pool())
+        .await
+        .expect("the waiting payment");
+        commerce_domain::PaymentId::from_uuid(payment_id.parse().expect("payment id"))
+    }
+
     /// Σ captured − Σ refunded over an order's payments.
     pub async fn net_paid(&self, order_id: OrderId) -> i64 {
         let order = self.order(order_id).await;
