@@ -19,6 +19,12 @@ use crate::{CatalogEntry, CommandError, guard};
 /// The largest `max_participants`: keeps one campaign stream (and its state) bounded.
 pub const MAX_PARTICIPANTS: u32 = 100_000;
 
+/// Longest time from a campaign's start to its end. A participant's stock is reserved at the
+/// join until a day after the end, and a reservation lasts at most
+/// [`crate::inventory::MAX_RESERVATION_TTL`] (31 days): a longer campaign would see its paid
+/// participants' stock go back on sale before its close.
+pub const MAX_CAMPAIGN_WINDOW: chrono::Duration = chrono::Duration::days(30);
+
 /// The configuration of a new campaign.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateCampaign {
@@ -158,6 +164,15 @@ impl Campaign {
         }
         if create.end_time <= create.at {
             return Err(CommandError::invalid("end_time", "must be in the future"));
+        }
+        if create.end_time - create.start_time > MAX_CAMPAIGN_WINDOW {
+            return Err(CommandError::invalid(
+                "end_time",
+                format!(
+                    "must be at most {} days after start_time",
+                    MAX_CAMPAIGN_WINDOW.num_days()
+                ),
+            ));
         }
         if create.virtual_completion_pct > 100 {
             return Err(CommandError::invalid(

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Catalog, guard};
 
-pub use commands::{CampaignCommand, CreateCampaign, MAX_PARTICIPANTS};
+pub use commands::{CampaignCommand, CreateCampaign, MAX_CAMPAIGN_WINDOW, MAX_PARTICIPANTS};
 
 /// The stream key of a campaign (the executor prefixes the tenant).
 #[must_use]

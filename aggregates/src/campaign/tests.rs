@@ -330,6 +330,13 @@ fn create_rejections() {
         ),
         (
             CreateCampaign {
+                end_time: t(10 + 30 * 24 + 1),
+                ..create_command()
+            },
+            CommandError::invalid("end_time", "must be at most 30 days after start_time"),
+        ),
+        (
+            CreateCampaign {
                 virtual_completion_pct: 101,
                 ..create_command()
             },
