@@ -318,10 +318,9 @@ where
             )));
         }
         let head = (before, cached.head_hash);
-        let stored = match append::append_batch(store, A::TYPE, stream, head, events, metadata)
-            .await
-        {
-            Ok(Some(stored)) => stored,
+        let appended = append::append_batch(store, A::TYPE, stream, head, events, metadata).await;
+        let (stored, head_hash) = match appended {
+            Ok(Some(appended)) => appended,
             Ok(None) => return Ok(BatchAttempt::Conflict),
             // PostgreSQL refused the statement, so nothing of it was written: alone, only the
             // command whose row it refused fails. Any other error leaves the outcome unknown,
@@ -332,7 +331,6 @@ where
             }
             Err(error) => return Err(error),
         };
-        let (stored, head_hash) = stored;
         store.signal_appended();
         cached.version = stored.last().map_or(before, |event| event.sequence);
         cached.head_hash = head_hash;
