@@ -38,6 +38,8 @@ struct Shared {
     relay: OnceLock<RelayStatus>,
     /// One permit per request in flight ([`Limits::max_in_flight`]).
     in_flight: Arc<Semaphore>,
+    /// One log verification at a time: each reads the whole log.
+    verification: Semaphore,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -70,6 +72,7 @@ impl AppState {
                 in_flight: Arc::new(Semaphore::new(
                     usize::try_from(limits.max_in_flight.get()).unwrap_or(usize::MAX),
                 )),
+                verification: Semaphore::new(1),
                 commands: Commands::new(pool.clone()),
                 metrics: Metrics::global(),
                 limits,
@@ -101,6 +104,11 @@ impl AppState {
     /// already serves [`Limits::max_in_flight`] requests.
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.inner.in_flight).try_acquire_owned().ok()
+    }
+
+    /// The turn to verify the log, unless a verification is running already.
+    pub fn verification_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.inner.verification.try_acquire().ok()
     }
 
     pub fn metrics(&self) -> &Metrics {

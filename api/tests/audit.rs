@@ -225,4 +225,17 @@ async fn given_a_clean_log_when_verified_then_clean_and_after_an_edit_then_the_d
     assert_eq!(damage["stream"], format!("order {TENANT_A}/{id}"));
     assert_eq!(damage["sequence"], 1);
     assert_eq!(damage["kind"], "altered");
+    assert_eq!(report["other_tenants_damage"], 0);
+
+    // And another tenant's auditor learns that the log is damaged, not where in tenant A
+    let other_auditor = self::auditor(TENANT_B);
+    let report: Value = get(&app, "/audit/verify", &other_auditor)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(report["clean"], false, "{report}");
+    assert_eq!(report["damage"], json!([]), "{report}");
+    assert_eq!(report["other_tenants_damage"], 1);
+    assert!(!report.to_string().contains(&id), "{report}");
 }

@@ -116,7 +116,10 @@ pub struct VerifyDto {
     pub events: u64,
     pub streams: u64,
     pub checkpoints: u64,
+    /// The damage of the log and of the caller's tenant's streams.
     pub damage: Vec<DamageDto>,
+    /// How many findings concern other tenants' streams (named only to their auditors).
+    pub other_tenants_damage: u64,
 }
 
 /// `GET /audit/orders/{id}/history` parameters (at most one of them).
@@ -263,12 +266,24 @@ pub async fn verify(
     principal: Principal,
 ) -> Result<Json<VerifyDto>, ApiError> {
     require_auditor(&principal)?;
+    // Each verification reads the whole log: one at a time, the others are asked to come back.
+    let Some(_turn) = state.verification_turn() else {
+        return Err(ApiError::RateLimited {
+            retry_after: std::time::Duration::from_secs(VERIFY_RETRY_AFTER_SECS),
+        });
+    };
     let store = state.commands().store();
     let report = commerce_replay::verify_database(store.pool(), store.audit_key())
         .await
         .map_err(replay_error)?;
-    Ok(Json(report.into()))
+    Ok(Json(VerifyDto::for_tenant(
+        report,
+        principal.tenant.as_str(),
+    )))
 }
+
+/// When a refused verification may ask again.
+const VERIFY_RETRY_AFTER_SECS: u64 = 5;
 
 impl From<HistoryEntry> for HistoryStep {
     fn from(entry: HistoryEntry) -> Self {
@@ -328,14 +343,28 @@ impl From<Damage> for DamageDto {
     }
 }
 
-impl From<VerifyReport> for VerifyDto {
-    fn from(report: VerifyReport) -> Self {
+impl VerifyDto {
+    /// The report as an auditor of `tenant` may see it: the verdict and the counts of the
+    /// shared log, the damage of the log itself and of the tenant's own streams, and only how
+    /// many findings concern other tenants' streams (their names and event ids are theirs).
+    fn for_tenant(report: VerifyReport, tenant: &str) -> Self {
+        let clean = report.is_clean();
+        let own_prefix = format!("{tenant}/");
+        let (own, others): (Vec<Damage>, Vec<Damage>) =
+            report
+                .damage
+                .into_iter()
+                .partition(|damage| match damage.stream.split_once(' ') {
+                    Some((_, aggregate_id)) => aggregate_id.starts_with(&own_prefix),
+                    None => true,
+                });
         Self {
-            clean: report.is_clean(),
+            clean,
             events: report.events,
             streams: report.streams,
             checkpoints: report.checkpoints,
-            damage: report.damage.into_iter().map(Into::into).collect(),
+            damage: own.into_iter().map(Into::into).collect(),
+            other_tenants_damage: others.len() as u64,
         }
     }
 }
