@@ -102,6 +102,7 @@ pub async fn history<A: Aggregate>(
     let mut aggregate = A::default();
     let mut entries = Vec::new();
     let mut correlations = Vec::new();
+    let mut past_bound = false;
     for row in &rows {
         let stored = ChainedEvent::from_row(row)?;
         let meta = |key: &str| {
@@ -116,7 +117,11 @@ pub async fn history<A: Aggregate>(
         {
             correlations.push(correlation);
         }
-        if !upto.includes(&stored) {
+        // The first event past the bound ends the fold: recorded times come from each
+        // writer's clock and need not grow along a stream, and folding a later event without
+        // an earlier one would show a state that never existed.
+        past_bound = past_bound || !upto.includes(&stored);
+        if past_bound {
             continue;
         }
         let upcast = store.upcasters().upcast(SerializedEvent::new(

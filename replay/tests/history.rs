@@ -39,6 +39,40 @@ async fn given_a_stream_when_replayed_then_each_entry_holds_the_fold_up_to_it() 
 }
 
 #[tokio::test]
+async fn given_recorded_times_out_of_order_when_replayed_as_of_then_the_fold_stops_at_the_first_later_event()
+ {
+    let (_db, store) = fresh_store().await;
+    let s = stream("t1", "skew");
+    add(&store, &s, &[3, -1, 7]).await;
+    let full = history::<Counter>(&store, &s, Upto::End)
+        .await
+        .expect("history");
+    // given: the second event's writer had a clock ahead of the third's
+    let mut tx = store.pool().begin().await.expect("begin");
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .expect("triggers off");
+    sqlx::query(
+        "UPDATE events SET recorded_at = $1 WHERE aggregate_id = 't1/skew' AND sequence = 2",
+    )
+    .bind(full.entries[2].recorded_at + chrono::Duration::seconds(1))
+    .execute(&mut *tx)
+    .await
+    .expect("skewed");
+    tx.commit().await.expect("commit");
+
+    // when: replayed as of the third event's time
+    let as_of = history::<Counter>(&store, &s, Upto::Time(full.entries[2].recorded_at))
+        .await
+        .expect("as-of");
+
+    // then: only the first event, never the third without the second
+    assert_eq!(as_of.version, 1);
+    assert_eq!(as_of.state, full.entries[0].state);
+}
+
+#[tokio::test]
 async fn given_another_tenant_when_replaying_then_the_stream_is_not_found() {
     let (_db, store) = fresh_store().await;
     add(&store, &stream("t1", "h"), &[1]).await;
