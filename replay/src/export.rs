@@ -88,6 +88,10 @@ pub async fn export(
         events: 0,
         checkpoints: 0,
     };
+    // The checkpoints first: one sealed while the events are read would name heads past what
+    // was read, and the file would fail its own check as truncated. Events sealed by the
+    // checkpoints read now committed before them, so the reads below see them all.
+    let checkpoints = load_checkpoints(pool).await?;
     let mut after = (String::new(), String::new(), 0_i64);
     loop {
         let rows = sqlx::query(&sql)
@@ -114,7 +118,7 @@ pub async fn export(
             summary.events += 1;
         }
     }
-    for checkpoint in load_checkpoints(pool).await? {
+    for checkpoint in checkpoints {
         if options.to.is_some_and(|to| checkpoint.created_at > to) {
             continue;
         }
