@@ -22,7 +22,8 @@ use crate::chained::{CHAINED_COLUMNS, ChainedEvent, StreamRef};
 use crate::checkpoint::{Checkpoint, head_key, load_checkpoints};
 use crate::error::ReplayError;
 use crate::verify::{
-    Digests, SealedHeads, VerifyReport, check_checkpoints, check_sealed_tail, check_stream,
+    Damage, DamageKind, Digests, SealedHeads, VerifyReport, check_checkpoints, check_sealed_tail,
+    check_stream,
 };
 
 const FORMAT: &str = "commerce-export/1";
@@ -154,6 +155,12 @@ pub fn verify_export(key: &AuditKey, input: impl BufRead) -> Result<VerifyReport
                 reason: error.to_string(),
             })?;
         match parsed {
+            ExportLine::Header { .. } if header.is_some() => {
+                return Err(ReplayError::Export {
+                    line: index + 1,
+                    reason: "a second header line".into(),
+                });
+            }
             ExportLine::Header { tenant, from, .. } => header = Some((tenant, from)),
             ExportLine::Event(event) => streams.entry(event.stream()).or_default().push(event),
             ExportLine::Checkpoint(checkpoint) => checkpoints.push(checkpoint),
@@ -167,6 +174,21 @@ pub fn verify_export(key: &AuditKey, input: impl BufRead) -> Result<VerifyReport
         checkpoints: checkpoints.len() as u64,
         ..VerifyReport::default()
     };
+    // The seal covers every tenant's digest, and a digest only the heads can be checked
+    // against: a checkpoint whose sealed digest names the tenant must carry its heads, or
+    // removing them would let the file drop the sealed events unseen.
+    for checkpoint in &checkpoints {
+        if checkpoint.tenant_digests.contains_key(&tenant)
+            && !checkpoint.heads.contains_key(&tenant)
+        {
+            report.damage.push(Damage {
+                stream: "log_checkpoints".into(),
+                sequence: checkpoint.checkpoint_no,
+                kind: DamageKind::Altered,
+                detail: format!("the heads of tenant {tenant} are missing"),
+            });
+        }
+    }
     let mut sealed = SealedHeads::default();
     check_checkpoints(
         key,

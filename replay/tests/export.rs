@@ -92,3 +92,49 @@ async fn given_an_export_missing_a_sealed_line_when_verified_then_it_is_truncate
         report.damage
     );
 }
+
+#[tokio::test]
+async fn given_an_export_whose_checkpoints_lost_the_tenants_heads_when_verified_then_it_is_altered()
+{
+    let (file, _) = exported().await;
+    // An attacker empties the heads of every checkpoint (the seal covers only the digests)
+    // and then drops a sealed event, which no head would be left to miss
+    let tampered: String = file
+        .lines()
+        .filter(|line| {
+            !(line.contains("\"aggregate_id\":\"t1/a\"") && line.contains("\"sequence\":3"))
+        })
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            if value["kind"] == "checkpoint" {
+                value["heads"] = serde_json::json!({});
+            }
+            value.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let report = verify_export(&AuditKey::development(), tampered.as_bytes()).expect("verify");
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.stream == "log_checkpoints" && d.kind == DamageKind::Altered),
+        "{:#?}",
+        report.damage
+    );
+}
+
+#[tokio::test]
+async fn given_an_export_with_a_second_header_when_verified_then_it_is_refused() {
+    let (file, _) = exported().await;
+    let header = file.lines().next().expect("a header line");
+    let doubled = format!(
+        "{file}{}\n",
+        header.replace("\"from\":null", "\"from\":\"2000-01-01T00:00:00Z\"")
+    );
+    let refused = verify_export(&AuditKey::development(), doubled.as_bytes());
+    assert!(
+        matches!(refused, Err(commerce_replay::ReplayError::Export { .. })),
+        "{refused:?}"
+    );
+}
