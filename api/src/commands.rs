@@ -151,13 +151,16 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// A new aggregate id: derived from the tenant, route and idempotency key when there is
-    /// one (so a retried create addresses the same stream and replays), random otherwise.
+    /// A new aggregate id: derived from the tenant, caller, route and idempotency key when
+    /// there is one (so a retried create addresses the same stream and replays), random
+    /// otherwise.
     pub fn new_id(&self) -> Uuid {
         match &self.key.0 {
             Some(key) => {
                 let digest = Sha256::new()
                     .chain_update(self.principal.tenant.as_str())
+                    .chain_update([0])
+                    .chain_update(self.principal.subject.as_str())
                     .chain_update([0])
                     .chain_update(&self.route)
                     .chain_update([0])
@@ -181,8 +184,15 @@ impl Request<'_> {
             return Ok(CommandContext::new(metadata));
         };
         metadata = metadata.with_idempotency_key(key.clone());
-        let fingerprint = request_hash(&serde_json::json!({ "route": self.route, "body": body }))
-            .map_err(|error| {
+        // The caller is part of the fingerprint: keys are the tenant's, and another caller
+        // sending the same key and body must be told the key is taken, not handed the first
+        // caller's response.
+        let fingerprint = request_hash(&serde_json::json!({
+            "route": self.route,
+            "caller": self.principal.subject.as_str(),
+            "body": body,
+        }))
+        .map_err(|error| {
             tracing::error!(%error, "cannot fingerprint a request");
             ApiError::Internal
         })?;

@@ -79,6 +79,24 @@ async fn given_catalog_products_when_a_customer_orders_then_201_priced_by_the_ca
     problem(reused, 409).await;
     assert_eq!(app.event_count().await, after);
 
+    // Another customer with the same key and body is told the key is taken, not given
+    // alice's order
+    let other = app
+        .post("/orders", &customer(TENANT_A, "bob"))
+        .header("idempotency-key", "checkout-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let refused = problem(other, 409).await;
+    assert!(
+        !refused
+            .to_string()
+            .contains(placed["id"].as_str().unwrap_or("no id")),
+        "{refused}"
+    );
+    assert_eq!(app.event_count().await, after);
+
     // The customer is the token's subject, stored in the event
     let customer: String = sqlx::query_scalar(
         "SELECT payload->>'customer_id' FROM events WHERE event_type = 'order.created'",
