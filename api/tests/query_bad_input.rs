@@ -181,6 +181,12 @@ async fn given_out_of_bounds_or_malformed_list_parameters_when_listing_orders_th
     let seeded = app.seed().await;
     let op = operator(TENANT_A);
     let long_cursor = "A".repeat(10_000);
+    // A well-formed cursor of an instant about 7,500 years before the common era, which
+    // chrono accepts and PostgreSQL does not
+    let ancient_cursor: String = format!("-300000000000000000:{}", uuid::Uuid::nil().simple())
+        .bytes()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
 
     // When list parameters are out of bounds, malformed, repeated or absurdly long
     for query in [
@@ -195,6 +201,8 @@ async fn given_out_of_bounds_or_malformed_list_parameters_when_listing_orders_th
         "status=",
         "cursor=eyJ0IjoiMjAyNi0wMS0wMSIsImlkIjoiMSJ9",
         &format!("cursor={long_cursor}"),
+        &format!("cursor={ancient_cursor}"),
+        "customer_id=a%00b",
     ] {
         // Then each is a 400 problem that names no internals
         let response = app

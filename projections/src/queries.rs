@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use commerce_contracts::Money;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -445,8 +445,12 @@ impl Cursor {
         let plain = String::from_utf8(bytes).map_err(|_| QueryError::InvalidCursor)?;
         let (micros, id) = plain.split_once(':').ok_or(QueryError::InvalidCursor)?;
         let micros: i64 = micros.parse().map_err(|_| QueryError::InvalidCursor)?;
+        let created_at = DateTime::from_timestamp_micros(micros)
+            // Only the years of a real order: PostgreSQL refuses instants chrono accepts.
+            .filter(|at| (1..=9999).contains(&at.year()))
+            .ok_or(QueryError::InvalidCursor)?;
         Ok(Self {
-            created_at: DateTime::from_timestamp_micros(micros).ok_or(QueryError::InvalidCursor)?,
+            created_at,
             id: Uuid::parse_str(id).map_err(|_| QueryError::InvalidCursor)?,
         })
     }

@@ -295,6 +295,16 @@ fn order_filter(
         )));
     }
     let customer_id = if principal.has(Role::Operator) {
+        // Only what a customer id can be: anything else (a NUL byte) would otherwise reach
+        // PostgreSQL and come back as a storage error.
+        if let Some(asked) = &params.customer_id
+            && commerce_domain::CustomerId::new(asked.as_str()).is_err()
+        {
+            return Err(bad(
+                "customer_id must be 1 to 128 characters, without / or control characters"
+                    .to_owned(),
+            ));
+        }
         params.customer_id
     } else {
         let own = principal.subject.as_str();
