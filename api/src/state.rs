@@ -14,6 +14,7 @@ use crate::commands::Commands;
 use crate::config::KafkaBrokers;
 use crate::limits::{Limits, TenantRateLimiter};
 use crate::metrics::Metrics;
+use crate::routes::BrokerProbe;
 use crate::tenants::TenantRegistry;
 use crate::webhooks::WebhookSecrets;
 
@@ -40,6 +41,7 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     /// One log verification at a time: each reads the whole log.
     verification: Semaphore,
+    broker_probe: BrokerProbe,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -73,6 +75,7 @@ impl AppState {
                     usize::try_from(limits.max_in_flight.get()).unwrap_or(usize::MAX),
                 )),
                 verification: Semaphore::new(1),
+                broker_probe: BrokerProbe::default(),
                 commands: Commands::new(pool.clone()),
                 metrics: Metrics::global(),
                 limits,
@@ -104,6 +107,11 @@ impl AppState {
     /// already serves [`Limits::max_in_flight`] requests.
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.inner.in_flight).try_acquire_owned().ok()
+    }
+
+    /// The broker's reachability for readiness checks.
+    pub(crate) fn broker_probe(&self) -> &BrokerProbe {
+        &self.inner.broker_probe
     }
 
     /// The turn to verify the log, unless a verification is running already.

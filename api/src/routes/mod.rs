@@ -24,6 +24,8 @@ use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
+pub(crate) use ops::BrokerProbe;
+
 /// Every route with its documentation.
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
