@@ -9,14 +9,20 @@ use super::*;
 use crate::schema::migrate;
 use crate::testing::{History, Rng, VecSource, dump};
 
-#[tokio::test]
-async fn a_rebuild_applied_in_lanes_swaps_in_what_the_per_event_projector_builds() {
-    // Given a generated history of every aggregate type, whose orders add to the same
-    // `daily_sales` rows from streams of both lanes
+/// A fresh database with the read models' schema (server in `DATABASE_URL`).
+async fn migrated_database() -> TestDatabase {
     let db = TestDatabase::create()
         .await
         .expect("a test database (set DATABASE_URL)");
     migrate(db.pool()).await.expect("migrations apply");
+    db
+}
+
+#[tokio::test]
+async fn a_rebuild_applied_in_lanes_swaps_in_what_the_per_event_projector_builds() {
+    // Given a generated history of every aggregate type, whose orders add to the same
+    // `daily_sales` rows from streams of both lanes
+    let db = migrated_database().await;
     let mut rng = Rng::new(7);
     let log = History::random(&mut rng, 400).interleave(&mut rng);
     let lanes: std::collections::HashSet<usize> = log.iter().map(lane_of).collect();
@@ -50,10 +56,7 @@ async fn a_rebuild_applied_in_lanes_swaps_in_what_the_per_event_projector_builds
 async fn a_rebuild_ahead_of_the_live_models_queues_the_analyst_records_no_worker_will() {
     // Given live models (publishing analyst records) that applied the first half of a log,
     // their records already published
-    let db = TestDatabase::create()
-        .await
-        .expect("a test database (set DATABASE_URL)");
-    migrate(db.pool()).await.expect("migrations apply");
+    let db = migrated_database().await;
     let mut rng = Rng::new(11);
     let log = History::random(&mut rng, 80).interleave(&mut rng);
     let (seen, unseen) = log.split_at(log.len() / 2);
@@ -156,10 +159,7 @@ async fn a_rebuild_ahead_of_the_live_models_queues_the_analyst_records_no_worker
 #[ignore = "a measurement (the rebuild rate, printed, not asserted); runs in a release build with COMMERCE_MEASURE=1 ./scripts/test.sh (the README's test command with that variable set)"]
 async fn rebuild_rate_on_a_generated_history() {
     // Given a generated history of every aggregate type (REBUILD_STREAMS sets its size)
-    let db = TestDatabase::create()
-        .await
-        .expect("a test database (set DATABASE_URL)");
-    migrate(db.pool()).await.expect("migrations apply");
+    let db = migrated_database().await;
     let size = std::env::var("REBUILD_STREAMS")
         .ok()
         .and_then(|value| value.parse().ok())
