@@ -165,9 +165,10 @@ pub(crate) async fn on_joined(
         return drop_participant(engine, cause, campaign_id, participant_id, reason).await;
     };
     let amount = Money::try_from(&joined.amount).map_err(|e| invalid("join amount", e))?;
-    // A hold taken now must still be there at the close; a campaign that ends later than the
-    // provider keeps one charges at once instead (and refunds if it fails).
-    let charge_now = config.end_time - now >= engine.config.hold_validity;
+    // A hold taken at the join must still be there at the close; a campaign that ends later
+    // than the provider keeps one charges at once instead (and refunds if it fails). Decided
+    // from the join's time, so a re-run of this reaction decides the same.
+    let charge_now = config.end_time - joined.joined_at >= engine.config.hold_validity;
     let payment_id = PaymentId::from_uuid(payment_id(participant_id));
     engine
         .links()
