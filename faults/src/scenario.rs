@@ -390,6 +390,18 @@ async fn duplicate(
     pool: &PgPool,
     prefix: &str,
 ) -> Result<(), FaultError> {
+    // Copies need originals: an injection that lands before the relay's first publish (a
+    // slow start on a busy machine) would republish nothing twice and prove nothing.
+    let published_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let published: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM relay_cursor")
+            .fetch_one(pool)
+            .await?;
+        if published.is_some_and(|position| position > 0) || Instant::now() >= published_by {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     engine.kill(Component::Relay);
     sqlx::query("UPDATE relay_cursor SET transaction_id = '0'::xid8, position = 0")
         .execute(pool)
