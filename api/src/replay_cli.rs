@@ -29,9 +29,9 @@ pub enum ReplayCommand {
     Order {
         /// The order id.
         id: String,
-        /// The tenant the order belongs to.
+        /// The tenant the order belongs to; found among the registered tenants when omitted.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
         /// Replay the events recorded at or before this moment (RFC 3339).
         #[arg(long, conflicts_with = "to_seq")]
         as_of: Option<DateTime<Utc>>,
@@ -106,6 +106,12 @@ pub enum ReplayCliError {
     Differences(usize),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("no registered tenant has an order {0}")]
+    UnknownOrder(String),
+    #[error("order {id} exists in several tenants ({tenants}): pass --tenant")]
+    AmbiguousOrder { id: String, tenants: String },
+    #[error("cannot look the order's tenant up: {0}")]
+    Lookup(#[source] sqlx::Error),
 }
 
 /// Runs `command`; `config` gives DATABASE_URL to the commands that read the database.
@@ -124,6 +130,10 @@ pub async fn run(command: ReplayCommand, config: &ConfigArgs) -> Result<(), Repl
                 (None, None) => Upto::End,
             };
             let store = store(config).await?;
+            let tenant = match tenant {
+                Some(tenant) => tenant,
+                None => tenant_of_order(store.pool(), &id).await?,
+            };
             let stream = StreamId::new(tenant, id).map_err(ReplayError::from)?;
             let history = commerce_replay::history::<Order>(&store, &stream, upto).await?;
             let mut out = std::io::stdout().lock();
@@ -225,6 +235,28 @@ async fn database(config: &ConfigArgs) -> Result<PgPool, ReplayCliError> {
 }
 
 /// The event store on DATABASE_URL, with the engine's upcasters and audit key.
+/// The tenant whose order stream `id` is: one index probe per registered tenant.
+async fn tenant_of_order(pool: &PgPool, id: &str) -> Result<String, ReplayCliError> {
+    let tenants: Vec<String> = sqlx::query_scalar(
+        "SELECT t.tenant_id FROM tenants t \
+         WHERE EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'order' \
+                         AND e.aggregate_id = t.tenant_id || '/' || $1 AND e.sequence = 1) \
+         ORDER BY t.tenant_id LIMIT 5",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(ReplayCliError::Lookup)?;
+    match <[String; 1]>::try_from(tenants) {
+        Ok([tenant]) => Ok(tenant),
+        Err(tenants) if tenants.is_empty() => Err(ReplayCliError::UnknownOrder(id.to_owned())),
+        Err(tenants) => Err(ReplayCliError::AmbiguousOrder {
+            id: id.to_owned(),
+            tenants: tenants.join(", "),
+        }),
+    }
+}
+
 async fn store(config: &ConfigArgs) -> Result<PgEventStore, ReplayCliError> {
     Ok(PgEventStore::new(database(config).await?).with_upcasters(product::upcasters()))
 }

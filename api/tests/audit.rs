@@ -239,3 +239,40 @@ async fn given_a_clean_log_when_verified_then_clean_and_after_an_edit_then_the_d
     assert_eq!(report["other_tenants_damage"], 1);
     assert!(!report.to_string().contains(&id), "{report}");
 }
+
+#[tokio::test]
+async fn given_an_order_when_replayed_from_the_cli_without_a_tenant_then_its_tenant_is_found() {
+    let app = TestApp::start().await;
+    let id = placed_and_canceled(&app).await;
+    let replay = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
+            .arg("replay")
+            .args(args)
+            .env("DATABASE_URL", app.db.url())
+            .output()
+            .expect("the binary runs")
+    };
+
+    // The contract's form: `commerce replay order <id> [--json]`
+    let found = replay(&["order", &id, "--json"]);
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let history: Value = serde_json::from_slice(&found.stdout).expect("JSON");
+    assert_eq!(
+        history["entries"][0]["event_type"], "order.created",
+        "{history}"
+    );
+
+    // An id no tenant has is named
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let missing = replay(&["order", &unknown]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains(&unknown),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
