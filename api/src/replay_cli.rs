@@ -234,7 +234,6 @@ async fn database(config: &ConfigArgs) -> Result<PgPool, ReplayCliError> {
     Ok(PgPool::connect(url).await.map_err(ConnectError::Database)?)
 }
 
-/// The event store on DATABASE_URL, with the engine's upcasters and audit key.
 /// The tenant whose order stream `id` is: one index probe per registered tenant.
 async fn tenant_of_order(pool: &PgPool, id: &str) -> Result<String, ReplayCliError> {
     let tenants: Vec<String> = sqlx::query_scalar(
@@ -257,6 +256,7 @@ async fn tenant_of_order(pool: &PgPool, id: &str) -> Result<String, ReplayCliErr
     }
 }
 
+/// The event store on DATABASE_URL, with the engine's upcasters and audit key.
 async fn store(config: &ConfigArgs) -> Result<PgEventStore, ReplayCliError> {
     Ok(PgEventStore::new(database(config).await?).with_upcasters(product::upcasters()))
 }

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use commerce_aggregates::campaign::{CampaignCommand, CampaignStatus, ParticipantState};
 use commerce_aggregates::inventory::Inventory;
-use commerce_aggregates::order::{OrderCommand, OrderStatus};
+use commerce_aggregates::order::OrderStatus;
 use commerce_aggregates::payment::{
     PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind,
 };
 use commerce_contracts::ReservationHolder;
-use commerce_contracts::events::CancelReason;
 use commerce_domain::OrderId;
 use commerce_eventstore::{CommandContext, EventMetadata, StreamId};
 use common::{Harness, PRICE, TENANT};
@@ -142,16 +141,7 @@ async fn checkout_case(plans: Vec<OrderPlan>, kills: Vec<u64>, webhooks: Vec<Web
         tokio::time::sleep(Duration::from_millis(*run_for)).await;
         for (order_id, plan) in &orders {
             if plan.cancel_after_round == Some(round) {
-                h.try_order_command(
-                    *order_id,
-                    OrderCommand::Cancel {
-                        reason: CancelReason::CustomerRequest,
-                        note: None,
-                        by: "cust-1".to_owned(),
-                        at: h.now(),
-                    },
-                )
-                .await;
+                h.try_order_command(*order_id, h.customer_cancel()).await;
             }
         }
         engine.abort();

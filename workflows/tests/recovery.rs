@@ -13,18 +13,8 @@ use commerce_aggregates::campaign::{CampaignCommand, CampaignStatus, Participant
 use commerce_aggregates::order::{OrderCommand, OrderStatus};
 use commerce_aggregates::payment::PaymentStatus;
 use commerce_contracts::ReservationHolder;
-use commerce_contracts::events::CancelReason;
 use commerce_domain::{CampaignId, OrderId};
 use common::{Harness, PRICE, RecordingGateway};
-
-fn cancel(by: &str, h: &Harness) -> OrderCommand {
-    OrderCommand::Cancel {
-        reason: CancelReason::CustomerRequest,
-        note: None,
-        by: by.to_owned(),
-        at: h.now(),
-    }
-}
 
 async fn fulfillment_of(h: &Harness, order_id: OrderId) -> uuid::Uuid {
     sqlx::query_scalar(
@@ -44,7 +34,7 @@ async fn a_cancel_that_overtakes_the_reservation_takes_no_stock() {
     h.stock("TEE", 1).await;
     // given: an order canceled before the engine reacted to its creation
     let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
-    h.order_command(order_id, cancel("cust-1", &h)).await;
+    h.order_command(order_id, h.customer_cancel()).await;
 
     // when
     let engine = h.spawn();
@@ -64,7 +54,7 @@ async fn stock_reserved_for_an_order_after_its_cancel_was_compensated_is_release
     h.stock("TEE", 2).await;
     let engine = h.spawn();
     let order_id = h.place_order(&[("TEE", 1)], None).await;
-    h.order_command(order_id, cancel("cust-1", &h)).await;
+    h.order_command(order_id, h.customer_cancel()).await;
     h.eventually(30, "the cancel compensated", || h.settled())
         .await;
 
@@ -149,7 +139,7 @@ async fn a_charge_taken_before_an_interruption_and_a_cancel_is_recorded_and_refu
         Some(OrderStatus::AwaitingPayment)
     );
     // when: the customer cancels before the retry gets through
-    h.order_command(order_id, cancel("cust-1", &h)).await;
+    h.order_command(order_id, h.customer_cancel()).await;
     gateway.fail_after_charge.store(false, Ordering::SeqCst);
 
     // then: the retry records the charge and the money goes back
@@ -203,8 +193,8 @@ async fn rewinding_the_cursor_reruns_every_reaction_and_changes_nothing() {
             && h.count_events("order.label_attached").await == 4
     })
     .await;
-    h.order_command(canceled, cancel("cust-1", &h)).await;
-    h.order_command(waiting, cancel("cust-1", &h)).await;
+    h.order_command(canceled, h.customer_cancel()).await;
+    h.order_command(waiting, h.customer_cancel()).await;
     let fulfillment_id = fulfillment_of(&h, shipped).await;
     h.order_command(
         shipped,
@@ -587,7 +577,7 @@ async fn every_order_placed_in_concurrent_bursts_gets_its_reaction() {
                 let sku = ["TEE", "MUG", "CAP"][((writer + n) % 3) as usize];
                 let order_id = h.place_order(&[(sku, 1)], Some("pm_card_ok")).await;
                 if (writer + n) % 4 == 0 {
-                    h.try_order_command(order_id, cancel("cust-1", &h)).await;
+                    h.try_order_command(order_id, h.customer_cancel()).await;
                 }
                 if n % 5 == 4 {
                     tokio::time::sleep(Duration::from_millis(u64::from(writer % 4) * 20)).await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
-use commerce_aggregates::order::{Facet, OrderCommand, OrderStatus};
+use commerce_aggregates::order::{Facet, OrderStatus};
 use commerce_aggregates::payment::{
     PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind,
 };
@@ -255,16 +255,7 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
     })
     .await;
     for order_id in [waiting, paid] {
-        h.order_command(
-            order_id,
-            OrderCommand::Cancel {
-                reason: CancelReason::CustomerRequest,
-                note: None,
-                by: "cust-1".to_owned(),
-                at: h.now(),
-            },
-        )
-        .await;
+        h.order_command(order_id, h.customer_cancel()).await;
     }
     h.eventually(20, "the refund", || async { h.net_paid(paid).await == 0 })
         .await;
@@ -329,16 +320,7 @@ async fn a_cancel_after_an_operator_refund_asks_the_provider_only_for_the_rest()
         .expect("operator refund requested");
 
     // when: the customer cancels
-    h.order_command(
-        order_id,
-        OrderCommand::Cancel {
-            reason: CancelReason::CustomerRequest,
-            note: None,
-            by: "cust-1".to_owned(),
-            at: h.now(),
-        },
-    )
-    .await;
+    h.order_command(order_id, h.customer_cancel()).await;
 
     // then: compensation refunds what is still owed, and the provider is asked for that alone
     h.eventually(20, "the compensation refund", || async {
@@ -465,16 +447,7 @@ async fn killed_at_random_points_every_order_ends_final_with_no_double_charge_or
         // Customers cancel some orders mid-flight, wherever their checkout is (a cancel may
         // overtake the reservation or the payment, or be refused once the order is final).
         let cancel = orders[(round * 4 + 1) % orders.len()];
-        h.try_order_command(
-            cancel,
-            OrderCommand::Cancel {
-                reason: CancelReason::CustomerRequest,
-                note: None,
-                by: "cust-1".to_owned(),
-                at: h.now(),
-            },
-        )
-        .await;
+        h.try_order_command(cancel, h.customer_cancel()).await;
         engine.abort();
         let _ = engine.await;
     }

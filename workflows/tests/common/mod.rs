@@ -262,6 +262,16 @@ impl Harness {
         order_id
     }
 
+    /// The customer `cust-1` canceling an order, now.
+    pub fn customer_cancel(&self) -> OrderCommand {
+        OrderCommand::Cancel {
+            reason: commerce_contracts::events::CancelReason::CustomerRequest,
+            note: None,
+            by: "cust-1".to_owned(),
+            at: self.now(),
+        }
+    }
+
     pub async fn order_command(&self, order_id: OrderId, command: OrderCommand) {
         self.orders
             .execute(Self::stream(order_id.to_string()), command, self.context())
