@@ -9,6 +9,9 @@
 //!   edited: [`DamageKind::Altered`];
 //! - an event whose hash nothing vouches for (no hash, a made-up hash, or an edited head of
 //!   a stream written after the last checkpoint) → [`DamageKind::Inserted`];
+//! - two authentic neighbours where the later one was chained after some other event (its
+//!   `prev_hash` is not the earlier one's hash: histories spliced from two copies of the log,
+//!   such as a restored backup and the live store) → [`DamageKind::Spliced`], at the later;
 //! - a stream that ends before the head a checkpoint sealed → [`DamageKind::Truncated`].
 //!
 //! Then the log: each checkpoint's seal and its link to the previous one, and the event count
@@ -22,11 +25,12 @@
 //! chunks of rows through a bounded channel to the caller's task, which reduces each to a
 //! [`CanonicalEvent`] (payload and metadata canonicalised straight from the `jsonb` text),
 //! hashes it, feeds the checkpoints' log figures and follows its stream: a stream whose events
-//! arrive as 1, 2, 3, … each authentic is whole. The first event that does not follow on
-//! cleanly makes its stream a suspect, and suspects are read again whole, in sequence order,
-//! after the walk, to name their damage exactly as an export's check does. The walk keeps one
-//! small entry per stream, in the same map as the stream's sealed heads (its key, its heads,
-//! and its last sequence or suspicion), so the end of the walk reads each stream once.
+//! arrive as 1, 2, 3, … each authentic and chained after the one before is whole. The first
+//! event that does not follow on cleanly makes its stream a suspect, and suspects are read
+//! again whole, in sequence order, after the walk, to name their damage exactly as an export's
+//! check does. The walk keeps one small entry per stream, in the same map as the stream's
+//! sealed heads (its key, its heads, and its last sequence or suspicion), so the end of the
+//! walk reads each stream once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -65,6 +69,8 @@ pub enum DamageKind {
     Reordered,
     Inserted,
     Truncated,
+    /// Authentic, but chained after another event than the one now before it.
+    Spliced,
 }
 
 /// One finding: where and what.
@@ -228,6 +234,8 @@ pub(crate) fn check_stream<E: Rehash>(
         (true, Some(first)) => first.sequence(),
         _ => 1,
     };
+    // The event before the one in hand, when it is authentic and at the sequence before.
+    let mut authentic_predecessor: Option<&E> = None;
     for (index, event) in events.iter().enumerate() {
         for missing in expected..event.sequence() {
             report(
@@ -237,8 +245,29 @@ pub(crate) fn check_stream<E: Rehash>(
                 "the event is missing".into(),
             );
         }
+        let predecessor = authentic_predecessor
+            .take()
+            .filter(|previous| previous.sequence() + 1 == event.sequence());
         expected = event.sequence() + 1;
         if event.is_authentic(key) {
+            authentic_predecessor = Some(event);
+            // Sequence 1 links to nothing, a later event to its authentic predecessor; a
+            // predecessor that is missing or damaged is reported for itself.
+            let spliced = match predecessor {
+                Some(previous) => event.prev_hash() != previous.chain_hash(),
+                None => event.sequence() == 1 && event.prev_hash().is_some(),
+            };
+            if spliced {
+                report(
+                    damage,
+                    event.sequence(),
+                    DamageKind::Spliced,
+                    format!(
+                        "event {} was chained after another event than the one now before it",
+                        event.event_id()
+                    ),
+                );
+            }
             continue;
         }
         let Some(&stored) = event.chain_hash() else {
@@ -362,7 +391,7 @@ pub async fn verify_database(pool: &PgPool, key: &AuditKey) -> Result<VerifyRepo
         };
         report.streams += 1;
         match walk {
-            StreamWalk::Following(head) => {
+            StreamWalk::Following { head, .. } => {
                 check_sealed_tail(&name, head, stream.sealed.as_ref(), &mut report.damage);
             }
             StreamWalk::Suspect { type_len } => {
@@ -399,8 +428,12 @@ impl<T> Drop for AbortOnDrop<T> {
 /// What the walk in log order knows of one stream.
 #[derive(Debug, Clone, Copy)]
 enum StreamWalk {
-    /// Every event so far followed on cleanly from sequence 1, up to this one.
-    Following(u64),
+    /// Every event so far followed on cleanly from sequence 1, each chained after the one
+    /// before, up to `head`, whose chain hash starts with `link` (`None` before the first
+    /// event). A prefix, not the hash: the walk keeps one entry per stream of the log, and a
+    /// suspect is checked in full afterwards; a different hash of an authentic event that
+    /// shares these 8 bytes is a one-in-2⁶⁴ chance, not something a forger can choose.
+    Following { head: u64, link: Option<Link> },
     /// An event did not follow on cleanly (not authentic, or not the next sequence): the
     /// stream is checked whole, in sequence order, after the walk. The aggregate type is
     /// the first `type_len` bytes of its head key.
@@ -424,12 +457,34 @@ struct StreamState {
     walk: Option<StreamWalk>,
 }
 
+/// The first bytes of a chain hash, by which the walk follows a stream's links.
+type Link = [u8; 8];
+
+fn link_of(hash: &Hash) -> Link {
+    let mut link = Link::default();
+    link.copy_from_slice(&hash[..8]);
+    link
+}
+
 impl StreamWalk {
+    /// A stream before its first event.
+    const START: Self = Self::Following {
+        head: 0,
+        link: None,
+    };
+
     /// What the walk knows once `event`, the stream's next in log order, is taken in.
     fn then(self, key: &AuditKey, event: &CanonicalEvent) -> Self {
         match self {
-            Self::Following(head) if event.sequence() == head + 1 && event.is_authentic(key) => {
-                Self::Following(head + 1)
+            Self::Following { head, link }
+                if event.sequence() == head + 1
+                    && event.prev_hash().map(link_of) == link
+                    && event.is_authentic(key) =>
+            {
+                Self::Following {
+                    head: head + 1,
+                    link: event.chain_hash().map(link_of),
+                }
             }
             _ => Self::Suspect {
                 type_len: event.stream_names().0.len(),
@@ -464,9 +519,8 @@ impl Streams {
     fn follow(&mut self, key: &AuditKey, event: &CanonicalEvent) {
         let (aggregate_type, aggregate_id) = event.stream_names();
         write_head_key(&mut self.name, aggregate_type, aggregate_id);
-        let walk = |walk: Option<StreamWalk>| {
-            Some(walk.unwrap_or(StreamWalk::Following(0)).then(key, event))
-        };
+        let walk =
+            |walk: Option<StreamWalk>| Some(walk.unwrap_or(StreamWalk::START).then(key, event));
         match self.by_name.get_mut(self.name.as_str()) {
             Some(stream) => stream.walk = walk(stream.walk),
             None => {

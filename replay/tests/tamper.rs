@@ -148,6 +148,42 @@ async fn given_a_forged_event_without_hash_in_a_new_stream_when_verified_then_it
     );
 }
 
+/// A restored fork: events 3–5 of a stream are set aside, the engine appends another event 3
+/// (authentic, chained after 2), and the old 4 and 5 are put back. Every event is authentic on
+/// its own and the sequences are whole; only the link from 4 to the new 3 is broken.
+#[tokio::test]
+async fn given_two_histories_spliced_when_verified_then_the_break_is_named() {
+    let (_db, store) = fresh_store().await;
+    add(&store, &stream("t1", "a"), &[1, 2, 3, 4, 5]).await;
+    let columns = "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+                   metadata, event_id, recorded_at, prev_hash, chain_hash";
+    let set_aside = format!(
+        "CREATE TABLE set_aside AS SELECT {columns} FROM events \
+         WHERE aggregate_id = 't1/a' AND sequence >= 3"
+    );
+    tamper(
+        store.pool(),
+        &[
+            &set_aside,
+            "DELETE FROM events WHERE aggregate_id = 't1/a' AND sequence >= 3",
+        ],
+    )
+    .await;
+    add(&store, &stream("t1", "a"), &[99]).await;
+    let put_back = format!(
+        "INSERT INTO events ({columns}) SELECT {columns} FROM set_aside WHERE sequence >= 4"
+    );
+    tamper(store.pool(), &[&put_back]).await;
+
+    let report = verify(&store).await;
+    let found: Vec<_> = report
+        .damage
+        .iter()
+        .map(|d| (d.stream.as_str(), d.sequence, d.kind))
+        .collect();
+    assert_eq!(found, [(A, 4, DamageKind::Spliced)], "{:#?}", report.damage);
+}
+
 #[tokio::test]
 async fn given_a_truncated_tail_when_verified_then_the_missing_events_are_named() {
     let (_db, store) = given_a_sealed_log().await;

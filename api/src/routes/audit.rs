@@ -103,7 +103,7 @@ pub struct DamageDto {
     /// `"{aggregate_type} {aggregate_id}"`, or `log_checkpoints` / `log`.
     pub stream: String,
     pub sequence: u64,
-    /// `altered`, `deleted`, `reordered`, `inserted` or `truncated`.
+    /// `altered`, `deleted`, `reordered`, `inserted`, `truncated` or `spliced`.
     pub kind: String,
     pub detail: String,
 }
