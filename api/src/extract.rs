@@ -1,5 +1,9 @@
 //! Request extractors that answer with [`ApiError`] instead of axum's plain-text rejections:
-//! the JSON body, the authenticated caller, the idempotency key and the correlation id.
+//! the JSON body, the authenticated caller (and [`Authorized`], a caller holding one of a
+//! route's roles), the idempotency key and the correlation id.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -9,7 +13,7 @@ use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::problem::{ApiError, FieldError};
 use crate::state::AppState;
 
@@ -137,6 +141,76 @@ impl FromRequestParts<AppState> for Principal {
         tracing::Span::current().record("tenant", principal.tenant.as_str());
         state.rate_limiter().check(&principal.tenant)?;
         Ok(principal)
+    }
+}
+
+/// The roles a route admits, as a type, for [`Authorized`].
+pub trait Admits {
+    const ROLES: &'static [Role];
+}
+
+/// Operators: the catalog, stock, campaigns and refunds.
+#[derive(Debug)]
+pub struct Operators;
+
+/// Customers: joining a campaign.
+#[derive(Debug)]
+pub struct Customers;
+
+/// Customers and operators: placing, cancelling and reading orders.
+#[derive(Debug)]
+pub struct Shoppers;
+
+/// Auditors: event histories and the log's integrity.
+#[derive(Debug)]
+pub struct Auditors;
+
+impl Admits for Operators {
+    const ROLES: &'static [Role] = &[Role::Operator];
+}
+
+impl Admits for Customers {
+    const ROLES: &'static [Role] = &[Role::Customer];
+}
+
+impl Admits for Shoppers {
+    const ROLES: &'static [Role] = &[Role::Customer, Role::Operator];
+}
+
+impl Admits for Auditors {
+    const ROLES: &'static [Role] = &[Role::Auditor];
+}
+
+/// A caller holding one of the roles `A` admits. Checked among the request's parts, before
+/// any body or query is read: a caller who may not act gets 403 whatever it sent, never a
+/// 400 about a body it had no right to send, and its body is not parsed at all.
+#[derive(Debug)]
+pub struct Authorized<A> {
+    principal: Principal,
+    admits: PhantomData<fn() -> A>,
+}
+
+impl<A> Deref for Authorized<A> {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl<A: Admits> FromRequestParts<AppState> for Authorized<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require_any(A::ROLES)?;
+        Ok(Self {
+            principal,
+            admits: PhantomData,
+        })
     }
 }
 

@@ -222,6 +222,32 @@ async fn given_a_role_that_may_not_act_when_commanding_then_403() {
     assert_eq!(app.event_count().await, before);
 }
 
+/// The role is checked before the body or the query is read: a caller who may not act gets
+/// 403 whatever it sent, not a 400 about a request it had no right to make.
+#[tokio::test]
+async fn given_a_role_that_may_not_act_and_a_bad_request_when_sending_then_403() {
+    let app = TestApp::start().await;
+    let before = app.event_count().await;
+    let customer = token(TENANT_A, "someone", &[Role::Customer]);
+    let auditor = token(TENANT_A, "someone", &[Role::Auditor]);
+    let requests = [
+        app.put("/inventory", &customer).body("{not json"),
+        app.put("/inventory", &customer)
+            .header("content-type", "text/plain")
+            .body("x"),
+        app.post("/products", &customer).json(&json!({"sku": 7})),
+        app.post("/orders", &auditor)
+            .json(&json!({"lines": "none"})),
+        app.get("/orders?status=placed&status=canceled")
+            .bearer_auth(&auditor),
+    ];
+    for request in requests {
+        let response = request.send().await.expect("answered");
+        problem(response, 403).await;
+    }
+    assert_eq!(app.event_count().await, before);
+}
+
 #[tokio::test]
 async fn given_rs256_configured_when_tokens_arrive_then_only_rs256_signatures_pass() {
     let app = TestApp::start_rs256().await;

@@ -16,7 +16,8 @@ use commerce_replay::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
+use crate::extract::{Auditors, Authorized};
 use crate::problem::{ApiError, Problem};
 use crate::routes::path_id;
 use crate::state::AppState;
@@ -146,10 +147,6 @@ impl HistoryParams {
     }
 }
 
-fn require_auditor(principal: &Principal) -> Result<(), ApiError> {
-    principal.require_any(&[Role::Auditor])
-}
-
 /// An internal failure is logged and answered without its text.
 fn replay_error(error: ReplayError) -> ApiError {
     match error {
@@ -193,10 +190,9 @@ async fn load_history(
 )]
 pub async fn order_events(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Auditors>,
     Path(id): Path<String>,
 ) -> Result<Json<AuditEventList>, ApiError> {
-    require_auditor(&principal)?;
     let history = load_history(&state, &principal, &id, Upto::End).await?;
     let topic = aggregate_topic(&history.aggregate_type);
     let items = history
@@ -239,11 +235,10 @@ pub async fn order_events(
 )]
 pub async fn order_history(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Auditors>,
     Path(id): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<OrderHistory>, ApiError> {
-    require_auditor(&principal)?;
     let upto = params.upto()?;
     let history = load_history(&state, &principal, &id, upto).await?;
     Ok(Json(history.into()))
@@ -263,9 +258,8 @@ pub async fn order_history(
 )]
 pub async fn verify(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Auditors>,
 ) -> Result<Json<VerifyDto>, ApiError> {
-    require_auditor(&principal)?;
     // Each verification reads the whole log: one at a time, the others are asked to come back.
     let Some(_turn) = state.verification_turn() else {
         return Err(ApiError::RateLimited {

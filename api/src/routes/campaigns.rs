@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role};
 use crate::commands::{Answer, Request};
-use crate::extract::{ApiJson, CorrelationId, IdempotencyKey};
+use crate::extract::{ApiJson, Authorized, CorrelationId, Customers, IdempotencyKey, Operators};
 use crate::problem::{ApiError, Problem};
 use crate::routes::dto::MoneyDto;
 use crate::routes::{field, path_id, text};
@@ -66,12 +65,11 @@ pub struct CampaignCreated {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Operators>,
     correlation: CorrelationId,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<CreateCampaignRequest>,
 ) -> Result<Answer<CampaignCreated>, ApiError> {
-    principal.require_any(&[Role::Operator])?;
     let sku = field("sku", Sku::new(body.sku.clone()))?;
     let location = match &body.location {
         Some(location) => field("location", LocationId::new(location.clone()))?,
@@ -172,13 +170,12 @@ pub struct Joined {
 )]
 pub async fn join(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Customers>,
     correlation: CorrelationId,
     key: IdempotencyKey,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<JoinRequest>,
 ) -> Result<Answer<Joined>, ApiError> {
-    principal.require_any(&[Role::Customer])?;
     let campaign_id = CampaignId::from_uuid(path_id("campaign", &id)?);
     let quantity = field("quantity", Quantity::new(body.quantity))?;
     let payment_method = body

@@ -8,9 +8,8 @@ use commerce_domain::{LocationId, Sku};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Principal, Role};
 use crate::commands::{Answer, Request};
-use crate::extract::{ApiJson, CorrelationId, IdempotencyKey};
+use crate::extract::{ApiJson, Authorized, CorrelationId, IdempotencyKey, Operators};
 use crate::problem::{ApiError, Problem};
 use crate::routes::field;
 use crate::state::AppState;
@@ -46,11 +45,10 @@ pub struct SetStock {
 )]
 pub async fn set_stock(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Operators>,
     correlation: CorrelationId,
     ApiJson(body): ApiJson<SetStock>,
 ) -> Result<Answer<()>, ApiError> {
-    principal.require_any(&[Role::Operator])?;
     let sku = field("sku", Sku::new(body.sku.clone()))?;
     let location = match &body.location {
         Some(location) => field("location", LocationId::new(location.clone()))?,

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role};
+use crate::auth::Role;
 use crate::commands::{Answer, Request};
-use crate::extract::{ApiJson, CorrelationId, IdempotencyKey};
+use crate::extract::{ApiJson, Authorized, CorrelationId, IdempotencyKey, Shoppers};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::dto::{MoneyDto, currency};
 use crate::routes::{path_id, text};
@@ -75,12 +75,11 @@ pub struct OrderPlaced {
 )]
 pub async fn place(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     correlation: CorrelationId,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<PlaceOrderRequest>,
 ) -> Result<Answer<OrderPlaced>, ApiError> {
-    principal.require_any(&[Role::Customer, Role::Operator])?;
     let max_lines = state.limits().order_lines;
     if body.lines.is_empty() || body.lines.len() > max_lines {
         return Err(ApiError::invalid(
@@ -209,13 +208,12 @@ pub struct OrderCanceled {
 )]
 pub async fn cancel(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     correlation: CorrelationId,
     key: IdempotencyKey,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CancelRequest>,
 ) -> Result<Answer<OrderCanceled>, ApiError> {
-    principal.require_any(&[Role::Customer, Role::Operator])?;
     let order_id = OrderId::from_uuid(path_id("order", &id)?);
     let note = text("reason", &body.reason)?;
     let commands = state.commands();

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::commands::{Answer, Request};
-use crate::extract::{ApiJson, CorrelationId, IdempotencyKey, parse_json};
+use crate::extract::{ApiJson, Authorized, CorrelationId, IdempotencyKey, Operators, parse_json};
 use crate::problem::{ApiError, Problem};
 use crate::routes::dto::MoneyDto;
 use crate::routes::{field, text};
@@ -67,13 +67,12 @@ pub struct RefundAccepted {
 )]
 pub async fn refund(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Operators>,
     correlation: CorrelationId,
     key: IdempotencyKey,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RefundRequest>,
 ) -> Result<Answer<RefundAccepted>, ApiError> {
-    principal.require_any(&[Role::Operator])?;
     let payment_id = super::path_id("payment", &id).map(PaymentId::from_uuid)?;
     let amount = body.amount.positive("amount")?;
     let reason = text("reason", &body.reason)?;

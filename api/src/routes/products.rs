@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role};
 use crate::commands::{Answer, Request};
-use crate::extract::{ApiJson, CorrelationId, IdempotencyKey};
+use crate::extract::{ApiJson, Authorized, CorrelationId, IdempotencyKey, Operators};
 use crate::problem::{ApiError, Problem};
 use crate::routes::dto::MoneyDto;
 use crate::routes::{field, text};
@@ -57,12 +56,11 @@ pub struct ProductCreated {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Operators>,
     correlation: CorrelationId,
     key: IdempotencyKey,
     ApiJson(body): ApiJson<CreateProduct>,
 ) -> Result<Answer<ProductCreated>, ApiError> {
-    principal.require_any(&[Role::Operator])?;
     let sku = field("sku", Sku::new(body.sku.clone()))?;
     let name = text("name", &body.name)?;
     let description = body

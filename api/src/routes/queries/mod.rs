@@ -23,6 +23,7 @@ use self::views::{
 };
 use crate::auth::{Principal, Role};
 use crate::consistency::{ConsistencyToken, ReadError, read_after};
+use crate::extract::{Authorized, Shoppers};
 use crate::problem::{ApiError, Problem};
 use crate::routes::path_id;
 use crate::state::AppState;
@@ -42,11 +43,6 @@ type Answer<T> = Result<Json<T>, ReadError>;
 
 fn not_found(what: &str) -> ReadError {
     ReadError::Api(ApiError::NotFound(what.to_owned()))
-}
-
-/// Customers and operators may read orders and what belongs to them; other roles may not.
-fn require_order_reader(principal: &Principal) -> Result<(), ApiError> {
-    principal.require_any(&[Role::Customer, Role::Operator])
 }
 
 /// Whether `principal` may see an object of `customer_id` (operators see all of their tenant).
@@ -187,11 +183,10 @@ pub async fn inventory(
 )]
 pub async fn order(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     token: ConsistencyToken,
     Path(id): Path<String>,
 ) -> Answer<OrderDto> {
-    require_order_reader(&principal)?;
     read_after(&state, &principal.tenant, token).await?;
     Ok(Json(visible_order(&state, &principal, &id).await?.into()))
 }
@@ -236,11 +231,10 @@ pub struct OrderListParams {
 )]
 pub async fn orders(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     token: ConsistencyToken,
     Query(params): Query<OrderListParams>,
 ) -> Answer<OrderPage> {
-    require_order_reader(&principal)?;
     let Some(filter) = order_filter(&principal, params, state.limits().list_max)? else {
         return Ok(Json(OrderPage {
             items: Vec::new(),
@@ -375,11 +369,10 @@ pub async fn campaign(
 )]
 pub async fn payment(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     token: ConsistencyToken,
     Path(id): Path<String>,
 ) -> Answer<PaymentDto> {
-    require_order_reader(&principal)?;
     let id = path_id("payment", &id)?;
     read_after(&state, &principal.tenant, token).await?;
     queries::payment_by_id(state.pool(), principal.tenant.as_str(), id)
@@ -407,11 +400,10 @@ pub async fn payment(
 )]
 pub async fn order_payments(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     token: ConsistencyToken,
     Path(id): Path<String>,
 ) -> Answer<PaymentList> {
-    require_order_reader(&principal)?;
     read_after(&state, &principal.tenant, token).await?;
     let order = visible_order(&state, &principal, &id).await?;
     let payments =
@@ -440,11 +432,10 @@ pub async fn order_payments(
 )]
 pub async fn shipment(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     token: ConsistencyToken,
     Path(id): Path<String>,
 ) -> Answer<ShipmentDto> {
-    require_order_reader(&principal)?;
     let id = path_id("shipment", &id)?;
     read_after(&state, &principal.tenant, token).await?;
     let tenant = principal.tenant.as_str();
@@ -481,11 +472,10 @@ pub async fn shipment(
 )]
 pub async fn order_shipments(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<Shoppers>,
     token: ConsistencyToken,
     Path(id): Path<String>,
 ) -> Answer<ShipmentList> {
-    require_order_reader(&principal)?;
     read_after(&state, &principal.tenant, token).await?;
     let order = visible_order(&state, &principal, &id).await?;
     let shipments =
