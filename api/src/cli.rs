@@ -82,7 +82,8 @@ enum Command {
         ttl_secs: u64,
     },
     /// Auditor tooling: order histories, log verification, exports, read-model rebuilds
-    /// (needs DATABASE_URL, except `verify --file`; verification needs COMMERCE_AUDIT_KEY).
+    /// (needs DATABASE_URL, except `verify --file`; verification and exports need
+    /// COMMERCE_AUDIT_KEY).
     Replay {
         #[command(subcommand)]
         command: ReplayCommand,

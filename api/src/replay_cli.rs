@@ -52,7 +52,8 @@ pub enum ReplayCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Export one tenant's events and the checkpoints as JSON Lines (stdout or --out).
+    /// Export one tenant's events and the checkpoints as JSON Lines (stdout or --out), the
+    /// file sealed with COMMERCE_AUDIT_KEY so that `verify --file` detects any change to it.
     Export {
         /// The tenant to export.
         #[arg(long)]
@@ -181,7 +182,8 @@ pub async fn run(command: ReplayCommand, config: &ConfigArgs) -> Result<(), Repl
                 None => Box::new(BufWriter::new(std::io::stdout())),
             };
             let options = ExportOptions { tenant, from, to };
-            let summary = commerce_replay::export(&pool, &options, &mut writer).await?;
+            let key = AuditKey::from_env();
+            let summary = commerce_replay::export(&pool, &key, &options, &mut writer).await?;
             eprintln!(
                 "exported {} event(s) and {} checkpoint(s)",
                 summary.events, summary.checkpoints

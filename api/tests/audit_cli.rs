@@ -1,16 +1,23 @@
 //! Black-box: `commerce replay verify` exit codes on a real database: 0 on a clean log,
 //! non-zero with the damage printed once an event is forged behind the engine's back, and a
-//! one-line error naming the setting when DATABASE_URL is missing.
+//! one-line error naming the setting when DATABASE_URL is missing; `replay export` writes a
+//! sealed file that `replay verify --file` accepts until it is edited.
 
 use std::process::{Command, Output};
 
 use commerce_devstack::testkit::TestDatabase;
 
 fn replay_verify(database_url: Option<&str>) -> Output {
+    replay(&["verify"], database_url)
+}
+
+fn replay(args: &[&str], database_url: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_commerce"));
     command
-        .args(["replay", "verify"])
-        .env_remove("DATABASE_URL");
+        .arg("replay")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("COMMERCE_AUDIT_KEY");
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
@@ -69,4 +76,44 @@ fn given_no_database_url_when_verifying_then_one_line_names_the_setting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.contains("DATABASE_URL is not set"), "{stderr}");
+}
+
+#[tokio::test]
+async fn given_an_export_when_verified_offline_then_only_the_untouched_file_is_clean() {
+    let db = TestDatabase::create()
+        .await
+        .expect("a test database (is DATABASE_URL set?)");
+    commerce_eventstore::migrate(db.pool())
+        .await
+        .expect("event store migrations");
+    let path = std::env::temp_dir().join(format!("export-{}.jsonl", uuid::Uuid::new_v4()));
+    let file = path.to_str().expect("a UTF-8 path");
+
+    let exported = replay(
+        &["export", "--tenant", "acme", "--out", file],
+        Some(db.url()),
+    );
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let verify_file = || replay(&["verify", "--file", file], None);
+    let clean = verify_file();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    // Dating the export later would make a full export pass as a partial one.
+    let text = std::fs::read_to_string(&path).expect("the export");
+    let dated = text.replace("\"from\":null", "\"from\":\"2000-01-01T00:00:00Z\"");
+    assert_ne!(dated, text);
+    std::fs::write(&path, dated).expect("edit the export");
+    let edited = verify_file();
+    std::fs::remove_file(&path).expect("remove the export");
+    assert!(!edited.status.success());
+    let stdout = String::from_utf8_lossy(&edited.stdout);
+    assert!(stdout.contains("export"), "{stdout}");
 }

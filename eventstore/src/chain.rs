@@ -76,6 +76,14 @@ impl AuditKey {
         }
     }
 
+    /// An HMAC-SHA256 under this key fed piece by piece, starting with the domain `tag` (for
+    /// what is too long to hold at once, such as an export file).
+    pub fn running_mac(&self, tag: &[u8]) -> RunningMac {
+        let mut mac = self.keyed.clone();
+        mac.update(tag);
+        RunningMac(mac)
+    }
+
     /// HMAC-SHA256 of the concatenation of `parts` under this key.
     pub fn mac(&self, parts: &[&[u8]]) -> Hash {
         let mut mac = self.keyed.clone();
@@ -83,6 +91,26 @@ impl AuditKey {
             mac.update(part);
         }
         mac.finalize().into_bytes().into()
+    }
+}
+
+/// An HMAC under an [`AuditKey`] in progress ([`AuditKey::running_mac`]).
+#[derive(Clone)]
+pub struct RunningMac(Hmac<Sha256>);
+
+impl RunningMac {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Hash {
+        self.0.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for RunningMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningMac").finish_non_exhaustive()
     }
 }
 

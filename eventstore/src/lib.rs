@@ -66,7 +66,7 @@ pub use backend::{
     NewStreamEvent, PgBackend, StreamRef, validate_batch,
 };
 pub use chain::{
-    AUDIT_KEY_ENV, AuditKey, CanonicalChainFields, ChainFields, Hash, canonical_json,
+    AUDIT_KEY_ENV, AuditKey, CanonicalChainFields, ChainFields, Hash, RunningMac, canonical_json,
     hash_from_bytes, hash_from_hex, to_hex, write_canonical_text, write_hex,
 };
 pub use error::{DecodeError, StoreError};

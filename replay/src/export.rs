@@ -4,21 +4,25 @@
 //! Line 1 is a header (`kind: "header"`), then every event of the tenant exactly as stored
 //! (`kind: "event"`, stream by stream in sequence order), then every checkpoint
 //! (`kind: "checkpoint"`) with the tenant's sealed heads and the digests of the other
-//! tenants' heads (which the seal covers; other tenants' streams are not disclosed).
+//! tenants' heads (which the seal covers; other tenants' streams are not disclosed), and last
+//! the file's seal (`kind: "seal"`): an HMAC under the audit key of every line before it.
 //!
-//! Offline, [`verify_export`] checks every event's chain hash and links, the checkpoint
-//! seals, and (for an export without `--from`) that no stream ends before its sealed head.
+//! Offline, [`verify_export`] checks the file's seal, every event's chain hash and links, the
+//! checkpoint seals, and (for an export without `--from`) that no stream ends before its
+//! sealed head. The file's seal is what makes the header trustworthy: without it, setting
+//! `from` would turn a file that lost the first events of its streams into a clean partial
+//! export, and dropping whole streams that no checkpoint sealed yet would go unseen.
 //! The log-wide cumulative hash spans all tenants, so only a database verification checks it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 use chrono::{DateTime, Utc};
-use commerce_eventstore::AuditKey;
+use commerce_eventstore::{AuditKey, Hash, RunningMac};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::chained::{CHAINED_COLUMNS, ChainedEvent, StreamRef};
+use crate::chained::{CHAINED_COLUMNS, ChainedEvent, StreamRef, hex_hash};
 use crate::checkpoint::{Checkpoint, head_key, load_checkpoints};
 use crate::error::ReplayError;
 use crate::verify::{
@@ -26,7 +30,10 @@ use crate::verify::{
     check_stream,
 };
 
-const FORMAT: &str = "commerce-export/1";
+/// Version 2 added the file's seal; a version 1 file verifies with its seal missing.
+const FORMAT: &str = "commerce-export/2";
+/// Domain tag of the file's seal.
+const SEAL_TAG: &[u8] = b"commerce.export.v2";
 const BATCH: i64 = 1_000;
 
 /// What to export.
@@ -52,6 +59,12 @@ pub enum ExportLine {
     },
     Event(ChainedEvent),
     Checkpoint(Checkpoint),
+    /// The last line: HMAC-SHA256 under the audit key of [`SEAL_TAG`] and every line before
+    /// it, each with its newline.
+    Seal {
+        #[serde(with = "hex_hash::required")]
+        mac: Hash,
+    },
 }
 
 /// What an export wrote.
@@ -61,22 +74,25 @@ pub struct ExportSummary {
     pub checkpoints: u64,
 }
 
-/// Writes the tenant's events and the checkpoints to `out` as JSON Lines.
+/// Writes the tenant's events and the checkpoints to `out` as JSON Lines, sealed with `key`.
 pub async fn export(
     pool: &PgPool,
+    key: &AuditKey,
     options: &ExportOptions,
     out: &mut impl Write,
 ) -> Result<ExportSummary, ReplayError> {
-    write_line(
+    let mut out = SealingWriter {
         out,
-        &ExportLine::Header {
-            format: FORMAT.into(),
-            tenant: options.tenant.clone(),
-            from: options.from,
-            to: options.to,
-            exported_at: Utc::now(),
-        },
-    )?;
+        mac: key.running_mac(SEAL_TAG),
+        line: Vec::new(),
+    };
+    out.write(&ExportLine::Header {
+        format: FORMAT.into(),
+        tenant: options.tenant.clone(),
+        from: options.from,
+        to: options.to,
+        exported_at: Utc::now(),
+    })?;
     let sql = format!(
         "SELECT {CHAINED_COLUMNS} FROM events \
          WHERE left(aggregate_id, length($1) + 1) = $1 || '/' \
@@ -115,7 +131,7 @@ pub async fn export(
                 event.aggregate_id.clone(),
                 i64::try_from(event.sequence).unwrap_or(i64::MAX),
             );
-            write_line(out, &ExportLine::Event(event))?;
+            out.write(&ExportLine::Event(event))?;
             summary.events += 1;
         }
     }
@@ -123,20 +139,43 @@ pub async fn export(
         if options.to.is_some_and(|to| checkpoint.created_at > to) {
             continue;
         }
-        write_line(
-            out,
-            &ExportLine::Checkpoint(checkpoint.for_tenant(&options.tenant)),
-        )?;
+        out.write(&ExportLine::Checkpoint(
+            checkpoint.for_tenant(&options.tenant),
+        ))?;
         summary.checkpoints += 1;
     }
-    out.flush()?;
+    out.seal()?;
     Ok(summary)
 }
 
-fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), ReplayError> {
-    serde_json::to_writer(&mut *out, line)?;
-    out.write_all(b"\n")?;
-    Ok(())
+/// Writes the lines of an export, feeding each to the file's seal.
+struct SealingWriter<'a, W> {
+    out: &'a mut W,
+    mac: RunningMac,
+    /// The line being written, reused.
+    line: Vec<u8>,
+}
+
+impl<W: Write> SealingWriter<'_, W> {
+    fn write(&mut self, line: &ExportLine) -> Result<(), ReplayError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, line)?;
+        self.line.push(b'\n');
+        self.mac.update(&self.line);
+        self.out.write_all(&self.line)?;
+        Ok(())
+    }
+
+    /// Writes the seal line and flushes.
+    fn seal(self) -> Result<(), ReplayError> {
+        let seal = ExportLine::Seal {
+            mac: self.mac.finish(),
+        };
+        serde_json::to_writer(&mut *self.out, &seal)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(())
+    }
 }
 
 /// Checks an export file offline.
@@ -144,16 +183,28 @@ pub fn verify_export(key: &AuditKey, input: impl BufRead) -> Result<VerifyReport
     let mut header = None;
     let mut streams: BTreeMap<StreamRef, Vec<ChainedEvent>> = BTreeMap::new();
     let mut checkpoints = Vec::new();
+    let mut mac = key.running_mac(SEAL_TAG);
+    let mut seal = None;
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
+        }
+        if seal.is_some() {
+            return Err(ReplayError::Export {
+                line: index + 1,
+                reason: "a line after the seal".into(),
+            });
         }
         let parsed: ExportLine =
             serde_json::from_str(&line).map_err(|error| ReplayError::Export {
                 line: index + 1,
                 reason: error.to_string(),
             })?;
+        if !matches!(parsed, ExportLine::Seal { .. }) {
+            mac.update(line.as_bytes());
+            mac.update(b"\n");
+        }
         match parsed {
             ExportLine::Header { .. } if header.is_some() => {
                 return Err(ReplayError::Export {
@@ -164,6 +215,7 @@ pub fn verify_export(key: &AuditKey, input: impl BufRead) -> Result<VerifyReport
             ExportLine::Header { tenant, from, .. } => header = Some((tenant, from)),
             ExportLine::Event(event) => streams.entry(event.stream()).or_default().push(event),
             ExportLine::Checkpoint(checkpoint) => checkpoints.push(checkpoint),
+            ExportLine::Seal { mac } => seal = Some(mac),
         }
     }
     let (tenant, from) = header.ok_or_else(|| ReplayError::Export {
@@ -174,6 +226,25 @@ pub fn verify_export(key: &AuditKey, input: impl BufRead) -> Result<VerifyReport
         checkpoints: checkpoints.len() as u64,
         ..VerifyReport::default()
     };
+    let file_damage = match seal {
+        Some(seal) if seal == mac.finish() => None,
+        Some(_) => Some((
+            DamageKind::Altered,
+            "the file does not match its seal: it was changed after the export",
+        )),
+        None => Some((
+            DamageKind::Truncated,
+            "the file has no seal: it was cut short, or exported before commerce-export/2",
+        )),
+    };
+    if let Some((kind, detail)) = file_damage {
+        report.damage.push(Damage {
+            stream: "export".into(),
+            sequence: 0,
+            kind,
+            detail: detail.into(),
+        });
+    }
     // The seal covers every tenant's digest, and a digest only the heads can be checked
     // against: a checkpoint whose sealed digest names the tenant must carry its heads, or
     // removing them would let the file drop the sealed events unseen.

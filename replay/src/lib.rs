@@ -9,7 +9,8 @@
 //! - `chained` ([`ChainedEvent`]): events exactly as stored, with `prev_hash`/`chain_hash`.
 //! - `checkpoint` ([`seal_checkpoint`], [`Checkpoint`]): sealing the global log.
 //! - `verify` ([`verify_database`], [`Damage`]): re-deriving chains and checkpoints.
-//! - `export` ([`export()`], [`verify_export`]): JSON Lines export and its offline check.
+//! - `export` ([`export()`], [`verify_export`]): JSON Lines export, sealed as a whole, and
+//!   its offline check.
 //! - `source` ([`LogSource`]): the global log as the projections' `EventSource`.
 //! - `rebuild` ([`rebuild_read_models`], [`verify_projections`]).
 //!

@@ -76,7 +76,8 @@ pub enum DamageKind {
 /// One finding: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Damage {
-    /// `"{aggregate_type} {aggregate_id}"`, or `log_checkpoints` / `log`.
+    /// `"{aggregate_type} {aggregate_id}"`, or `log_checkpoints` / `log`, or `export` (an
+    /// export file's own seal).
     pub stream: String,
     pub sequence: u64,
     pub kind: DamageKind,

@@ -26,7 +26,7 @@ async fn exported() -> (String, u64) {
         from: None,
         to: None,
     };
-    let summary = export(store.pool(), &options, &mut out)
+    let summary = export(store.pool(), &AuditKey::development(), &options, &mut out)
         .await
         .expect("export");
     assert_eq!((summary.events, summary.checkpoints), (4, sealed));
@@ -137,4 +137,84 @@ async fn given_an_export_with_a_second_header_when_verified_then_it_is_refused()
         matches!(refused, Err(commerce_replay::ReplayError::Export { .. })),
         "{refused:?}"
     );
+}
+
+/// The lines of `file` with `edit` applied to each, joined as an export writes them.
+fn edited(file: &str, edit: impl Fn(&str) -> Option<String>) -> String {
+    file.lines()
+        .filter_map(edit)
+        .map(|line| line + "\n")
+        .collect()
+}
+
+fn assert_file_damage(report: &commerce_replay::VerifyReport, kind: DamageKind) {
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.stream == "export" && d.kind == kind),
+        "expected {kind:?} of the file, got {:#?}",
+        report.damage
+    );
+}
+
+/// Without the file's seal, an attacker who drops a stream's first events and sets `from` in
+/// the header has a clean partial export: each remaining event links to one not in the file.
+#[tokio::test]
+async fn given_an_export_cut_at_its_start_and_dated_when_verified_then_the_seal_breaks() {
+    let (file, _) = exported().await;
+    let tampered = edited(&file, |line| {
+        if line.contains("\"aggregate_id\":\"t1/a\"") && line.contains("\"sequence\":1") {
+            return None;
+        }
+        Some(line.replace("\"from\":null", "\"from\":\"2000-01-01T00:00:00Z\""))
+    });
+    let report = verify_export(&AuditKey::development(), tampered.as_bytes()).expect("verify");
+    assert_eq!(
+        report
+            .damage
+            .iter()
+            .map(|d| (d.stream.as_str(), d.kind))
+            .collect::<Vec<_>>(),
+        [("export", DamageKind::Altered)],
+        "{:#?}",
+        report.damage
+    );
+}
+
+/// A file cut short loses its seal line; a whole stream written after the last checkpoint can
+/// go with it, which nothing else would notice.
+#[tokio::test]
+async fn given_an_export_without_its_seal_when_verified_then_it_is_truncated() {
+    let (file, _) = exported().await;
+    let cut = edited(&file, |line| {
+        let unwanted =
+            line.contains("\"kind\":\"seal\"") || line.contains("\"aggregate_id\":\"t1/b\"");
+        (!unwanted).then(|| line.to_owned())
+    });
+    let report = verify_export(&AuditKey::development(), cut.as_bytes()).expect("verify");
+    assert_file_damage(&report, DamageKind::Truncated);
+    assert_eq!(report.damage.len(), 1, "{:#?}", report.damage);
+}
+
+#[tokio::test]
+async fn given_an_export_with_a_line_after_its_seal_when_verified_then_it_is_refused() {
+    let (file, _) = exported().await;
+    let event = file
+        .lines()
+        .find(|line| line.contains("\"kind\":\"event\""))
+        .expect("an event line");
+    let appended = format!("{file}{event}\n");
+    let refused = verify_export(&AuditKey::development(), appended.as_bytes());
+    assert!(
+        matches!(refused, Err(commerce_replay::ReplayError::Export { .. })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn given_an_export_checked_with_another_key_when_verified_then_the_seal_breaks() {
+    let (file, _) = exported().await;
+    let report = verify_export(&AuditKey::new("another"), file.as_bytes()).expect("verify");
+    assert_file_damage(&report, DamageKind::Altered);
 }
