@@ -1,9 +1,10 @@
 //! From a stored event to Kafka messages: the contract's envelope, key and headers.
 //!
-//! - **Key**: the full stream id `"{tenant}/{key}"`. Kafka orders messages per partition and
-//!   picks the partition from the key, so keying by stream keeps each aggregate's events in
-//!   sequence order; including the tenant keeps two tenants' aggregates that share a key (a
-//!   SKU, a client-chosen id) apart.
+//! - **Key**: the aggregate id, as the contract has it (the envelope's `aggregate_id`, without
+//!   the tenant). Kafka orders messages per partition and picks the partition from the key, so
+//!   every event of a stream lands in one partition, in sequence order. Two tenants' aggregates
+//!   that share an id (a SKU) share a partition too, which costs nothing: consumers tell them
+//!   apart by the `tenant_id` header and field.
 //! - **Envelope**: [`EventEnvelope`] of `commerce-contracts` (the published language), with the
 //!   payload left as stored JSON. `aggregate_id` is the aggregate's own key *without* the
 //!   tenant, and `tenant_id` carries the tenant; `topic` is the topic the message is published
@@ -74,7 +75,7 @@ fn message(event: &RelayedEvent<'_>, topic: String) -> Result<OutgoingMessage, R
         source,
     })?;
     Ok(OutgoingMessage {
-        key: event.stream.to_string(),
+        key: envelope.aggregate_id.clone(),
         payload,
         timestamp_ms,
         event_id: event.event_id.to_string(),
@@ -130,7 +131,7 @@ mod tests {
         let messages = messages_for(&RelayedEvent::from(&event()), &names).expect("encodes");
         let topics: Vec<_> = messages.iter().map(|m| m.topic.as_str()).collect();
         assert_eq!(topics, ["commerce.order", "order.created"]);
-        assert!(messages.iter().all(|m| m.key == "acme/o-1"));
+        assert!(messages.iter().all(|m| m.key == "o-1"));
     }
 
     #[test]

@@ -569,7 +569,8 @@ fn decode(config: &WorkerConfig, message: &BorrowedMessage<'_>) -> Decoded {
                 .map(str::to_owned);
             let stream = match (tenant, key, config.aggregate_type_of(message.topic())) {
                 (Some(tenant_id), Some(key), Some(aggregate_type)) => {
-                    // The relay keys a record `{tenant}/{aggregate id}`.
+                    // The relay keys a record by its aggregate id; records keyed
+                    // `{tenant}/{aggregate id}` (relays before the contract's key) too.
                     let aggregate_id = key
                         .strip_prefix(tenant_id.as_str())
                         .and_then(|rest| rest.strip_prefix('/'))

@@ -77,11 +77,11 @@ impl Setup {
         *end = (*end).max(offset + 1);
     }
 
-    /// Publishes `record` keyed as the relay keys it, `{tenant}/{aggregate id}`.
+    /// Publishes `record` keyed as the relay keys it, by aggregate id.
     async fn publish(&mut self, record: &EventRecord) {
         let value = serde_json::to_vec(record).expect("serialise");
         self.produce(
-            &format!("{}/{}", record.tenant_id, record.aggregate_id),
+            &record.aggregate_id,
             &record.tenant_id,
             &record.aggregate_type,
             &value,

@@ -372,7 +372,7 @@ pub fn assert_complete_and_ordered(
     }
     let mut expected: HashMap<String, i64> = HashMap::new();
     for event in written {
-        let last = expected.entry(event.stream_id()).or_default();
+        let last = expected.entry(event.key.clone()).or_default();
         *last = (*last).max(event.sequence);
     }
     for (stream, count) in &expected {
@@ -408,7 +408,7 @@ pub fn assert_complete_and_ordered(
     for event in written {
         let seed_topic = format!("{prefix}{}", event.event_type);
         assert!(
-            seen.contains(&(seed_topic.clone(), event.stream_id(), event.sequence)),
+            seen.contains(&(seed_topic.clone(), event.key.clone(), event.sequence)),
             "{} #{} missing on {seed_topic}",
             event.stream_id(),
             event.sequence
