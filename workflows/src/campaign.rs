@@ -35,7 +35,7 @@ use commerce_aggregates::campaign::{
 };
 use commerce_aggregates::inventory::{InventoryCommand, MAX_RESERVATION_TTL, StockItem};
 use commerce_aggregates::order::{Order, OrderCommand, PlaceCampaignOrder, StockReservation};
-use commerce_aggregates::payment::{CreatePayment, Payment, PaymentCommand};
+use commerce_aggregates::payment::{CreatePayment, Payment, PaymentCommand, PaymentStatus};
 use commerce_contracts::ReservationHolder;
 use commerce_contracts::events::{
     CampaignCreated, CampaignJoined, CapturePolicy, OrderCreated, PaymentPurpose,
@@ -111,9 +111,10 @@ pub(crate) async fn on_joined(
     // A participant who left or was dropped, or a campaign that ended, before this reaction
     // ran takes no stock and no money. The only thing an earlier, interrupted run of this
     // reaction can have done to the campaign is drop the participant, and then the drop's
-    // compensation gives back what that run took (found through the links).
+    // compensation gives back what that run took (found through the links). Its payment
+    // request may have reached the provider unanswered, though: that answer is fetched first.
     if !keeps {
-        return Ok(());
+        return finish_unanswered_payment(engine, cause, participant_id).await;
     }
     let owner = Owner::Participant(participant_id);
     let now = engine.now();
@@ -230,6 +231,49 @@ pub(crate) async fn on_joined(
         })
         .await?;
     record_decision(engine, cause, owner, payment_id, decision, Some(amount)).await
+}
+
+/// An earlier run of the join's reaction created the participant's payment and sent its
+/// request, but the answer never got recorded (the provider timed out after acting, or the
+/// engine stopped): the request goes again with its idempotency key, so the provider answers
+/// what it did the first time (or acts now), and the answer is recorded. The participant is
+/// gone, so the `payment.authorized` or `payment.succeeded` that follows gives the money back
+/// (`on_participant_payment_settled`). Without this, the leave's compensation would void only
+/// the payment record and the provider would keep the hold, or the charge.
+async fn finish_unanswered_payment(
+    engine: &Engine,
+    cause: &Cause,
+    participant_id: Uuid,
+) -> Result<(), WorkflowError> {
+    let payment_id = PaymentId::from_uuid(payment_id(participant_id));
+    let (request, charge) = {
+        let payment: Arc<Payment> = engine.load(&cause.tenant, payment_id.to_string()).await?;
+        if payment.status() != Some(PaymentStatus::Created) {
+            return Ok(());
+        }
+        let (Some(amount), Some(policy)) = (payment.amount(), payment.capture_policy()) else {
+            return Ok(());
+        };
+        // The same request, key and all, as `on_joined` sent.
+        let charge = policy == CapturePolicy::Automatic;
+        let call = if charge { "charge" } else { "authorize" };
+        let request = PaymentRequest {
+            payment_id,
+            method: payment.method().to_owned(),
+            amount,
+            idempotency_key: format!("{payment_id}:{call}"),
+        };
+        (request, charge)
+    };
+    let owner = Owner::Participant(participant_id);
+    if charge {
+        let decision = engine.gateway.charge(&request).await?;
+        record_decision(engine, cause, owner, payment_id, decision, None).await
+    } else {
+        let decision = engine.gateway.authorize(&request).await?;
+        let authorized = Some(request.amount);
+        record_decision(engine, cause, owner, payment_id, decision, authorized).await
+    }
 }
 
 /// Whether a participant's stock and money are still wanted: they hold a place in a campaign

@@ -156,6 +156,51 @@ async fn a_charge_taken_before_an_interruption_and_a_cancel_is_recorded_and_refu
     assert_eq!(h.stock_of("TEE").await.reserved(), 0);
 }
 
+/// A campaign longer than a hold charges at the join. The provider takes the charge but its
+/// answer is lost, and the participant leaves while the reaction retries: the retry finds
+/// them gone, and must still learn of the charge (the same keyed request) to give it back.
+#[tokio::test]
+async fn a_join_charge_taken_before_an_interruption_and_a_leave_is_recorded_and_refunded() {
+    let h = Harness::new().await;
+    h.product("LAMP", PRICE);
+    h.stock("LAMP", 5).await;
+    let gateway = Arc::new(RecordingGateway::default());
+    gateway.fail_after_charge.store(true, Ordering::SeqCst);
+    let engine = h.spawn_with(gateway.clone(), 1);
+    let campaign_id = h
+        .create_campaign("LAMP", 2, 3, chrono::Duration::days(10))
+        .await;
+    let participant = h
+        .join_as(campaign_id, "a", "pm_card_ok")
+        .await
+        .expect("joined");
+
+    // given: the provider took the charge but its answer was lost; the reaction retries
+    h.eventually(30, "the charge taken", || async { gateway.net_total() > 0 })
+        .await;
+    // when: the participant leaves before the retry gets through
+    assert!(
+        h.try_campaign_command(
+            campaign_id,
+            CampaignCommand::Leave {
+                participant_id: participant,
+                at: h.now(),
+            },
+        )
+        .await
+    );
+    gateway.fail_after_charge.store(false, Ordering::SeqCst);
+
+    // then: the retry records the charge and the money goes back
+    h.eventually(60, "the charge refunded", || async {
+        gateway.net_total() == 0 && h.settled().await
+    })
+    .await;
+    engine.abort();
+    assert_eq!(h.count_events("payment.succeeded").await, 1);
+    assert_eq!(h.stock_of("LAMP").await.reserved(), 0);
+}
+
 #[tokio::test]
 async fn rewinding_the_cursor_reruns_every_reaction_and_changes_nothing() {
     let h = Harness::new().await;
