@@ -6,8 +6,8 @@
 //!   every message of a batch (idempotent producer, `acks=all`); a failed batch is retried whole.
 //!   The log reader never skips a late-committing transaction (see
 //!   [`commerce_eventstore::GlobalLog`]).
-//! - **Order**: the message key is the full stream id `"{tenant}/{key}"`, so an aggregate's
-//!   events land in one partition, in sequence order. Retries and restarts can add
+//! - **Order**: the message key is the aggregate id, so an aggregate's events land in one
+//!   partition, in sequence order. Retries and restarts can add
 //!   duplicates (counted in [`RelaySnapshot::events_republished`] for retries); consumers
 //!   de-duplicate by `event_id` or by `(aggregate, sequence)`, and the *first* occurrences
 //!   of an aggregate's events are always in sequence order.
@@ -23,9 +23,9 @@
 //!   [`TopicConfig::seed_topics`] is off; both behind [`TopicConfig::prefix`]. Created at
 //!   start with [`TopicConfig::partitions`] (default 6) and [`TopicConfig::replication`]
 //!   (default 1).
-//! - Key: `"{tenant}/{key}"`. Envelope: the contract's [`commerce_contracts::EventEnvelope`];
-//!   `aggregate_id` is the key *without* the tenant, `tenant_id` the tenant (see the `message`
-//!   module). Headers ([`commerce_contracts::envelope::headers`]): `event_id`, `event_type`,
+//! - Key: the aggregate id (the envelope's `aggregate_id`, without the tenant). Envelope: the
+//!   contract's [`commerce_contracts::EventEnvelope`]; `tenant_id` carries the tenant (see the
+//!   `message` module). Headers ([`commerce_contracts::envelope::headers`]): `event_id`, `event_type`,
 //!   `tenant_id`, `content-type: application/json`. Topic names come from
 //!   [`commerce_contracts::topics`].
 //!
