@@ -66,7 +66,9 @@ enum Command {
     Dev,
     /// Create or update the database schemas (event store, tenants); needs DATABASE_URL.
     Migrate,
-    /// Print a development token signed with COMMERCE_JWT_SECRET (HS256).
+    /// Print a development token signed with COMMERCE_JWT_SECRET (HS256). When DATABASE_URL
+    /// is set, the tenant is also registered (as `tenant add` does), so the engine serves the
+    /// token at once instead of refusing an unknown tenant with 403.
     Token {
         /// The tenant the token acts for.
         #[arg(long)]
@@ -225,6 +227,15 @@ impl Cli {
                     self.api.jwt_issuer.clone(),
                 )?;
                 println!("{token}");
+                if self.config.database_url.is_some() {
+                    // The token is printed either way: a registry that cannot be reached is
+                    // worth a warning, not the token.
+                    match register_tenant(&self.config, &tenant).await {
+                        Ok(true) => eprintln!("tenant {tenant} registered"),
+                        Ok(false) => {}
+                        Err(error) => eprintln!("warning: tenant {tenant} not registered: {error}"),
+                    }
+                }
                 Ok(())
             }
             Command::Replay { command } => Ok(crate::replay_cli::run(command, &self.config).await?),
@@ -244,6 +255,24 @@ impl Cli {
 }
 
 /// A pool on DATABASE_URL, for the one-shot commands.
+/// Registers `tenant` in DATABASE_URL's registry; whether it was new.
+async fn register_tenant(config: &ConfigArgs, tenant: &str) -> Result<bool, CommandError> {
+    let url = config
+        .database_url
+        .as_deref()
+        .ok_or(ConfigError::Missing("DATABASE_URL"))?;
+    // Briefly: the token is already out, and the registry is a convenience here.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(ConnectError::Database)?;
+    let added = admin::add_tenant(&pool, tenant).await;
+    pool.close().await;
+    Ok(added?)
+}
+
 async fn database(config: &ConfigArgs) -> Result<PgPool, CommandError> {
     let url = config
         .database_url
