@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 use commerce_aggregates::{Catalog, StoreCatalog, product};
-use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS};
+use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS, creation_settings};
 use commerce_eventstore::{EventStoreSelection, PgEventStore};
 use commerce_projections::worker::{self, WorkerConfig};
 use commerce_projections::{AGGREGATE_TYPES, ProjectionError};
@@ -39,6 +39,18 @@ pub struct EngineArgs {
     /// Put in front of every Kafka topic name (isolates several engines on one cluster).
     #[arg(long, env = "COMMERCE_TOPIC_PREFIX", default_value = "", global = true)]
     pub topic_prefix: String,
+
+    /// Also publish every event on the seed's per-event topic (`order.created`, …), for
+    /// workflow tools that subscribe by event name; `false` publishes to the aggregate topics
+    /// only.
+    #[arg(
+        long,
+        env = "COMMERCE_SEED_TOPICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub seed_topics: bool,
 
     /// Partitions of the topics the engine creates.
     #[arg(
@@ -121,6 +133,8 @@ pub struct EngineConfig {
     /// Kafka bootstrap servers.
     pub brokers: String,
     pub topic_prefix: String,
+    /// Whether the relay also publishes to the seed's per-event topics.
+    pub seed_topics: bool,
     pub partitions: i32,
     pub replication: i32,
     pub projection_group: String,
@@ -139,6 +153,7 @@ impl EngineConfig {
         Self {
             brokers: brokers.into(),
             topic_prefix: args.topic_prefix.clone(),
+            seed_topics: args.seed_topics,
             partitions: args.topic_partitions.max(1),
             replication: args.topic_replication.max(1),
             projection_group: args.projection_group.clone(),
@@ -149,11 +164,12 @@ impl EngineConfig {
         }
     }
 
-    /// Production defaults for `brokers` (no prefix, 6 partitions).
+    /// Production defaults for `brokers` (no prefix, seed topics on, 6 partitions).
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
             topic_prefix: String::new(),
+            seed_topics: true,
             partitions: 6,
             replication: 1,
             projection_group: "commerce-projections".to_owned(),
@@ -168,6 +184,7 @@ impl EngineConfig {
     fn relay(&self) -> RelayConfig {
         let mut config = RelayConfig::new(self.brokers.clone());
         config.topics.prefix.clone_from(&self.topic_prefix);
+        config.topics.seed_topics = self.seed_topics;
         config.topics.partitions = self.partitions;
         config.topics.replication = self.replication;
         config
@@ -235,22 +252,26 @@ pub async fn create_topics(config: &EngineConfig) -> Result<(), EngineError> {
         .set("bootstrap.servers", &config.brokers)
         .create()
         .map_err(|error| EngineError::Topics(error.to_string()))?;
-    let names: Vec<String> = AGGREGATE_TYPES
+    let names: Vec<(String, &str)> = AGGREGATE_TYPES
         .iter()
-        .map(|aggregate| format!("{}{AGGREGATE_TOPIC_PREFIX}{aggregate}", config.topic_prefix))
+        .map(|aggregate| format!("{AGGREGATE_TOPIC_PREFIX}{aggregate}"))
+        .map(|name| (format!("{}{name}", config.topic_prefix), ""))
         .chain(
             ANALYTICS_TOPICS
                 .iter()
-                .map(|topic| format!("{}{topic}", config.topic_prefix)),
+                .map(|topic| (format!("{}{topic}", config.topic_prefix), *topic)),
         )
         .collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|name| {
-            NewTopic::new(
-                name,
-                config.partitions,
-                TopicReplication::Fixed(config.replication),
+        .map(|(name, unprefixed)| {
+            creation_settings(unprefixed).iter().fold(
+                NewTopic::new(
+                    name,
+                    config.partitions,
+                    TopicReplication::Fixed(config.replication),
+                ),
+                |topic, (key, value)| topic.set(key, value),
             )
         })
         .collect();
@@ -429,5 +450,35 @@ impl Engine {
             () = self.stopped() => {}
         }
         self.stop().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn relay_of(args: &[&str]) -> RelayConfig {
+        let args = Args::try_parse_from(std::iter::once("commerce").chain(args.iter().copied()))
+            .expect("valid arguments");
+        EngineConfig::from_args(&args.engine, "localhost:9092").relay()
+    }
+
+    #[test]
+    fn given_no_setting_when_configured_then_the_relay_publishes_seed_topics() {
+        assert!(relay_of(&[]).topics.seed_topics);
+        assert!(relay_of(&["--seed-topics", "true"]).topics.seed_topics);
+    }
+
+    #[test]
+    fn given_seed_topics_off_when_configured_then_the_relay_publishes_aggregate_topics_only() {
+        assert!(!relay_of(&["--seed-topics", "false"]).topics.seed_topics);
     }
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commerce_contracts::envelope::headers;
-use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS};
+use commerce_contracts::topics::AGGREGATE_TOPIC_PREFIX;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -380,13 +380,9 @@ async fn housekeeping(
 
 /// Creates the analyst topics (`<prefix>analytics.*`) that are missing.
 async fn ensure_analytics_topics(config: &WorkerConfig) -> Result<(), ProjectionError> {
-    let names: Vec<String> = ANALYTICS_TOPICS
-        .iter()
-        .map(|topic| format!("{}{topic}", config.topic_prefix))
-        .collect();
     create_topics(
         &config.brokers,
-        &names,
+        &config.topic_prefix,
         config.topic_partitions,
         config.topic_replication,
     )
