@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use commerce_contracts::topics::ANALYTICS_TOPICS;
 use commerce_devstack::testkit::{TestDatabase, create_topics, kafka_brokers, unique_topic};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
