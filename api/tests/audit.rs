@@ -6,6 +6,7 @@
 mod common;
 
 use commerce_api::auth::Role;
+use commerce_contracts::envelope::EventEnvelope;
 use common::{TENANT_A, TENANT_B, TestApp, customer, operator, problem, token};
 use serde_json::{Value, json};
 
@@ -76,6 +77,12 @@ async fn given_an_order_when_an_auditor_reads_its_events_then_envelopes_in_seque
         assert_eq!(item["tenant_id"], TENANT_A);
         assert_eq!(item["topic"], "commerce.order");
         assert!(item["event_id"].is_string() && item["payload"].is_object());
+        // The very shape a consumer of the Kafka topics decodes, instant and version included.
+        let envelope: EventEnvelope = serde_json::from_value(item.clone())
+            .unwrap_or_else(|error| panic!("not the Kafka envelope ({error}): {item}"));
+        assert_eq!(envelope.event_version, 1);
+        assert_eq!(envelope.occurred_at.timestamp_millis(), envelope.timestamp);
+        assert_eq!(envelope.occurred_at.timestamp_subsec_micros() % 1_000, 0);
     }
     assert_eq!(items[0]["event_type"], "order.created");
 }
@@ -162,6 +169,18 @@ async fn given_an_order_when_its_history_is_asked_up_to_a_sequence_or_a_moment_t
     assert_eq!(as_of["version"], 1, "{as_of}");
     assert_eq!(as_of["state"], entries[0]["state"]);
 
+    // As of a sequence, the contract's other form of `as_of`: the same as `to_seq`
+    let as_of_sequence: Value = get(
+        &app,
+        &format!("/audit/orders/{id}/history?as_of=1"),
+        &auditor,
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(as_of_sequence, first);
+
     // Both bounds at once, or a malformed one, are refused
     problem(
         app.get(&format!("/audit/orders/{id}/history"))
@@ -180,6 +199,18 @@ async fn given_an_order_when_its_history_is_asked_up_to_a_sequence_or_a_moment_t
     )
     .await;
     assert_eq!(malformed.status(), 400);
+    for nonsense in ["soon", "", "99999999999999999999999"] {
+        problem(
+            app.get(&format!("/audit/orders/{id}/history"))
+                .bearer_auth(&auditor)
+                .query(&[("as_of", nonsense)])
+                .send()
+                .await
+                .expect("answered"),
+            422,
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -63,6 +63,18 @@ pub struct EventEnvelope<P = serde_json::Value> {
     pub payload: P,
 }
 
+/// The envelope's `event_version` of a stored version: stored versions are cqrs-es strings
+/// (`"1"`; older writers may use `"1.0"`), the envelope carries the leading integer. An
+/// unparseable version becomes 0 rather than stopping a reader of the log.
+#[must_use]
+pub fn published_version(stored: &str) -> u32 {
+    stored
+        .split('.')
+        .next()
+        .and_then(|major| major.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 impl EventEnvelope<serde_json::Value> {
     /// Decodes the payload into a typed event, keeping the bookkeeping fields.
     ///
@@ -87,5 +99,17 @@ impl EventEnvelope<serde_json::Value> {
             occurred_at: self.occurred_at,
             payload,
         })
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::published_version;
+
+    #[test]
+    fn given_stored_versions_when_published_then_their_major_number_is_carried() {
+        assert_eq!(published_version("1"), 1);
+        assert_eq!(published_version("2.0.0"), 2);
+        assert_eq!(published_version("x"), 0);
     }
 }

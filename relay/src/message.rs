@@ -18,7 +18,7 @@
 //!   `content-type: application/json`.
 
 use chrono::{DateTime, Utc};
-use commerce_contracts::envelope::EventEnvelope;
+use commerce_contracts::envelope::{EventEnvelope, published_version};
 
 use crate::error::RelayError;
 use crate::source::RelayedEvent;
@@ -58,7 +58,7 @@ fn message(event: &RelayedEvent<'_>, topic: String) -> Result<OutgoingMessage, R
         event_id: event.event_id,
         topic,
         event_type: event.event_type.to_owned(),
-        event_version: major_version(event.event_version),
+        event_version: published_version(event.event_version),
         aggregate_type: event.aggregate_type.to_owned(),
         aggregate_id: event.stream.key().to_owned(),
         sequence: event.sequence,
@@ -83,16 +83,6 @@ fn message(event: &RelayedEvent<'_>, topic: String) -> Result<OutgoingMessage, R
         tenant_id: envelope.tenant_id,
         topic: envelope.topic,
     })
-}
-
-/// Stored versions are cqrs-es strings (`"1"`; older writers may use `"1.0"`): the envelope
-/// carries the leading integer. An unparseable version becomes 0 rather than stopping the log.
-fn major_version(stored: &str) -> u32 {
-    stored
-        .split('.')
-        .next()
-        .and_then(|major| major.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -195,12 +185,5 @@ mod tests {
                 position: 42
             }
         );
-    }
-
-    #[test]
-    fn stored_versions_map_to_their_major_number() {
-        assert_eq!(major_version("1"), 1);
-        assert_eq!(major_version("2.0"), 2);
-        assert_eq!(major_version("x"), 0);
     }
 }

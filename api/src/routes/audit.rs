@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use commerce_aggregates::order::Order;
+use commerce_contracts::envelope::published_version;
 use commerce_contracts::topics::aggregate_topic;
 use commerce_eventstore::StreamId;
 use commerce_replay::{
@@ -29,9 +30,9 @@ pub struct AuditEvent {
     pub topic: String,
     /// E.g. `order.created`.
     pub event_type: String,
-    /// The version shown (after upcasting).
-    pub event_version: String,
-    /// The stored version when it was older than the shown one.
+    /// The version of the payload shown (after upcasting), as the Kafka envelope has it.
+    pub event_version: u32,
+    /// The stored version (as stored) when it was older than the shown one.
     pub upcasted_from: Option<String>,
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -49,6 +50,19 @@ pub struct AuditEvent {
     pub payload: serde_json::Value,
 }
 
+/// `as_of`: a sequence number, or a moment in RFC 3339.
+fn as_of_point(as_of: &str) -> Result<Upto, ApiError> {
+    if !as_of.is_empty() && as_of.bytes().all(|byte| byte.is_ascii_digit()) {
+        return as_of
+            .parse()
+            .map(Upto::Sequence)
+            .map_err(|_| ApiError::invalid("as_of", "the sequence is out of range"));
+    }
+    DateTime::parse_from_rfc3339(as_of)
+        .map(|moment| Upto::Time(moment.with_timezone(&Utc)))
+        .map_err(|_| ApiError::invalid("as_of", "an RFC 3339 time or a sequence number"))
+}
+
 /// Every event of an order's stream, in sequence order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventList {
@@ -62,7 +76,9 @@ pub struct HistoryStep {
     pub position: i64,
     pub event_id: uuid::Uuid,
     pub event_type: String,
-    pub event_version: String,
+    /// The version of the payload shown (after upcasting).
+    pub event_version: u32,
+    /// The stored version (as stored) when it was older than the shown one.
     pub upcasted_from: Option<String>,
     pub recorded_at: DateTime<Utc>,
     pub correlation_id: Option<String>,
@@ -127,20 +143,21 @@ pub struct VerifyDto {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// Replay the events recorded at or before this moment (RFC 3339).
-    pub as_of: Option<DateTime<Utc>>,
+    /// Replay the events recorded at or before this moment (RFC 3339), or up to and including
+    /// this sequence (a number).
+    pub as_of: Option<String>,
     /// Replay up to and including this sequence.
     pub to_seq: Option<u64>,
 }
 
 impl HistoryParams {
     fn upto(&self) -> Result<Upto, ApiError> {
-        match (self.as_of, self.to_seq) {
+        match (self.as_of.as_deref(), self.to_seq) {
             (Some(_), Some(_)) => Err(ApiError::invalid(
                 "to_seq",
                 "give either as_of or to_seq, not both",
             )),
-            (Some(moment), None) => Ok(Upto::Time(moment)),
+            (Some(as_of), None) => as_of_point(as_of),
             (None, Some(sequence)) => Ok(Upto::Sequence(sequence)),
             (None, None) => Ok(Upto::End),
         }
@@ -198,23 +215,28 @@ pub async fn order_events(
     let items = history
         .entries
         .into_iter()
-        .map(|entry| AuditEvent {
-            event_id: entry.event_id,
-            topic: topic.clone(),
-            event_type: entry.event_type,
-            event_version: entry.event_version,
-            upcasted_from: entry.upcasted_from,
-            aggregate_type: history.aggregate_type.clone(),
-            aggregate_id: history.aggregate_id.clone(),
-            sequence: entry.sequence,
-            position: entry.position,
-            tenant_id: history.tenant_id.clone(),
-            correlation_id: entry.correlation_id,
-            causation_id: entry.causation_id,
-            actor: entry.actor,
-            timestamp: entry.recorded_at.timestamp_millis(),
-            occurred_at: entry.recorded_at,
-            payload: entry.payload,
+        .map(|entry| {
+            let timestamp = entry.recorded_at.timestamp_millis();
+            AuditEvent {
+                event_id: entry.event_id,
+                topic: topic.clone(),
+                event_type: entry.event_type,
+                event_version: published_version(&entry.event_version),
+                upcasted_from: entry.upcasted_from,
+                aggregate_type: history.aggregate_type.clone(),
+                aggregate_id: history.aggregate_id.clone(),
+                sequence: entry.sequence,
+                position: entry.position,
+                tenant_id: history.tenant_id.clone(),
+                correlation_id: entry.correlation_id,
+                causation_id: entry.causation_id,
+                actor: entry.actor,
+                timestamp,
+                // The same instant as `timestamp`, cut to milliseconds as the relay does.
+                occurred_at: DateTime::from_timestamp_millis(timestamp)
+                    .unwrap_or(entry.recorded_at),
+                payload: entry.payload,
+            }
         })
         .collect();
     Ok(Json(AuditEventList { items }))
@@ -286,7 +308,7 @@ impl From<HistoryEntry> for HistoryStep {
             position: entry.position,
             event_id: entry.event_id,
             event_type: entry.event_type,
-            event_version: entry.event_version,
+            event_version: published_version(&entry.event_version),
             upcasted_from: entry.upcasted_from,
             recorded_at: entry.recorded_at,
             correlation_id: entry.correlation_id,
