@@ -156,7 +156,8 @@ async fn kurrentdb_relay(
         reason,
     };
     let backend = KurrentBackend::connect(connection_string)
-        .map_err(|error| unreachable(error.to_string()))?;
+        .map_err(|error| unreachable(error.to_string()))?
+        .with_upcasters(commerce_aggregates::product::upcasters());
     match tokio::time::timeout(
         PROBE_TIMEOUT,
         backend.read_all_after(KurrentPosition::START, 1),

@@ -6,10 +6,11 @@
 //! (`$`-types, filtered on the server) and events other applications wrote.
 
 use std::fmt;
+use std::sync::Arc;
 
 use commerce_eventstore::{
     AppendOutcome, BackendError, BackendEvent, EventBackend, EventSubscription, ExpectedVersion,
-    NewStreamEvent, StreamRef, validate_batch,
+    NewStreamEvent, StreamRef, Upcasters, validate_batch,
 };
 use kurrentdb::{
     AppendToStreamOptions, Client, ClientSettings, CurrentRevision, ReadAllOptions, ReadStream,
@@ -25,6 +26,7 @@ const BACKEND: &str = "kurrentdb";
 #[derive(Clone)]
 pub struct KurrentBackend {
     client: Client,
+    upcasters: Arc<Upcasters>,
 }
 
 impl fmt::Debug for KurrentBackend {
@@ -43,7 +45,18 @@ impl KurrentBackend {
             backend: BACKEND,
             source: error.into(),
         })?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            upcasters: Arc::default(),
+        })
+    }
+
+    /// Reads every event through `upcasters`, as `PgEventStore::with_upcasters` does: both
+    /// backends then give readers (the relay, the projections) events in their current shape.
+    #[must_use]
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
     }
 
     /// The underlying client (for operations outside the backend contract).
@@ -116,7 +129,8 @@ impl EventBackend for KurrentBackend {
         loop {
             match read.next().await {
                 Ok(Some(resolved)) => {
-                    if let Some(event) = resolved.event.as_ref().map(decode).transpose()? {
+                    let decoded = resolved.event.as_ref().map(|e| decode(e, &self.upcasters));
+                    if let Some(event) = decoded.transpose()? {
                         events.extend(event);
                     }
                 }
@@ -132,6 +146,9 @@ impl EventBackend for KurrentBackend {
         cursor: KurrentPosition,
         limit: u32,
     ) -> Result<Vec<BackendEvent<KurrentPosition>>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
         // Reading from a position includes the event at it, hence one more.
         let page = wanted.saturating_add(1);
@@ -144,7 +161,8 @@ impl EventBackend for KurrentBackend {
                 .filter(SubscriptionFilter::on_event_type().exclude_system_events())
                 .max_count(page);
             let mut read = self.client.read_all(&options).await.map_err(client_error)?;
-            let (raw, last) = collect_page(&mut read, cursor, wanted, &mut events).await?;
+            let page_read = collect_page(&mut read, cursor, wanted, &self.upcasters, &mut events);
+            let (raw, last) = page_read.await?;
             match last {
                 // A full page of events that were not ours: look further.
                 Some(last) if events.is_empty() && raw == page && last > from => from = last,
@@ -161,8 +179,9 @@ impl EventBackend for KurrentBackend {
             .position(start_at(from))
             .filter(SubscriptionFilter::on_event_type().exclude_system_events());
         let subscription = self.client.subscribe_to_all(&options).await;
+        let upcasters = Arc::clone(&self.upcasters);
         Ok(Box::pin(futures::stream::unfold(
-            Some((subscription, from)),
+            Some((subscription, from, upcasters)),
             next_event,
         )))
     }
@@ -183,6 +202,7 @@ async fn collect_page(
     read: &mut ReadStream,
     cursor: KurrentPosition,
     wanted: usize,
+    upcasters: &Upcasters,
     events: &mut Vec<BackendEvent<KurrentPosition>>,
 ) -> Result<(usize, Option<KurrentPosition>), BackendError> {
     let mut raw = 0;
@@ -197,12 +217,12 @@ async fn collect_page(
         if position <= cursor || events.len() >= wanted {
             continue;
         }
-        events.extend(decode(recorded)?);
+        events.extend(decode(recorded, upcasters)?);
     }
     Ok((raw, last))
 }
 
-type SubscriptionState = Option<(Subscription, KurrentPosition)>;
+type SubscriptionState = Option<(Subscription, KurrentPosition, Arc<Upcasters>)>;
 
 /// The next engine event of a subscription; after an error the stream ends.
 async fn next_event(
@@ -211,7 +231,7 @@ async fn next_event(
     Result<BackendEvent<KurrentPosition>, BackendError>,
     SubscriptionState,
 )> {
-    let (mut subscription, cursor) = state?;
+    let (mut subscription, cursor, upcasters) = state?;
     loop {
         let resolved = match subscription.next().await {
             Ok(resolved) => resolved,
@@ -223,10 +243,10 @@ async fn next_event(
         if KurrentPosition::from(recorded.position) <= cursor {
             continue;
         }
-        match decode(recorded) {
+        match decode(recorded, &upcasters) {
             Ok(Some(event)) => {
                 let next = event.cursor;
-                return Some((Ok(event), Some((subscription, next))));
+                return Some((Ok(event), Some((subscription, next, upcasters))));
             }
             Ok(None) => {}
             Err(error) => return Some((Err(error), None)),

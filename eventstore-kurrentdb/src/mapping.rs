@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use commerce_eventstore::{
     BackendError, BackendEvent, DecodeError, EventMetadata, ExpectedVersion, NewStreamEvent,
-    StreamId, StreamRef,
+    SerializedEvent, StreamId, StreamRef, Upcasters,
 };
 use kurrentdb::{EventData, RecordedEvent, StreamState};
 use serde::{Deserialize, Serialize};
@@ -102,9 +102,11 @@ pub(crate) fn event_data(
     Ok(data)
 }
 
-/// The engine's view of a KurrentDB event, or `None` when the engine did not write it.
+/// The engine's view of a KurrentDB event, in its current shape (through `upcasters`), or
+/// `None` when the engine did not write it.
 pub(crate) fn decode(
     event: &RecordedEvent,
+    upcasters: &Upcasters,
 ) -> Result<Option<BackendEvent<KurrentPosition>>, BackendError> {
     let Ok(envelope) = serde_json::from_slice::<Envelope>(&event.custom_metadata) else {
         return Ok(None);
@@ -115,18 +117,44 @@ pub(crate) fn decode(
         source,
     })?;
     let stream = StreamId::parse(&envelope.aggregate_id).map_err(DecodeError::from)?;
+    let sequence = version_of_revision(event.revision);
+    let (event_version, payload) =
+        current_shape(upcasters, &envelope, sequence, &event.event_type, payload);
     Ok(Some(BackendEvent {
         cursor: event.position.into(),
         event_id: event.id,
         aggregate_type: envelope.aggregate_type,
         stream,
-        sequence: version_of_revision(event.revision),
+        sequence,
         event_type: event.event_type.clone(),
-        event_version: envelope.event_version,
+        event_version,
         payload,
         metadata: EventMetadata::from_map(&envelope.metadata).map_err(DecodeError::from)?,
         recorded_at: event.created,
     }))
+}
+
+/// The stored version and payload, upcast to the current shape.
+fn current_shape(
+    upcasters: &Upcasters,
+    envelope: &Envelope,
+    sequence: u64,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> (String, serde_json::Value) {
+    if upcasters.is_empty() {
+        return (envelope.event_version.clone(), payload);
+    }
+    let upcast = upcasters.upcast(SerializedEvent::new(
+        envelope.aggregate_id.clone(),
+        usize::try_from(sequence).unwrap_or(usize::MAX),
+        envelope.aggregate_type.clone(),
+        event_type.to_owned(),
+        envelope.event_version.clone(),
+        payload,
+        serde_json::Value::Null,
+    ));
+    (upcast.event_version, upcast.payload)
 }
 
 #[cfg(test)]
@@ -166,6 +194,30 @@ mod tests {
             StreamState::StreamRevision(2)
         );
         assert_eq!(version_of_revision(2), 3);
+    }
+
+    #[test]
+    fn given_an_old_event_when_decoded_then_it_is_read_in_its_current_shape() {
+        let upcasters = Upcasters::new().register_fn("thing.renamed", "2", |mut payload| {
+            payload["display_name"] = payload["name"].clone();
+            payload
+        });
+        let envelope = Envelope {
+            commerce: ENVELOPE_FORMAT,
+            aggregate_type: "thing".to_owned(),
+            aggregate_id: "acme/t-1".to_owned(),
+            event_version: "1".to_owned(),
+            metadata: EventMetadata::new("acme", "alice").to_map(),
+            correlation_id: uuid::Uuid::nil().to_string(),
+            causation_id: None,
+        };
+        let stored = serde_json::json!({"name": "lamp"});
+        let (version, payload) =
+            current_shape(&upcasters, &envelope, 1, "thing.renamed", stored.clone());
+        assert_eq!(version, "2.0.0");
+        assert_eq!(payload["display_name"], "lamp");
+        let untouched = current_shape(&Upcasters::new(), &envelope, 1, "thing.renamed", stored);
+        assert_eq!(untouched.0, "1");
     }
 
     #[test]
