@@ -44,7 +44,7 @@ use crate::deadlines::DeadlineKind;
 use crate::engine::{Cause, Engine, Issued};
 use crate::error::WorkflowError;
 use crate::gateway::{GatewayDecision, LabelRequest, PaymentRequest};
-use crate::ids::derived;
+use crate::ids::{derived, order_shipment};
 use crate::links::{Owner, PaymentLink, ReservationLink};
 
 /// How long stock outlives its order's unpaid deadline.
@@ -754,7 +754,7 @@ pub(crate) async fn on_order_confirmed(
             return Ok(());
         }
     }
-    let shipment_id = ShipmentId::from_uuid(derived(&["shipment", &order_key]));
+    let shipment_id = order_shipment(order_id);
     let label = engine
         .carrier
         .create_label(&LabelRequest {

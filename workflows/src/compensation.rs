@@ -2,7 +2,8 @@
 //! process manager) or expired gives back everything the checkout took (ORD-6): its active
 //! reservations are released, and each of its payments is voided (nothing captured) or
 //! refunded (captured). Units a canceled order had committed (a fulfilment created, nothing
-//! shipped) are restocked.
+//! shipped) are restocked, and a label bought for it and not shipped is canceled, so nobody
+//! ships a canceled order.
 //!
 //! What to compensate is the union of the order's own record (reservations, payment ids) and
 //! the process manager's links, which are written before each creation: a reservation or a
@@ -14,12 +15,13 @@ use std::sync::Arc;
 use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
 use commerce_aggregates::order::{Order, OrderStatus};
 use commerce_aggregates::payment::{Payment, PaymentCommand, RefundOutcome};
+use commerce_aggregates::shipment::{Shipment, ShipmentCommand, ShipmentStatus};
 use commerce_domain::{LocationId, Money, Quantity, ReservationId, Sku};
 use uuid::Uuid;
 
 use crate::engine::{Cause, Engine};
 use crate::error::WorkflowError;
-use crate::ids::derived;
+use crate::ids::{derived, order_shipment};
 use crate::links::{Owner, ReservationLink};
 
 /// `order.canceled` / `order.expired`.
@@ -62,6 +64,37 @@ pub(crate) async fn on_order_closed(
     for (payment_id, provider_ref) in payments {
         settle_payment(engine, cause, payment_id, provider_ref).await?;
     }
+    cancel_shipment(engine, cause, order_id, reason).await
+}
+
+/// Cancels the order's shipment while its label is all there is of it (shipped parcels are
+/// past canceling, and the order refuses a cancel once anything shipped).
+async fn cancel_shipment(
+    engine: &Engine,
+    cause: &Cause,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<(), WorkflowError> {
+    let shipment_id = order_shipment(order_id);
+    let status = engine
+        .load::<Shipment>(&cause.tenant, shipment_id.to_string())
+        .await?
+        .status();
+    if status != Some(ShipmentStatus::LabelCreated) {
+        return Ok(());
+    }
+    engine
+        .issue(
+            &engine.shipments,
+            cause,
+            "shipment.cancel",
+            shipment_id.to_string(),
+            ShipmentCommand::Cancel {
+                reason: reason.to_owned(),
+                at: engine.now(),
+            },
+        )
+        .await?;
     Ok(())
 }
 

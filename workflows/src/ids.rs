@@ -19,6 +19,11 @@ pub(crate) fn derived(parts: &[&str]) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The shipment of an order: one per order, so checkout and compensation name the same one.
+pub(crate) fn order_shipment(order_id: Uuid) -> commerce_domain::ShipmentId {
+    commerce_domain::ShipmentId::from_uuid(derived(&["shipment", &order_id.to_string()]))
+}
+
 /// Lower-case hex of the SHA-256 of `text` (provider references, tracking numbers).
 pub(crate) fn digest_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())

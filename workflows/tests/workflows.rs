@@ -268,6 +268,37 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
     engine.abort();
 }
 
+/// A label bought and not yet shipped goes with the order: a canceled order's shipment is
+/// canceled, so the warehouse does not ship it.
+#[tokio::test]
+async fn customer_cancel_after_the_label_cancels_the_shipment() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 1).await;
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(20, "the label", || async {
+        h.count_events("order.label_attached").await == 1
+    })
+    .await;
+
+    h.order_command(order_id, h.customer_cancel()).await;
+
+    h.eventually(20, "the refund and the shipment canceled", || async {
+        h.net_paid(order_id).await == 0
+            && h.shipment_of(order_id)
+                .await
+                .is_some_and(|shipment| shipment.status() == Some(ShipmentStatus::Canceled))
+    })
+    .await;
+    engine.abort();
+    assert_eq!(
+        h.order(order_id).await.status(),
+        Some(OrderStatus::Canceled)
+    );
+    assert_eq!(h.stock_of("TEE").await.reserved(), 0);
+}
+
 #[tokio::test]
 async fn a_charged_order_leaves_no_authorization_to_expire() {
     let h = Harness::new().await;
