@@ -570,7 +570,15 @@ impl Order {
             *needed.entry(line.sku()).or_default() += u64::from(line.ordered());
         }
         let mut held: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
         for (index, reservation) in reservations.iter().enumerate() {
+            // A reservation listed twice holds its units once (ORD-5).
+            if !seen.insert(reservation.reservation_id) {
+                return Err(CommandError::invalid(
+                    format!("reservations[{index}].reservation_id"),
+                    "listed twice",
+                ));
+            }
             let sku = reservation.sku.as_str();
             if !needed.contains_key(sku) {
                 return Err(CommandError::invalid(

@@ -296,7 +296,10 @@ fn command(order: &Order, action: Action) -> OrderCommand {
                         existing.quantity = q(existing.quantity.get() + line.ordered());
                     }
                     None => reservations.push(StockReservation {
-                        reservation_id: ReservationId::from_uuid(uuid(5, 0)),
+                        reservation_id: ReservationId::from_uuid(uuid(
+                            5,
+                            u8::try_from(reservations.len()).expect("few skus"),
+                        )),
                         sku: Sku::new(line.sku()).expect("an ordered sku is valid"),
                         location: LocationId::default_location(),
                         quantity: q(line.ordered()),

@@ -509,6 +509,25 @@ fn stock_reservation_short_of_the_summed_quantity_is_refused() {
         ));
 }
 
+/// TEE needs 3: one reservation of 2 listed twice holds 2, not 4.
+#[test]
+fn stock_reservation_listing_one_reservation_twice_is_refused() {
+    framework()
+        .given(vec![created()])
+        .when(OrderCommand::RecordStockReserved {
+            reservations: vec![
+                reservation(1, "TEE", 2),
+                reservation(1, "TEE", 2),
+                reservation(2, "MUG", 1),
+            ],
+            at: t(1),
+        })
+        .then_expect_error(CommandError::invalid(
+            "reservations[1].reservation_id",
+            "listed twice",
+        ));
+}
+
 #[test]
 fn stock_reservation_for_a_foreign_sku_is_refused() {
     framework()
