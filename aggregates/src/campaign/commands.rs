@@ -319,7 +319,15 @@ impl Campaign {
         payment_method: Option<String>,
         at: DateTime<Utc>,
     ) -> Result<Vec<CampaignEvent>, CommandError> {
-        if self.participant(participant_id).is_some() {
+        if let Some(known) = self.participant(participant_id) {
+            // A retried join is done already; another join under a used id is refused rather
+            // than reported as done (PAY-5).
+            if known.customer_id() != customer.as_str() || known.quantity() != quantity.get() {
+                return Err(CommandError::invalid(
+                    "participant_id",
+                    "already names another customer's or quantity's join",
+                ));
+            }
             return Ok(Vec::new());
         }
         let mut events = Vec::new();

@@ -530,6 +530,23 @@ fn join_limit_rejections() {
 }
 
 #[test]
+fn a_join_again_under_a_used_id_is_a_no_op_for_the_same_join_and_refused_for_another() {
+    given()
+        .given(with(active(), [joined(1, 1, 1)]))
+        .when(join(1, 1, 1))
+        .then_expect_events(vec![]);
+    for other in [join(1, 2, 1), join(1, 1, 2)] {
+        given()
+            .given(with(active(), [joined(1, 1, 1)]))
+            .when(other)
+            .then_expect_error(CommandError::invalid(
+                "participant_id",
+                "already names another customer's or quantity's join",
+            ));
+    }
+}
+
+#[test]
 fn a_dropped_participation_frees_the_place_and_the_customer_limit() {
     let dropped = CampaignEvent::ParticipantDropped(CampaignParticipantDropped {
         participant_id: pid(1).as_uuid(),

@@ -309,6 +309,17 @@ impl Inventory {
     ) -> Result<Vec<InventoryEvent>, CommandError> {
         self.check_item(item)?;
         if self.has_seen(reservation_id) {
+            // A retried reservation is done already; another quantity under a used id is
+            // refused rather than reported as done (PAY-5). A declined one kept no quantity.
+            let asked = lines.iter().map(|line| u64::from(line.get())).sum::<u64>();
+            if let Some(known) = self.reservation(reservation_id)
+                && u64::from(known.quantity()) != asked
+            {
+                return Err(CommandError::invalid(
+                    "reservation_id",
+                    format!("already names a reservation of {}", known.quantity()),
+                ));
+            }
             return Ok(Vec::new());
         }
         // INV-8: several lines on the same item are checked as one sum, not one by one.

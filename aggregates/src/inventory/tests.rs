@@ -381,6 +381,21 @@ fn reserve_within_available_stock_reserves_the_summed_lines() {
 }
 
 #[test]
+fn reserve_again_under_a_used_id_is_a_no_op_for_the_same_quantity_and_refused_for_another() {
+    Given::with(())
+        .given(vec![received(10, 10), reserved(1, 7)])
+        .when(reserve(1, &[3, 4]))
+        .then_expect_events(vec![]);
+    Given::with(())
+        .given(vec![received(10, 10), reserved(1, 7)])
+        .when(reserve(1, &[2]))
+        .then_expect_error(CommandError::invalid(
+            "reservation_id",
+            "already names a reservation of 7",
+        ));
+}
+
+#[test]
 fn reserve_beyond_available_stock_is_answered_with_insufficient() {
     // INV-8: each line fits on its own (6 ≤ 10), their sum does not.
     Given::with(())

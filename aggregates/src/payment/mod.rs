@@ -92,10 +92,19 @@ impl Payment {
         }
         let (status, currency) = self.existing()?;
         // Refund ids dedupe before anything else, so a retried refund is a no-op even once the
-        // payment is fully refunded (PAY-5).
-        if let PaymentCommand::RequestRefund { refund_id, .. } = &command
-            && self.refunds.contains_key(refund_id)
+        // payment is fully refunded; the same id for another amount is a different request
+        // under a used name, refused rather than reported as done (PAY-5).
+        if let PaymentCommand::RequestRefund {
+            refund_id, amount, ..
+        } = &command
+            && let Some(asked) = self.refunds.get(refund_id)
         {
+            if asked.amount != amount.amount_minor() {
+                return Err(CommandError::invalid(
+                    "refund_id",
+                    format!("already names a refund of {} minor units", asked.amount),
+                ));
+            }
             return Ok(vec![]);
         }
         if status.is_terminal() {

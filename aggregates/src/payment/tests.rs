@@ -697,6 +697,19 @@ fn repeated_refund_id_is_a_no_op_even_when_fully_refunded() {
 }
 
 #[test]
+fn repeated_refund_id_with_another_amount_is_refused() {
+    let mut history = captured_history();
+    history.push(refund_requested(1_000));
+    Framework::with(())
+        .given(history)
+        .when(request_refund(2_000))
+        .then_expect_error(CommandError::invalid(
+            "refund_id",
+            "already names a refund of 1000 minor units",
+        ));
+}
+
+#[test]
 fn refund_settles_and_a_full_refund_is_terminal() {
     let mut history = captured_history();
     history.push(refund_requested(AMOUNT));
