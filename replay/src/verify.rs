@@ -12,6 +12,8 @@
 //! - two authentic neighbours where the later one was chained after some other event (its
 //!   `prev_hash` is not the earlier one's hash: histories spliced from two copies of the log,
 //!   such as a restored backup and the live store) → [`DamageKind::Spliced`], at the later;
+//!   so is an authentic event where a checkpoint sealed another one (a stream rolled back to
+//!   a backup and written again);
 //! - a stream that ends before the head a checkpoint sealed → [`DamageKind::Truncated`].
 //!
 //! Then the log: each checkpoint's seal and its link to the previous one, and the event count
@@ -258,6 +260,9 @@ pub(crate) fn check_stream<E: Rehash>(
                 Some(previous) => event.prev_hash() != previous.chain_hash(),
                 None => event.sequence() == 1 && event.prev_hash().is_some(),
             };
+            let sealed_other = sealed
+                .and_then(|heads| heads.get(event.sequence()))
+                .is_some_and(|hash| Some(hash) != event.chain_hash());
             if spliced {
                 report(
                     damage,
@@ -265,6 +270,18 @@ pub(crate) fn check_stream<E: Rehash>(
                     DamageKind::Spliced,
                     format!(
                         "event {} was chained after another event than the one now before it",
+                        event.event_id()
+                    ),
+                );
+            } else if sealed_other {
+                // Authentic and linked, but not the event a checkpoint sealed here: the
+                // stream was rolled back (a restored backup) and written again.
+                report(
+                    damage,
+                    event.sequence(),
+                    DamageKind::Spliced,
+                    format!(
+                        "event {} is not the event a checkpoint sealed at this sequence",
                         event.event_id()
                     ),
                 );
@@ -474,13 +491,20 @@ impl StreamWalk {
         link: None,
     };
 
-    /// What the walk knows once `event`, the stream's next in log order, is taken in.
-    fn then(self, key: &AuditKey, event: &CanonicalEvent) -> Self {
+    /// What the walk knows once `event`, the stream's next in log order, is taken in; `sealed`
+    /// are the stream's sealed heads.
+    fn then(self, key: &AuditKey, event: &CanonicalEvent, sealed: Option<&StreamHeads>) -> Self {
+        let as_sealed = || {
+            sealed
+                .and_then(|heads| heads.get(event.sequence()))
+                .is_none_or(|hash| Some(hash) == event.chain_hash())
+        };
         match self {
             Self::Following { head, link }
                 if event.sequence() == head + 1
                     && event.prev_hash().map(link_of) == link
-                    && event.is_authentic(key) =>
+                    && event.is_authentic(key)
+                    && as_sealed() =>
             {
                 Self::Following {
                     head: head + 1,
@@ -520,14 +544,15 @@ impl Streams {
     fn follow(&mut self, key: &AuditKey, event: &CanonicalEvent) {
         let (aggregate_type, aggregate_id) = event.stream_names();
         write_head_key(&mut self.name, aggregate_type, aggregate_id);
-        let walk =
-            |walk: Option<StreamWalk>| Some(walk.unwrap_or(StreamWalk::START).then(key, event));
+        let walk = |walk: Option<StreamWalk>, sealed| {
+            Some(walk.unwrap_or(StreamWalk::START).then(key, event, sealed))
+        };
         match self.by_name.get_mut(self.name.as_str()) {
-            Some(stream) => stream.walk = walk(stream.walk),
+            Some(stream) => stream.walk = walk(stream.walk, stream.sealed.as_ref()),
             None => {
                 let state = StreamState {
                     sealed: None,
-                    walk: walk(None),
+                    walk: walk(None, None),
                 };
                 self.by_name.insert(self.name.clone(), state);
             }

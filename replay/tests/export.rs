@@ -4,7 +4,7 @@ mod common;
 
 use commerce_eventstore::AuditKey;
 use commerce_replay::{DamageKind, ExportOptions, export, verify_export};
-use common::{add, fresh_store, seal_all, stream};
+use common::{add, fresh_store, seal_all, splice_histories, stream};
 
 /// The export of tenant t1, and how many checkpoints the store holds: usually one, two when a
 /// transaction open elsewhere on the server (another test's) held the first seal's horizon back.
@@ -128,15 +128,47 @@ async fn given_an_export_whose_checkpoints_lost_the_tenants_heads_when_verified_
 async fn given_an_export_with_a_second_header_when_verified_then_it_is_refused() {
     let (file, _) = exported().await;
     let header = file.lines().next().expect("a header line");
-    let doubled = format!(
-        "{file}{}\n",
-        header.replace("\"from\":null", "\"from\":\"2000-01-01T00:00:00Z\"")
-    );
+    // Before the seal line, where a line may stand.
+    let (lines, seal) = file
+        .trim_end()
+        .rsplit_once('\n')
+        .expect("lines, then the seal");
+    let second = header.replace("\"from\":null", "\"from\":\"2000-01-01T00:00:00Z\"");
+    let doubled = format!("{lines}\n{second}\n{seal}\n");
     let refused = verify_export(&AuditKey::development(), doubled.as_bytes());
     assert!(
-        matches!(refused, Err(commerce_replay::ReplayError::Export { .. })),
+        matches!(
+            &refused,
+            Err(commerce_replay::ReplayError::Export { reason, .. })
+                if reason == "a second header line"
+        ),
         "{refused:?}"
     );
+}
+
+/// Histories spliced in the store (a backup's events 4–5 after the live store's 3) are named
+/// in the export's offline check too.
+#[tokio::test]
+async fn given_an_export_of_spliced_histories_when_verified_then_the_break_is_named() {
+    let (_db, store) = fresh_store().await;
+    splice_histories(&store).await;
+    let options = ExportOptions {
+        tenant: "t1".into(),
+        from: None,
+        to: None,
+    };
+    let mut out = Vec::new();
+    export(store.pool(), &AuditKey::development(), &options, &mut out)
+        .await
+        .expect("export");
+
+    let report = verify_export(&AuditKey::development(), out.as_slice()).expect("verify");
+    let found: Vec<_> = report
+        .damage
+        .iter()
+        .map(|d| (d.stream.as_str(), d.sequence, d.kind))
+        .collect();
+    assert_eq!(found, [("Counter t1/a", 4, DamageKind::Spliced)]);
 }
 
 /// The lines of `file` with `edit` applied to each, joined as an export writes them.

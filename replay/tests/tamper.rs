@@ -5,7 +5,7 @@ mod common;
 
 use commerce_eventstore::AuditKey;
 use commerce_replay::{DamageKind, VerifyReport, seal_checkpoint, verify_database};
-use common::{add, fresh_store, seal_all, stream, tamper};
+use common::{add, fresh_store, seal_all, splice_histories, stream, tamper};
 
 const A: &str = "Counter t1/a";
 
@@ -148,32 +148,11 @@ async fn given_a_forged_event_without_hash_in_a_new_stream_when_verified_then_it
     );
 }
 
-/// A restored fork: events 3–5 of a stream are set aside, the engine appends another event 3
-/// (authentic, chained after 2), and the old 4 and 5 are put back. Every event is authentic on
-/// its own and the sequences are whole; only the link from 4 to the new 3 is broken.
+/// A restored fork ([`splice_histories`]): only the link from 4 to the new 3 is broken.
 #[tokio::test]
 async fn given_two_histories_spliced_when_verified_then_the_break_is_named() {
     let (_db, store) = fresh_store().await;
-    add(&store, &stream("t1", "a"), &[1, 2, 3, 4, 5]).await;
-    let columns = "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
-                   metadata, event_id, recorded_at, prev_hash, chain_hash";
-    let set_aside = format!(
-        "CREATE TABLE set_aside AS SELECT {columns} FROM events \
-         WHERE aggregate_id = 't1/a' AND sequence >= 3"
-    );
-    tamper(
-        store.pool(),
-        &[
-            &set_aside,
-            "DELETE FROM events WHERE aggregate_id = 't1/a' AND sequence >= 3",
-        ],
-    )
-    .await;
-    add(&store, &stream("t1", "a"), &[99]).await;
-    let put_back = format!(
-        "INSERT INTO events ({columns}) SELECT {columns} FROM set_aside WHERE sequence >= 4"
-    );
-    tamper(store.pool(), &[&put_back]).await;
+    splice_histories(&store).await;
 
     let report = verify(&store).await;
     let found: Vec<_> = report
@@ -182,6 +161,22 @@ async fn given_two_histories_spliced_when_verified_then_the_break_is_named() {
         .map(|d| (d.stream.as_str(), d.sequence, d.kind))
         .collect();
     assert_eq!(found, [(A, 4, DamageKind::Spliced)], "{:#?}", report.damage);
+}
+
+/// A stream rolled back past its sealed head (a restored backup) and written again: every
+/// event is authentic and linked, but not the one the checkpoint sealed.
+#[tokio::test]
+async fn given_a_sealed_stream_rolled_back_and_rewritten_when_verified_then_it_is_spliced() {
+    let (_db, store) = given_a_sealed_log().await;
+    tamper(
+        store.pool(),
+        &["DELETE FROM events WHERE aggregate_id = 't1/a' AND sequence >= 4"],
+    )
+    .await;
+    add(&store, &stream("t1", "a"), &[40, 50]).await;
+
+    let report = verify(&store).await;
+    assert_named(&report, A, 5, DamageKind::Spliced);
 }
 
 #[tokio::test]

@@ -85,3 +85,30 @@ pub async fn seal_all(store: &PgEventStore) {
     }
     panic!("the log horizon never reached the last event");
 }
+
+/// Stream `t1/a` put together from two histories, as a restored backup spliced into the live
+/// store would be: events 1–5 are written, 3–5 set aside, the engine appends another 3
+/// (authentic, chained after 2), and the old 4 and 5 are put back. Every event is authentic
+/// on its own and the sequences are whole; only the link from 4 to the new 3 is broken.
+pub async fn splice_histories(store: &PgEventStore) {
+    add(store, &stream("t1", "a"), &[1, 2, 3, 4, 5]).await;
+    let columns = "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+                   metadata, event_id, recorded_at, prev_hash, chain_hash";
+    let set_aside = format!(
+        "CREATE TABLE set_aside AS SELECT {columns} FROM events \
+         WHERE aggregate_id = 't1/a' AND sequence >= 3"
+    );
+    tamper(
+        store.pool(),
+        &[
+            &set_aside,
+            "DELETE FROM events WHERE aggregate_id = 't1/a' AND sequence >= 3",
+        ],
+    )
+    .await;
+    add(store, &stream("t1", "a"), &[99]).await;
+    let put_back = format!(
+        "INSERT INTO events ({columns}) SELECT {columns} FROM set_aside WHERE sequence >= 4"
+    );
+    tamper(store.pool(), &[&put_back]).await;
+}
