@@ -807,5 +807,15 @@ pub(crate) async fn on_label_created(
             },
         )
         .await?;
+    // A label that lands after its order was canceled (a previous leader finishing the
+    // fulfilment late, once the cancel's compensation ran) goes at once.
+    let order: Arc<Order> = engine
+        .load(&cause.tenant, label.order_id.to_string())
+        .await?;
+    if order.status() == Some(OrderStatus::Canceled) {
+        drop(order);
+        let shipment_id = ShipmentId::from_uuid(label.shipment_id);
+        compensation::cancel_shipment(engine, cause, shipment_id, "order_canceled").await?;
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
 use commerce_aggregates::order::{Order, OrderStatus};
 use commerce_aggregates::payment::{Payment, PaymentCommand, RefundOutcome};
 use commerce_aggregates::shipment::{Shipment, ShipmentCommand, ShipmentStatus};
-use commerce_domain::{LocationId, Money, Quantity, ReservationId, Sku};
+use commerce_domain::{LocationId, Money, Quantity, ReservationId, ShipmentId, Sku};
 use uuid::Uuid;
 
 use crate::engine::{Cause, Engine};
@@ -31,6 +31,9 @@ pub(crate) async fn on_order_closed(
     order_id: Uuid,
     reason: &str,
 ) -> Result<(), WorkflowError> {
+    // The label first: once its units are restocked, a parcel still shippable would count
+    // them twice.
+    cancel_shipment(engine, cause, order_shipment(order_id), reason).await?;
     let owner = Owner::Order(order_id);
     let order: Arc<Order> = engine.load(&cause.tenant, order_id.to_string()).await?;
     let mut reservations = engine.links().reservations(&cause.tenant, owner).await?;
@@ -64,18 +67,18 @@ pub(crate) async fn on_order_closed(
     for (payment_id, provider_ref) in payments {
         settle_payment(engine, cause, payment_id, provider_ref).await?;
     }
-    cancel_shipment(engine, cause, order_id, reason).await
+    Ok(())
 }
 
 /// Cancels the order's shipment while its label is all there is of it (shipped parcels are
-/// past canceling, and the order refuses a cancel once anything shipped).
-async fn cancel_shipment(
+/// past canceling, and the order refuses a cancel once anything shipped). Also for a label
+/// that lands after the order's compensation ran (`checkout::on_label_created`).
+pub(crate) async fn cancel_shipment(
     engine: &Engine,
     cause: &Cause,
-    order_id: Uuid,
+    shipment_id: ShipmentId,
     reason: &str,
 ) -> Result<(), WorkflowError> {
-    let shipment_id = order_shipment(order_id);
     let status = engine
         .load::<Shipment>(&cause.tenant, shipment_id.to_string())
         .await?

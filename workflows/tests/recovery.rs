@@ -202,6 +202,36 @@ async fn a_join_charge_taken_before_an_interruption_and_a_leave_is_recorded_and_
 }
 
 #[tokio::test]
+async fn a_label_landing_after_its_order_was_canceled_is_canceled() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 1).await;
+    let engine = h.spawn();
+    // given: an order canceled and compensated before any label was bought
+    let order_id = h.place_order(&[("TEE", 1)], None).await;
+    h.eventually(20, "the stock held", || async {
+        h.order(order_id).await.stock_reserved()
+    })
+    .await;
+    h.order_command(order_id, h.customer_cancel()).await;
+    h.eventually(20, "the cancel compensated", || h.settled())
+        .await;
+
+    // when: a previous leader finishing the fulfilment late records a label for it
+    let shipment_id = h.record_label(order_id).await;
+
+    // then: the label goes at once, so nobody ships the canceled order
+    h.eventually(20, "the late label canceled", || async {
+        h.load::<commerce_aggregates::shipment::Shipment>(shipment_id.to_string())
+            .await
+            .status()
+            == Some(commerce_aggregates::shipment::ShipmentStatus::Canceled)
+    })
+    .await;
+    engine.abort();
+}
+
+#[tokio::test]
 async fn rewinding_the_cursor_reruns_every_reaction_and_changes_nothing() {
     let h = Harness::new().await;
     h.product("TEE", PRICE);

@@ -13,7 +13,7 @@ use commerce_aggregates::campaign::{Campaign, CampaignCommand, CreateCampaign};
 use commerce_aggregates::inventory::{Inventory, InventoryCommand, StockItem};
 use commerce_aggregates::order::{LineRequest, Order, OrderCommand, PlaceOrder};
 use commerce_aggregates::payment::Payment;
-use commerce_aggregates::shipment::Shipment;
+use commerce_aggregates::shipment::{CreateLabel, Shipment, ShipmentCommand};
 use commerce_aggregates::{CatalogEntry, InMemoryCatalog};
 use commerce_devstack::testkit::TestDatabase;
 use commerce_domain::{
@@ -423,6 +423,30 @@ impl Harness {
             .await
             .expect("reserved");
         reservation_id
+    }
+
+    /// Records a label for `order_id` under a new shipment id, as a carrier's late answer
+    /// recorded by a previous leader would be.
+    pub async fn record_label(&self, order_id: OrderId) -> commerce_domain::ShipmentId {
+        let shipment_id = commerce_domain::ShipmentId::new();
+        CommandExecutor::<Shipment>::new(self.store.clone(), ())
+            .execute(
+                Self::stream(shipment_id.to_string()),
+                ShipmentCommand::CreateLabel(CreateLabel {
+                    shipment_id,
+                    order_id,
+                    fulfillment_id: Some(uuid::Uuid::new_v4()),
+                    carrier: "sandbox".to_owned(),
+                    service: "standard".to_owned(),
+                    tracking_number: "SBXLATE".to_owned(),
+                    label_url: "https://sandbox.carrier.invalid/labels/SBXLATE.pdf".to_owned(),
+                    at: self.now(),
+                }),
+                self.context(),
+            )
+            .await
+            .expect("label recorded");
+        shipment_id
     }
 
     pub async fn load<A: cqrs_es::Aggregate>(&self, key: impl Into<String>) -> A {
