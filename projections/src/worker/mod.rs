@@ -564,19 +564,12 @@ fn decode(config: &WorkerConfig, message: &BorrowedMessage<'_>) -> Decoded {
                 .and_then(|key| std::str::from_utf8(key).ok())
                 .map(str::to_owned);
             let stream = match (tenant, key, config.aggregate_type_of(message.topic())) {
-                (Some(tenant_id), Some(key), Some(aggregate_type)) => {
-                    // The relay keys a record by its aggregate id; records keyed
-                    // `{tenant}/{aggregate id}` (relays before the contract's key) too.
-                    let aggregate_id = key
-                        .strip_prefix(tenant_id.as_str())
-                        .and_then(|rest| rest.strip_prefix('/'))
-                        .map_or_else(|| key.clone(), str::to_owned);
-                    Some(StreamKey {
-                        tenant_id,
-                        aggregate_type,
-                        aggregate_id,
-                    })
-                }
+                // The relay keys a record by its aggregate id (the contract's key).
+                (Some(tenant_id), Some(aggregate_id), Some(aggregate_type)) => Some(StreamKey {
+                    tenant_id,
+                    aggregate_type,
+                    aggregate_id,
+                }),
                 _ => None,
             };
             return Decoded::Poison {

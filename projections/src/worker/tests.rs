@@ -229,7 +229,7 @@ async fn duplicates_disorder_and_poison_leave_the_read_models_equal_to_the_log()
         if index == poison_at {
             setup
                 .produce(
-                    &format!("{}/{}", victim.tenant_id, victim.aggregate_id),
+                    &victim.aggregate_id,
                     &victim.tenant_id,
                     "order",
                     b"\x00{not json",
