@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 use commerce_aggregates::{Catalog, StoreCatalog, product};
-use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS, creation_settings};
+use commerce_contracts::topics::{AGGREGATE_TOPIC_PREFIX, ANALYTICS_TOPICS};
 use commerce_eventstore::{EventStoreSelection, PgEventStore};
 use commerce_projections::worker::{self, WorkerConfig};
 use commerce_projections::{AGGREGATE_TYPES, ProjectionError};
@@ -252,26 +252,22 @@ pub async fn create_topics(config: &EngineConfig) -> Result<(), EngineError> {
         .set("bootstrap.servers", &config.brokers)
         .create()
         .map_err(|error| EngineError::Topics(error.to_string()))?;
-    let names: Vec<(String, &str)> = AGGREGATE_TYPES
+    let names: Vec<String> = AGGREGATE_TYPES
         .iter()
-        .map(|aggregate| format!("{AGGREGATE_TOPIC_PREFIX}{aggregate}"))
-        .map(|name| (format!("{}{name}", config.topic_prefix), ""))
+        .map(|aggregate| format!("{}{AGGREGATE_TOPIC_PREFIX}{aggregate}", config.topic_prefix))
         .chain(
             ANALYTICS_TOPICS
                 .iter()
-                .map(|topic| (format!("{}{topic}", config.topic_prefix), *topic)),
+                .map(|topic| format!("{}{topic}", config.topic_prefix)),
         )
         .collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|(name, unprefixed)| {
-            creation_settings(unprefixed).iter().fold(
-                NewTopic::new(
-                    name,
-                    config.partitions,
-                    TopicReplication::Fixed(config.replication),
-                ),
-                |topic, (key, value)| topic.set(key, value),
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.replication),
             )
         })
         .collect();

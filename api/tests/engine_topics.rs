@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use commerce_api::engine::{EngineConfig, create_topics};
-use commerce_contracts::topics::{AGGREGATE_TOPICS, ANALYTICS_ORDERS, ANALYTICS_TOPICS};
+use commerce_contracts::topics::{AGGREGATE_TOPICS, ANALYTICS_TOPICS};
 use commerce_devstack::testkit;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 #[tokio::test]
@@ -41,26 +39,4 @@ async fn given_a_topic_prefix_when_the_engine_creates_its_topics_then_the_analyt
             .map(|t| t.partitions().len());
         assert_eq!(partitions, Some(2), "{topic}");
     }
-    // The analyst's order summaries are compacted: the latest one per order wins.
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin client");
-    let summaries = format!("{}{}", config.topic_prefix, ANALYTICS_ORDERS);
-    let described = admin
-        .describe_configs(
-            [&ResourceSpecifier::Topic(&summaries)],
-            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("describe configs");
-    let resource = described
-        .into_iter()
-        .next()
-        .expect("one resource")
-        .expect("the topic's configuration");
-    let policy = resource
-        .get("cleanup.policy")
-        .and_then(|entry| entry.value.clone());
-    assert_eq!(policy.as_deref(), Some("compact"), "{summaries}");
 }

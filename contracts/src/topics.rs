@@ -42,18 +42,6 @@ pub const ANALYTICS_ORDER_LINES: &str = "analytics.order_lines";
 /// The analyst streams.
 pub const ANALYTICS_TOPICS: [&str; 2] = [ANALYTICS_ORDERS, ANALYTICS_ORDER_LINES];
 
-/// The topic settings a topic is created with, by unprefixed name: [`ANALYTICS_ORDERS`] is
-/// compacted (the latest summary per order is all an analyst needs to start from); the others
-/// keep the broker's defaults.
-#[must_use]
-pub fn creation_settings(name: &str) -> &'static [(&'static str, &'static str)] {
-    if name == ANALYTICS_ORDERS {
-        &[("cleanup.policy", "compact")]
-    } else {
-        &[]
-    }
-}
-
 /// The aggregate topic of an aggregate type: `commerce.<aggregate_type>`.
 #[must_use]
 pub fn aggregate_topic(aggregate_type: &str) -> String {

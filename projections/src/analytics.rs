@@ -27,7 +27,7 @@ use crate::facets::{PaymentRow, order_payment_status};
 
 use commerce_contracts::topics::{
     ANALYTICS_ORDER_LINES as ORDER_LINES_STREAM, ANALYTICS_ORDERS as ORDERS_STREAM,
-    ANALYTICS_TOPICS, creation_settings,
+    ANALYTICS_TOPICS,
 };
 
 async fn queue(
@@ -377,8 +377,8 @@ const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// How long topic creation may take.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Creates the analyst topics (`<prefix>analytics.*`) that are missing, with their settings
-/// ([`creation_settings`]: `analytics.orders` compacted); an existing topic is left as it is.
+/// Creates the analyst topics (`<prefix>analytics.*`) that are missing; an existing topic is
+/// left as it is.
 pub async fn create_topics(
     brokers: &str,
     prefix: &str,
@@ -388,20 +388,17 @@ pub async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let names: Vec<(String, &str)> = ANALYTICS_TOPICS
+    let names: Vec<String> = ANALYTICS_TOPICS
         .iter()
-        .map(|topic| (format!("{prefix}{topic}"), *topic))
+        .map(|topic| format!("{prefix}{topic}"))
         .collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|(name, unprefixed)| {
-            creation_settings(unprefixed).iter().fold(
-                NewTopic::new(
-                    name,
-                    partitions.max(1),
-                    TopicReplication::Fixed(replication.max(1)),
-                ),
-                |topic, (key, value)| topic.set(key, value),
+        .map(|name| {
+            NewTopic::new(
+                name,
+                partitions.max(1),
+                TopicReplication::Fixed(replication.max(1)),
             )
         })
         .collect();
