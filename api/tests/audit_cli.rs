@@ -24,15 +24,21 @@ fn replay(args: &[&str], database_url: Option<&str>) -> Output {
     command.output().expect("the binary runs")
 }
 
-#[tokio::test]
-async fn given_a_log_when_verified_then_the_exit_code_says_whether_it_is_clean() {
-    // Given an empty, migrated event store
+/// A database of its own with the event store's schema (dropped with the handle).
+async fn migrated_store() -> TestDatabase {
     let db = TestDatabase::create()
         .await
         .expect("a test database (is DATABASE_URL set?)");
     commerce_eventstore::migrate(db.pool())
         .await
         .expect("event store migrations");
+    db
+}
+
+#[tokio::test]
+async fn given_a_log_when_verified_then_the_exit_code_says_whether_it_is_clean() {
+    // Given an empty, migrated event store
+    let db = migrated_store().await;
 
     // When it is verified, then it is clean: exit code 0
     let clean = replay_verify(Some(db.url()));
@@ -80,12 +86,7 @@ fn given_no_database_url_when_verifying_then_one_line_names_the_setting() {
 
 #[tokio::test]
 async fn given_an_export_when_verified_offline_then_only_the_untouched_file_is_clean() {
-    let db = TestDatabase::create()
-        .await
-        .expect("a test database (is DATABASE_URL set?)");
-    commerce_eventstore::migrate(db.pool())
-        .await
-        .expect("event store migrations");
+    let db = migrated_store().await;
     let path = std::env::temp_dir().join(format!("export-{}.jsonl", uuid::Uuid::new_v4()));
     let file = path.to_str().expect("a UTF-8 path");
 

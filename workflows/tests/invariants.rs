@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use commerce_aggregates::campaign::{CampaignCommand, CampaignStatus, ParticipantState};
+use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
 use commerce_aggregates::inventory::Inventory;
 use commerce_aggregates::order::OrderStatus;
 use commerce_aggregates::payment::{
@@ -264,14 +264,7 @@ async fn campaign_case(methods: Vec<usize>, leavers: Vec<usize>, kills: Vec<u64>
         let engine = h.spawn_with(std::sync::Arc::new(commerce_workflows::SandboxGateway), 1);
         tokio::time::sleep(Duration::from_millis(*run_for)).await;
         if let Some(p) = leavers.get(round).and_then(|i| participants.get(*i)) {
-            h.try_campaign_command(
-                campaign_id,
-                CampaignCommand::Leave {
-                    participant_id: *p,
-                    at: h.now(),
-                },
-            )
-            .await;
+            h.leave(campaign_id, *p).await;
         }
         if round == 1 {
             h.advance(chrono::Duration::hours(2));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use commerce_aggregates::campaign::{CampaignCommand, CampaignStatus, ParticipantState};
+use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
 use commerce_aggregates::order::{OrderCommand, OrderStatus};
 use commerce_aggregates::payment::PaymentStatus;
 use commerce_contracts::ReservationHolder;
@@ -88,16 +88,7 @@ async fn stock_reserved_for_a_participant_who_left_is_released() {
         .join_as(campaign_id, "a", "pm_card_ok")
         .await
         .expect("joined");
-    assert!(
-        h.try_campaign_command(
-            campaign_id,
-            CampaignCommand::Leave {
-                participant_id: participant,
-                at: h.now(),
-            },
-        )
-        .await
-    );
+    assert!(h.leave(campaign_id, participant).await);
     let engine = h.spawn();
     h.eventually(30, "the engine settled", || h.settled()).await;
     // then: the join took nothing
@@ -179,16 +170,7 @@ async fn a_join_charge_taken_before_an_interruption_and_a_leave_is_recorded_and_
     h.eventually(30, "the charge taken", || async { gateway.net_total() > 0 })
         .await;
     // when: the participant leaves before the retry gets through
-    assert!(
-        h.try_campaign_command(
-            campaign_id,
-            CampaignCommand::Leave {
-                participant_id: participant,
-                at: h.now(),
-            },
-        )
-        .await
-    );
+    assert!(h.leave(campaign_id, participant).await);
     gateway.fail_after_charge.store(false, Ordering::SeqCst);
 
     // then: the retry records the charge and the money goes back
@@ -406,14 +388,7 @@ async fn killed_at_random_points_of_campaign_joins_and_settlement_every_particip
             let pick =
                 next_random(&mut rng) % u64::try_from(participants.len().min(5)).expect("small");
             let who = participants[usize::try_from(pick).expect("small")];
-            h.try_campaign_command(
-                hopeful,
-                CampaignCommand::Leave {
-                    participant_id: who,
-                    at: h.now(),
-                },
-            )
-            .await;
+            h.leave(hopeful, who).await;
         }
         if round == 4 {
             // The end time passes while engines keep dying: settlement is interrupted too.

@@ -383,6 +383,19 @@ impl Harness {
             .map(|_| participant_id)
     }
 
+    /// The participant leaves the campaign; whether the campaign let them.
+    pub async fn leave(
+        &self,
+        campaign_id: CampaignId,
+        participant_id: commerce_domain::ParticipantId,
+    ) -> bool {
+        let leave = CampaignCommand::Leave {
+            participant_id,
+            at: self.now(),
+        };
+        self.try_campaign_command(campaign_id, leave).await
+    }
+
     /// Issues a campaign command that the campaign may refuse; whether it applied.
     pub async fn try_campaign_command(
         &self,
