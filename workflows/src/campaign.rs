@@ -209,28 +209,34 @@ pub(crate) async fn on_joined(
             }),
         )
         .await?;
-    if charge_now {
-        let decision = engine
-            .gateway
-            .charge(&PaymentRequest {
-                payment_id,
-                method,
-                amount,
-                idempotency_key: format!("{payment_id}:charge"),
-            })
-            .await?;
-        return record_decision(engine, cause, owner, payment_id, decision, None).await;
-    }
-    let decision = engine
-        .gateway
-        .authorize(&PaymentRequest {
-            payment_id,
-            method,
-            amount,
-            idempotency_key: format!("{payment_id}:authorize"),
-        })
-        .await?;
-    record_decision(engine, cause, owner, payment_id, decision, Some(amount)).await
+    request_payment(engine, cause, owner, payment_id, method, amount, charge_now).await
+}
+
+/// Sends a participant's payment request (a charge, or an authorization of the amount) under
+/// the payment's idempotency key and records the provider's answer: the same request whether
+/// it goes for the first time or again after an answer was lost.
+async fn request_payment(
+    engine: &Engine,
+    cause: &Cause,
+    owner: Owner,
+    payment_id: PaymentId,
+    method: String,
+    amount: Money,
+    charge: bool,
+) -> Result<(), WorkflowError> {
+    let call = if charge { "charge" } else { "authorize" };
+    let request = PaymentRequest {
+        payment_id,
+        method,
+        amount,
+        idempotency_key: format!("{payment_id}:{call}"),
+    };
+    let (decision, authorized) = if charge {
+        (engine.gateway.charge(&request).await?, None)
+    } else {
+        (engine.gateway.authorize(&request).await?, Some(amount))
+    };
+    record_decision(engine, cause, owner, payment_id, decision, authorized).await
 }
 
 /// An earlier run of the join's reaction created the participant's payment and sent its
@@ -246,7 +252,7 @@ async fn finish_unanswered_payment(
     participant_id: Uuid,
 ) -> Result<(), WorkflowError> {
     let payment_id = PaymentId::from_uuid(payment_id(participant_id));
-    let (request, charge) = {
+    let (method, amount, charge) = {
         let payment: Arc<Payment> = engine.load(&cause.tenant, payment_id.to_string()).await?;
         if payment.status() != Some(PaymentStatus::Created) {
             return Ok(());
@@ -254,26 +260,11 @@ async fn finish_unanswered_payment(
         let (Some(amount), Some(policy)) = (payment.amount(), payment.capture_policy()) else {
             return Ok(());
         };
-        // The same request, key and all, as `on_joined` sent.
         let charge = policy == CapturePolicy::Automatic;
-        let call = if charge { "charge" } else { "authorize" };
-        let request = PaymentRequest {
-            payment_id,
-            method: payment.method().to_owned(),
-            amount,
-            idempotency_key: format!("{payment_id}:{call}"),
-        };
-        (request, charge)
+        (payment.method().to_owned(), amount, charge)
     };
     let owner = Owner::Participant(participant_id);
-    if charge {
-        let decision = engine.gateway.charge(&request).await?;
-        record_decision(engine, cause, owner, payment_id, decision, None).await
-    } else {
-        let decision = engine.gateway.authorize(&request).await?;
-        let authorized = Some(request.amount);
-        record_decision(engine, cause, owner, payment_id, decision, authorized).await
-    }
+    request_payment(engine, cause, owner, payment_id, method, amount, charge).await
 }
 
 /// Whether a participant's stock and money are still wanted: they hold a place in a campaign
