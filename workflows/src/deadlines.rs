@@ -110,9 +110,12 @@ pub(crate) enum Fired {
     },
 }
 
-/// How long a claimed deadline is kept from other runners while it fires; longer than any
-/// firing takes (its commands and provider calls have their own timeouts).
-const FIRING_LEASE: TimeDelta = TimeDelta::minutes(5);
+/// How long a claimed deadline is kept from other runners while it fires. It is also how long
+/// a runner that died while firing holds the deadline back (a campaign's close, an order's
+/// expiry), so it is kept short: longer than a firing takes (one command, perhaps a provider
+/// call), and a firing that outlasts it may be fired again beside it, which its keyed
+/// commands make harmless.
+const FIRING_LEASE: TimeDelta = TimeDelta::seconds(30);
 
 /// The longest wait between two attempts of a failing deadline, in seconds.
 pub(crate) const MAX_RETRY_DELAY: i64 = 300;
