@@ -2,8 +2,8 @@
 //! process manager) or expired gives back everything the checkout took (ORD-6): its active
 //! reservations are released, and each of its payments is voided (nothing captured) or
 //! refunded (captured). Units a canceled order had committed (a fulfilment created, nothing
-//! shipped) are restocked, and a label bought for it and not shipped is canceled, so nobody
-//! ships a canceled order.
+//! shipped) are restocked, and a label bought for it and not shipped is voided at the carrier
+//! and canceled, so nobody ships a canceled order and nobody pays for its label.
 //!
 //! What to compensate is the union of the order's own record (reservations, payment ids) and
 //! the process manager's links, which are written before each creation: a reservation or a
@@ -73,19 +73,25 @@ pub(crate) async fn on_order_closed(
 /// Cancels the order's shipment while its label is all there is of it (shipped parcels are
 /// past canceling, and the order refuses a cancel once anything shipped). Also for a label
 /// that lands after the order's compensation ran (`checkout::on_label_created`).
+///
+/// The carrier voids the label first: once the shipment reads canceled this reaction does
+/// nothing more, so a crash between the two would leave the carrier's label live and billed.
+/// A re-run voids again under the same key, which the carrier answers as done.
 pub(crate) async fn cancel_shipment(
     engine: &Engine,
     cause: &Cause,
     shipment_id: ShipmentId,
     reason: &str,
 ) -> Result<(), WorkflowError> {
-    let status = engine
-        .load::<Shipment>(&cause.tenant, shipment_id.to_string())
-        .await?
-        .status();
-    if status != Some(ShipmentStatus::LabelCreated) {
+    let shipment: Arc<Shipment> = engine.load(&cause.tenant, shipment_id.to_string()).await?;
+    if shipment.status() != Some(ShipmentStatus::LabelCreated) {
         return Ok(());
     }
+    engine
+        .carrier
+        .void_label(shipment.tracking_number(), &format!("{shipment_id}:void"))
+        .await?;
+    drop(shipment);
     engine
         .issue(
             &engine.shipments,

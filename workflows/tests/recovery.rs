@@ -202,7 +202,7 @@ async fn a_label_landing_after_its_order_was_canceled_is_canceled() {
     // when: a previous leader finishing the fulfilment late records a label for it
     let shipment_id = h.record_label(order_id).await;
 
-    // then: the label goes at once, so nobody ships the canceled order
+    // then: the label goes at once, so nobody ships the canceled order or pays for its label
     h.eventually(20, "the late label canceled", || async {
         h.load::<commerce_aggregates::shipment::Shipment>(shipment_id.to_string())
             .await
@@ -211,6 +211,7 @@ async fn a_label_landing_after_its_order_was_canceled_is_canceled() {
     })
     .await;
     engine.abort();
+    assert_eq!(h.carrier.voided(), ["SBXLATE"]);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod common;
 
 use std::future::pending;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
@@ -269,7 +270,8 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
 }
 
 /// A label bought and not yet shipped goes with the order: a canceled order's shipment is
-/// canceled, so the warehouse does not ship it.
+/// canceled, so the warehouse does not ship it, and the carrier voids the label, so nobody
+/// pays for it.
 #[tokio::test]
 async fn customer_cancel_after_the_label_cancels_the_shipment() {
     let h = Harness::new().await;
@@ -297,6 +299,42 @@ async fn customer_cancel_after_the_label_cancels_the_shipment() {
         Some(OrderStatus::Canceled)
     );
     assert_eq!(h.stock_of("TEE").await.reserved(), 0);
+    let shipment = h.shipment_of(order_id).await.expect("the shipment");
+    assert_eq!(h.carrier.voided(), [shipment.tracking_number().to_owned()]);
+}
+
+/// A carrier that does not answer the void holds the shipment's cancel back until it does:
+/// the shipment is never shown canceled while its label may still be live at the carrier.
+#[tokio::test]
+async fn a_carrier_down_at_the_cancel_voids_the_label_once_it_answers() {
+    let h = Harness::new().await;
+    h.product("TEE", PRICE);
+    h.stock("TEE", 1).await;
+    h.carrier.void_outages.store(3, Ordering::SeqCst);
+    let engine = h.spawn();
+    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
+    h.eventually(20, "the label", || async {
+        h.count_events("order.label_attached").await == 1
+    })
+    .await;
+
+    h.order_command(order_id, h.customer_cancel()).await;
+
+    h.eventually(
+        30,
+        "the shipment canceled and the order refunded",
+        || async {
+            h.net_paid(order_id).await == 0
+                && h.shipment_of(order_id)
+                    .await
+                    .is_some_and(|shipment| shipment.status() == Some(ShipmentStatus::Canceled))
+        },
+    )
+    .await;
+    engine.abort();
+    assert!(h.carrier.void_calls.load(Ordering::SeqCst) >= 4);
+    let shipment = h.shipment_of(order_id).await.expect("the shipment");
+    assert_eq!(h.carrier.voided(), [shipment.tracking_number().to_owned()]);
 }
 
 #[tokio::test]

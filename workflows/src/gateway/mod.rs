@@ -107,4 +107,12 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
 pub trait Carrier: Send + Sync + std::fmt::Debug {
     /// Buys a label for the shipment.
     async fn create_label(&self, request: &LabelRequest) -> Result<Label, GatewayError>;
+
+    /// Voids an unused label (the order was canceled before it shipped), so the carrier
+    /// neither collects the parcel nor bills the label. Voiding a label twice is not an error.
+    async fn void_label(
+        &self,
+        tracking_number: &str,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError>;
 }

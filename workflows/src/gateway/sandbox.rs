@@ -94,6 +94,10 @@ impl Carrier for SandboxCarrier {
             tracking_number,
         })
     }
+
+    async fn void_label(&self, _: &str, _: &str) -> Result<(), GatewayError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

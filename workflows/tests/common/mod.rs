@@ -23,7 +23,9 @@ use commerce_domain::{
 use commerce_eventstore::{
     CommandContext, CommandExecutor, EventMetadata, ExecutorConfig, PgEventStore, StreamId,
 };
-use commerce_workflows::gateway::{GatewayDecision, GatewayError, PaymentRequest};
+use commerce_workflows::gateway::{
+    Carrier, GatewayDecision, GatewayError, Label, LabelRequest, PaymentRequest,
+};
 use commerce_workflows::{
     Clock, PaymentGateway, SandboxCarrier, SandboxGateway, WorkflowConfig, Workflows,
 };
@@ -43,6 +45,8 @@ pub struct Harness {
     pub payments: CommandExecutor<Payment>,
     pub inventory: CommandExecutor<Inventory>,
     pub campaigns: CommandExecutor<Campaign>,
+    /// The carrier of every engine this harness starts.
+    pub carrier: Arc<RecordingCarrier>,
     offset_secs: Arc<AtomicI64>,
     /// How long the engines trust a payment hold (`WorkflowConfig::hold_validity`).
     pub hold_validity: chrono::Duration,
@@ -75,6 +79,7 @@ impl Harness {
             store,
             catalog,
             db,
+            carrier: Arc::new(RecordingCarrier::default()),
             offset_secs: Arc::new(AtomicI64::new(0)),
             hold_validity: WorkflowConfig::default().hold_validity,
         }
@@ -122,7 +127,7 @@ impl Harness {
             pool,
             Arc::new(self.catalog.clone()),
             gateway,
-            Arc::new(SandboxCarrier),
+            Arc::clone(&self.carrier) as Arc<dyn Carrier>,
         )
         .with_config(WorkflowConfig {
             max_payment_attempts,
@@ -699,6 +704,60 @@ impl PaymentGateway for RecordingGateway {
         idempotency_key: &str,
     ) -> Result<(), GatewayError> {
         self.book(idempotency_key, provider_ref, -amount.amount_minor());
+        Ok(())
+    }
+}
+
+/// The sandbox carrier, remembering which labels it was asked to void (each idempotency key
+/// once, as a real carrier dedupes). With `void_outages` above zero, that many void calls
+/// fail first, like a carrier that does not answer.
+#[derive(Debug, Default)]
+pub struct RecordingCarrier {
+    voids: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    pub void_outages: std::sync::atomic::AtomicU32,
+    pub void_calls: std::sync::atomic::AtomicU32,
+}
+
+impl RecordingCarrier {
+    /// Tracking numbers voided, once per idempotency key.
+    pub fn voided(&self) -> Vec<String> {
+        self.voids
+            .lock()
+            .expect("voids")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Carrier for RecordingCarrier {
+    async fn create_label(&self, request: &LabelRequest) -> Result<Label, GatewayError> {
+        SandboxCarrier.create_label(request).await
+    }
+
+    async fn void_label(
+        &self,
+        tracking_number: &str,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        self.void_calls.fetch_add(1, Ordering::SeqCst);
+        let outage = self
+            .void_outages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        if outage.is_ok() {
+            return Err(GatewayError {
+                provider: "sandbox".to_owned(),
+                message: "carrier not answering".to_owned(),
+            });
+        }
+        self.voids
+            .lock()
+            .expect("voids")
+            .entry(idempotency_key.to_owned())
+            .or_insert_with(|| tracking_number.to_owned());
         Ok(())
     }
 }
