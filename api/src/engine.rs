@@ -90,6 +90,16 @@ pub struct EngineArgs {
     )]
     pub projection_fetch_wait_ms: u64,
 
+    /// How long the relay's producer waits to fill a request (`linger.ms`), in milliseconds.
+    #[arg(
+        long,
+        env = "COMMERCE_RELAY_LINGER_MS",
+        default_value_t = commerce_relay::DEFAULT_LINGER_MS,
+        value_parser = clap::value_parser!(u64).range(0..=10_000),
+        global = true
+    )]
+    pub relay_linger_ms: u64,
+
     /// Seconds between checkpoint seals of the event log, next to the relay (0: never).
     #[arg(
         long,
@@ -140,6 +150,8 @@ pub struct EngineConfig {
     pub projection_group: String,
     /// How long the broker may hold a projection worker's fetch.
     pub projection_fetch_wait: Duration,
+    /// How long the relay's producer waits to fill a request.
+    pub relay_linger: Duration,
     /// Time between checkpoint seals, with the relay (`None`: no sealing).
     pub seal_interval: Option<Duration>,
     /// The event store the relay publishes (`COMMERCE_EVENT_STORE`; checked by
@@ -158,6 +170,7 @@ impl EngineConfig {
             replication: args.topic_replication.max(1),
             projection_group: args.projection_group.clone(),
             projection_fetch_wait: Duration::from_millis(args.projection_fetch_wait_ms),
+            relay_linger: Duration::from_millis(args.relay_linger_ms),
             seal_interval: (args.seal_interval_secs > 0)
                 .then(|| Duration::from_secs(args.seal_interval_secs)),
             event_store: EventStoreSelection::Postgres,
@@ -176,6 +189,7 @@ impl EngineConfig {
             projection_fetch_wait: Duration::from_millis(
                 commerce_projections::worker::DEFAULT_FETCH_WAIT_MS,
             ),
+            relay_linger: Duration::from_millis(commerce_relay::DEFAULT_LINGER_MS),
             seal_interval: Some(Duration::from_secs(10)),
             event_store: EventStoreSelection::Postgres,
         }
@@ -187,6 +201,7 @@ impl EngineConfig {
         config.topics.seed_topics = self.seed_topics;
         config.topics.partitions = self.partitions;
         config.topics.replication = self.replication;
+        config.linger = self.relay_linger;
         config
     }
 

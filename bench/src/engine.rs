@@ -103,7 +103,7 @@ struct Component {
 
 /// The environment every `commerce` process of the run gets.
 struct Environment {
-    vars: Vec<(&'static str, String)>,
+    vars: Vec<(String, String)>,
 }
 
 impl Environment {
@@ -124,13 +124,15 @@ impl Engine {
     /// Migrates the database, registers the tenant and launches the engine; returns once it
     /// answers `/health`. It runs `all` (or every component subcommand the binary has) unless
     /// `requested` names components: then `serve` and those, each its own process. Component
-    /// logs go to `<logs>/engine-<component>.log`.
+    /// logs go to `<logs>/engine-<component>.log`. `settings` come last, so they override the
+    /// bench's own variables.
     pub async fn start(
         binaries: &Binaries,
         database_url: &str,
         brokers: &str,
         logs: &Path,
         requested: &[String],
+        settings: &[(String, String)],
     ) -> anyhow::Result<Self> {
         let bin = binaries.commerce();
         let port = free_port()?;
@@ -139,18 +141,23 @@ impl Engine {
             Uuid::new_v4().simple(),
             Uuid::new_v4().simple()
         );
+        let own = [
+            ("DATABASE_URL", database_url.to_owned()),
+            ("KAFKA_BROKERS", brokers.to_owned()),
+            ("COMMERCE_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("COMMERCE_JWT_SECRET", secret.clone()),
+            ("COMMERCE_AUDIT_KEY", audit_key().to_owned()),
+            // The per-tenant rate limit would otherwise be what is measured.
+            ("COMMERCE_RATE_LIMIT_PER_SECOND", "1000000".to_owned()),
+            ("COMMERCE_RATE_LIMIT_BURST", "1000000".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
         let environment = Environment {
-            vars: vec![
-                ("DATABASE_URL", database_url.to_owned()),
-                ("KAFKA_BROKERS", brokers.to_owned()),
-                ("COMMERCE_HTTP_ADDR", format!("127.0.0.1:{port}")),
-                ("COMMERCE_JWT_SECRET", secret.clone()),
-                ("COMMERCE_AUDIT_KEY", audit_key().to_owned()),
-                // The per-tenant rate limit would otherwise be what is measured.
-                ("COMMERCE_RATE_LIMIT_PER_SECOND", "1000000".to_owned()),
-                ("COMMERCE_RATE_LIMIT_BURST", "1000000".to_owned()),
-                ("RUST_LOG", "warn".to_owned()),
-            ],
+            vars: own
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .chain(settings.iter().cloned())
+                .collect(),
         };
         run_once(&bin, &environment, &["migrate"]).await?;
         run_once(&bin, &environment, &["tenant", "add", TENANT]).await?;

@@ -82,6 +82,18 @@ struct Args {
     /// between phases then waits only for what runs.
     #[arg(long, value_delimiter = ',', value_parser = ["serve", "relay", "project", "workflows"])]
     components: Vec<String>,
+    /// A setting for the engine's processes, `KEY=VALUE` (repeatable), e.g.
+    /// `--engine-env COMMERCE_PROJECTION_FETCH_WAIT_MS=10`; it overrides the bench's own.
+    #[arg(long = "engine-env", value_parser = engine_setting)]
+    engine_env: Vec<(String, String)>,
+}
+
+/// Parses `KEY=VALUE` with a non-empty key.
+fn engine_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 #[tokio::main]
@@ -99,6 +111,7 @@ async fn main() -> ExitCode {
     }
     plan.latency_rate = args.latency_rate;
     plan.components = args.components;
+    plan.engine_env = args.engine_env;
     match run::run(plan).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

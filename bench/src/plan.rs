@@ -81,6 +81,9 @@ pub struct Plan {
     /// The `commerce` subcommands to run, each its own process, instead of `all`; empty for
     /// `all`.
     pub components: Vec<String>,
+    /// Settings given to every `commerce` process on top of the bench's own (e.g.
+    /// `COMMERCE_SEED_TOPICS=false`), to measure what a knob changes; recorded in the JSON.
+    pub engine_env: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -125,6 +128,7 @@ impl Plan {
                 settle_within: seconds(5),
                 settle_stall: seconds(5),
                 components: Vec::new(),
+                engine_env: Vec::new(),
             }
         } else {
             Self {
@@ -151,6 +155,7 @@ impl Plan {
                 settle_within: seconds(45 * 60),
                 settle_stall: seconds(120),
                 components: Vec::new(),
+                engine_env: Vec::new(),
             }
         }
     }

@@ -43,6 +43,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
         services.brokers(),
         &plan.out,
         &plan.components,
+        &plan.engine_env,
     )
     .await
     {

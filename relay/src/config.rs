@@ -25,11 +25,18 @@ pub struct RelayConfig {
     /// How long the producer keeps retrying a message internally before reporting it failed
     /// (`message.timeout.ms`); the batch is then retried after a backoff.
     pub delivery_timeout: Duration,
-    /// How long the producer waits to fill a request (`linger.ms`): latency against throughput.
+    /// How long the producer waits to fill a request (`linger.ms`). The relay hands over a
+    /// whole batch at once and librdkafka sends one request per partition, so waiting only
+    /// delays it: 0 by default.
     pub linger: Duration,
     /// How often lag, throughput and, when idle, broker reachability are measured.
     pub measure_interval: Duration,
 }
+
+/// The producer's default `linger.ms`: none (see [`RelayConfig::linger`]). 5 ms cost every
+/// event 5 to 13 ms on its way to the broker and gained no throughput (BENCHMARKS.md,
+/// 2026-11-30 04:00 section).
+pub const DEFAULT_LINGER_MS: u64 = 0;
 
 /// Topic layout and creation settings.
 #[derive(Clone, Debug)]
@@ -56,7 +63,7 @@ pub struct BackoffConfig {
 
 impl RelayConfig {
     /// The defaults: relay `kafka`, batches of 1,000 events, a 500 ms polling fallback,
-    /// retries from 100 ms doubling up to 10 s, 30 s delivery timeout, 5 ms linger.
+    /// retries from 100 ms doubling up to 10 s, 30 s delivery timeout, no linger.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             name: "kafka".to_owned(),
@@ -70,7 +77,7 @@ impl RelayConfig {
                 max: Duration::from_secs(10),
             },
             delivery_timeout: Duration::from_secs(30),
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(DEFAULT_LINGER_MS),
             measure_interval: Duration::from_secs(1),
         }
     }

@@ -69,7 +69,7 @@ mod source;
 mod status;
 mod topics;
 
-pub use config::{BackoffConfig, RelayConfig, TopicConfig};
+pub use config::{BackoffConfig, DEFAULT_LINGER_MS, RelayConfig, TopicConfig};
 pub use error::{PublishError, RelayError};
 pub use relay::Relay;
 pub use source::{BackendLogSource, BackendWakeups, LogSource, PgLogSource, RelayedEvent};

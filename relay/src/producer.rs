@@ -64,8 +64,10 @@ impl Publisher {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // One request in flight per connection: a retried request can never be overtaken
-            // by a later one, so per-key order holds even on brokers (Tansu) that do not
-            // enforce idempotent-producer sequence numbers.
+            // by a later one, so per-key order holds even on a broker that does not check
+            // idempotent-producer sequence numbers (Tansu 0.6's SQLite storage does; it also
+            // serves a connection's requests one at a time, so more in flight would gain
+            // little there).
             .set("max.in.flight.requests.per.connection", "1")
             // A message that finally fails poisons the producer instead of letting later
             // messages of its partition through: the relay then republishes from its cursor.
