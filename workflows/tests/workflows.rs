@@ -275,25 +275,7 @@ async fn customer_cancel_after_confirmation_refunds_the_capture() {
 #[tokio::test]
 async fn customer_cancel_after_the_label_cancels_the_shipment() {
     let h = Harness::new().await;
-    h.product("TEE", PRICE);
-    h.stock("TEE", 1).await;
-    let engine = h.spawn();
-    let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
-    h.eventually(20, "the label", || async {
-        h.count_events("order.label_attached").await == 1
-    })
-    .await;
-
-    h.order_command(order_id, h.customer_cancel()).await;
-
-    h.eventually(20, "the refund and the shipment canceled", || async {
-        h.net_paid(order_id).await == 0
-            && h.shipment_of(order_id)
-                .await
-                .is_some_and(|shipment| shipment.status() == Some(ShipmentStatus::Canceled))
-    })
-    .await;
-    engine.abort();
+    let order_id = cancel_a_labelled_order(&h).await;
     assert_eq!(
         h.order(order_id).await.status(),
         Some(OrderStatus::Canceled)
@@ -308,9 +290,18 @@ async fn customer_cancel_after_the_label_cancels_the_shipment() {
 #[tokio::test]
 async fn a_carrier_down_at_the_cancel_voids_the_label_once_it_answers() {
     let h = Harness::new().await;
+    h.carrier.void_outages.store(3, Ordering::SeqCst);
+    let order_id = cancel_a_labelled_order(&h).await;
+    assert!(h.carrier.void_calls.load(Ordering::SeqCst) >= 4);
+    let shipment = h.shipment_of(order_id).await.expect("the shipment");
+    assert_eq!(h.carrier.voided(), [shipment.tracking_number().to_owned()]);
+}
+
+/// Given a paid order whose label was bought, when its customer cancels it, then the engine
+/// refunds it and cancels its shipment; returns the order once both are done.
+async fn cancel_a_labelled_order(h: &Harness) -> commerce_domain::OrderId {
     h.product("TEE", PRICE);
     h.stock("TEE", 1).await;
-    h.carrier.void_outages.store(3, Ordering::SeqCst);
     let engine = h.spawn();
     let order_id = h.place_order(&[("TEE", 1)], Some("pm_card_ok")).await;
     h.eventually(20, "the label", || async {
@@ -320,21 +311,15 @@ async fn a_carrier_down_at_the_cancel_voids_the_label_once_it_answers() {
 
     h.order_command(order_id, h.customer_cancel()).await;
 
-    h.eventually(
-        30,
-        "the shipment canceled and the order refunded",
-        || async {
-            h.net_paid(order_id).await == 0
-                && h.shipment_of(order_id)
-                    .await
-                    .is_some_and(|shipment| shipment.status() == Some(ShipmentStatus::Canceled))
-        },
-    )
+    h.eventually(30, "the refund and the shipment canceled", || async {
+        h.net_paid(order_id).await == 0
+            && h.shipment_of(order_id)
+                .await
+                .is_some_and(|shipment| shipment.status() == Some(ShipmentStatus::Canceled))
+    })
     .await;
     engine.abort();
-    assert!(h.carrier.void_calls.load(Ordering::SeqCst) >= 4);
-    let shipment = h.shipment_of(order_id).await.expect("the shipment");
-    assert_eq!(h.carrier.voided(), [shipment.tracking_number().to_owned()]);
+    order_id
 }
 
 #[tokio::test]
