@@ -124,3 +124,27 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::engine_setting;
+
+    #[test]
+    fn given_engine_settings_when_parsed_then_only_key_value_pairs_pass() {
+        assert_eq!(
+            engine_setting("COMMERCE_SEED_TOPICS=false"),
+            Ok(("COMMERCE_SEED_TOPICS".to_owned(), "false".to_owned()))
+        );
+        assert_eq!(
+            engine_setting("RUST_LOG=info,sqlx=warn"),
+            Ok(("RUST_LOG".to_owned(), "info,sqlx=warn".to_owned()))
+        );
+        assert_eq!(
+            engine_setting("EMPTY="),
+            Ok(("EMPTY".to_owned(), String::new()))
+        );
+        for bad in ["", "NO_VALUE", "=value"] {
+            assert!(engine_setting(bad).is_err(), "{bad:?}");
+        }
+    }
+}
