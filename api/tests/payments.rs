@@ -17,29 +17,56 @@ use uuid::Uuid;
 /// A captured payment of 10.00 EUR in tenant `acme`, written through the write model (payments
 /// are opened by the order workflow, not by an endpoint).
 async fn captured_payment(app: &TestApp) -> PaymentId {
+    payment_through(
+        app,
+        "pm_card_ok",
+        vec![PaymentCommand::RecordCharge {
+            provider_ref: "sandbox_ch_1".to_owned(),
+            at: Utc::now(),
+        }],
+    )
+    .await
+}
+
+/// A 10.00 EUR payment of tenant `acme` that waited for 3-D Secure (`sandbox_3ds_1`) and was
+/// voided with nothing captured, as the compensation of a canceled order leaves it.
+async fn voided_payment(app: &TestApp) -> PaymentId {
+    payment_through(
+        app,
+        "pm_card_requires_action",
+        vec![
+            PaymentCommand::RecordRequiresAction {
+                provider_ref: "sandbox_3ds_1".to_owned(),
+                at: Utc::now(),
+            },
+            PaymentCommand::Void {
+                reason: "order_canceled".to_owned(),
+                at: Utc::now(),
+            },
+        ],
+    )
+    .await
+}
+
+/// A new 10.00 EUR payment paid with `method`, then `later` applied to it.
+async fn payment_through(app: &TestApp, method: &str, later: Vec<PaymentCommand>) -> PaymentId {
     let executor = CommandExecutor::<Payment>::new(PgEventStore::new(app.db.pool().clone()), ());
     let payment_id = PaymentId::new();
     let stream = StreamId::new(TENANT_A, payment_id.to_string()).expect("valid stream");
     let eur = Currency::from_code("EUR").expect("known currency");
-    let commands = [
-        PaymentCommand::Create(CreatePayment {
-            payment_id,
-            purpose: PaymentPurpose::Order {
-                order_id: Uuid::new_v4(),
-            },
-            customer: CustomerId::new("alice").expect("valid"),
-            amount: Money::new(1000, eur),
-            method: "pm_card_ok".to_owned(),
-            provider: "sandbox".to_owned(),
-            capture_policy: CapturePolicy::Automatic,
-            at: Utc::now(),
-        }),
-        PaymentCommand::RecordCharge {
-            provider_ref: "sandbox_ch_1".to_owned(),
-            at: Utc::now(),
+    let create = PaymentCommand::Create(CreatePayment {
+        payment_id,
+        purpose: PaymentPurpose::Order {
+            order_id: Uuid::new_v4(),
         },
-    ];
-    for command in commands {
+        customer: CustomerId::new("alice").expect("valid"),
+        amount: Money::new(1000, eur),
+        method: method.to_owned(),
+        provider: "sandbox".to_owned(),
+        capture_policy: CapturePolicy::Automatic,
+        at: Utc::now(),
+    });
+    for command in std::iter::once(create).chain(later) {
         let context = CommandContext::new(EventMetadata::new(TENANT_A, "workflow"));
         executor
             .execute(stream.clone(), command, context)
@@ -47,6 +74,35 @@ async fn captured_payment(app: &TestApp) -> PaymentId {
             .expect("accepted");
     }
     payment_id
+}
+
+/// Delivers `event` to the sandbox webhook, signed; returns the status and the body.
+async fn deliver(app: &TestApp, event: &Value) -> (u16, Value) {
+    let body = event.to_string();
+    let response = app
+        .client
+        .post(app.url("/payments/webhooks/sandbox"))
+        .header("content-type", "application/json")
+        .header("x-webhook-signature", sign(WEBHOOK_SECRET, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// `provider_orphans` rows: provider event, payment, provider reference, captured minor units,
+/// currency, settled.
+async fn orphans(app: &TestApp) -> Vec<(String, Uuid, String, Option<i64>, String, bool)> {
+    sqlx::query_as(
+        "SELECT provider_event_id, payment_id, provider_ref, captured_minor, currency, \
+                settled_at IS NOT NULL \
+         FROM provider_orphans ORDER BY provider_event_id",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .expect("orphans")
 }
 
 fn refund(amount: i64) -> Value {
@@ -259,4 +315,74 @@ async fn given_signed_provider_events_when_delivered_then_applied_once() {
         .expect("answered");
     problem(response, 404).await;
     assert_eq!(app.event_count().await, applied);
+}
+
+#[tokio::test]
+async fn given_a_voided_payment_when_the_provider_reports_taking_money_then_it_is_kept_to_give_back()
+ {
+    let app = TestApp::start().await;
+    commerce_workflows::migrate(app.db.pool())
+        .await
+        .expect("workflow schema");
+    let voided = voided_payment(&app).await;
+    let captured = captured_payment(&app).await;
+    let before = app.event_count().await;
+    let late_capture = json!({
+        "provider_event_id": "evt_late_capture",
+        "tenant_id": TENANT_A,
+        "payment_id": voided.to_string(),
+        "kind": "succeeded",
+    });
+    let late_hold = json!({
+        "provider_event_id": "evt_late_hold",
+        "tenant_id": TENANT_A,
+        "payment_id": voided.to_string(),
+        "kind": "authorized",
+        "provider_ref": "sandbox_3ds_2",
+    });
+
+    // when: the provider says it captured, twice (a redelivery), and that it holds money
+    for event in [&late_capture, &late_capture, &late_hold] {
+        let (status, body) = deliver(&app, event).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["applied"], false);
+    }
+    // and: a success on a payment the engine captured itself is only a redelivery
+    let (status, _) = deliver(
+        &app,
+        &json!({
+            "provider_event_id": "evt_known_capture",
+            "tenant_id": TENANT_A,
+            "payment_id": captured.to_string(),
+            "kind": "succeeded",
+        }),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // then: the closed payment took no event (PAY-9), and the money is kept to give back,
+    // once per provider event
+    assert_eq!(app.event_count().await, before);
+    let eur = "EUR".to_owned();
+    assert_eq!(
+        orphans(&app).await,
+        vec![
+            (
+                "evt_late_capture".to_owned(),
+                voided.as_uuid(),
+                "sandbox_3ds_1".to_owned(),
+                Some(1000),
+                eur.clone(),
+                false
+            ),
+            (
+                "evt_late_hold".to_owned(),
+                voided.as_uuid(),
+                "sandbox_3ds_2".to_owned(),
+                None,
+                eur,
+                false
+            ),
+        ]
+    );
 }

@@ -57,7 +57,9 @@
 //!
 //! Provider webhooks enter through the API as Payment `ApplyProviderEvent` commands, which the
 //! Payment aggregate deduplicates by provider event id (PAY-6); the process managers react to
-//! the resulting `payment.*` events like to any other.
+//! the resulting `payment.*` events like to any other. A webhook saying the provider took
+//! money for a payment already closed is recorded apart ([`orphans`]), and the leader gives
+//! that money back at the provider on its polls.
 
 mod campaign;
 mod checkout;
@@ -70,6 +72,7 @@ pub mod gateway;
 mod ids;
 mod intake;
 mod links;
+pub mod orphans;
 mod react;
 mod schedule;
 
@@ -360,6 +363,9 @@ impl Workflows {
                         false
                     }
                 };
+                if let Err(error) = orphans::settle_due(engine).await {
+                    tracing::warn!(%error, "workflows: orphaned provider funds not checked; next poll");
+                }
                 housekept = Some(Instant::now());
             }
             if !deadline_due {

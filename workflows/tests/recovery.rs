@@ -13,8 +13,9 @@ use commerce_aggregates::campaign::{CampaignStatus, ParticipantState};
 use commerce_aggregates::order::{OrderCommand, OrderStatus};
 use commerce_aggregates::payment::PaymentStatus;
 use commerce_contracts::ReservationHolder;
-use commerce_domain::{CampaignId, OrderId};
-use common::{Harness, PRICE, RecordingGateway};
+use commerce_domain::{CampaignId, Money, OrderId};
+use commerce_workflows::orphans::{self, OrphanedFunds};
+use common::{Harness, PRICE, RecordingGateway, TENANT, eur};
 
 async fn fulfillment_of(h: &Harness, order_id: OrderId) -> uuid::Uuid {
     sqlx::query_scalar(
@@ -716,4 +717,59 @@ async fn events_whose_transaction_ids_cross_a_power_of_ten_are_all_handled() {
         unhandled.len()
     );
     assert_eq!(h.count_events("order.stock_reserved").await, 300);
+}
+
+/// Money a provider took for a payment the engine had closed (recorded by the webhook route)
+/// is given back at the provider, once, and its record is marked settled; a hold is voided.
+#[tokio::test]
+async fn money_a_provider_took_for_a_closed_payment_is_given_back_once() {
+    let h = Harness::new().await;
+    let gateway = Arc::new(RecordingGateway::default());
+    gateway.provider_took("customer-finished-3ds", "sandbox_3ds_1", 1_000);
+    let payment_id = commerce_domain::PaymentId::new();
+    for (provider_event_id, provider_ref, captured) in [
+        (
+            "evt_late_capture",
+            "sandbox_3ds_1",
+            Some(Money::new(1_000, eur())),
+        ),
+        ("evt_late_hold", "sandbox_3ds_2", None),
+    ] {
+        orphans::record(
+            h.db.pool(),
+            &OrphanedFunds {
+                tenant: TENANT.to_owned(),
+                provider_event_id: provider_event_id.to_owned(),
+                payment_id,
+                provider_ref: provider_ref.to_owned(),
+                captured,
+                currency: eur(),
+            },
+        )
+        .await
+        .expect("recorded");
+    }
+
+    let engine = h.spawn_with(gateway.clone(), 1);
+    h.eventually(20, "both given back", || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM provider_orphans WHERE settled_at IS NULL",
+        )
+        .fetch_one(h.db.pool())
+        .await
+        .expect("orphans")
+            == 0
+    })
+    .await;
+    // Polls after the settlement ask the provider for nothing more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    engine.abort();
+
+    assert_eq!(gateway.net_total(), 0);
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("SELECT attempts FROM provider_orphans ORDER BY provider_event_id")
+            .fetch_all(h.db.pool())
+            .await
+            .expect("attempts");
+    assert_eq!(attempts, [1, 1]);
 }

@@ -168,6 +168,12 @@ impl Payment {
         self.capture_policy
     }
 
+    /// The provider's reference of the payment, once the provider answered.
+    #[must_use]
+    pub fn provider_ref(&self) -> Option<&str> {
+        self.provider_ref.as_deref()
+    }
+
     /// The payment's currency.
     #[must_use]
     pub const fn currency(&self) -> Option<Currency> {

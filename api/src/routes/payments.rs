@@ -12,10 +12,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use commerce_aggregates::payment::{
-    Payment, PaymentCommand, ProviderEvent, ProviderEventKind, stream_key,
+    Payment, PaymentCommand, PaymentStatus, ProviderEvent, ProviderEventKind, stream_key,
 };
 use commerce_contracts::events::PaymentEvent;
 use commerce_domain::{CustomerId, PaymentId, TenantId};
+use commerce_eventstore::StreamId;
+use commerce_workflows::orphans::{self, OrphanedFunds};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -212,15 +214,87 @@ pub async fn webhook(
         .execute::<Payment>(
             &state.commands().payments,
             &stream_key(&payment_id),
-            PaymentCommand::ApplyProviderEvent(provider_event),
+            PaymentCommand::ApplyProviderEvent(provider_event.clone()),
             &event,
         )
         .await?;
+    let applied = !outcome.events.is_empty();
+    if !applied {
+        keep_orphaned_funds(&state, &principal.tenant, payment_id, &provider_event).await?;
+    }
     let received = WebhookReceived {
         provider_event_id: event.provider_event_id,
-        applied: !outcome.events.is_empty(),
+        applied,
     };
     Ok(Answer::new(StatusCode::OK, &outcome, Some(received)))
+}
+
+/// A provider event that changed nothing may still say the provider took money for a payment
+/// the engine had closed (voided, failed or expired, nothing captured): a customer finishing
+/// 3-D Secure just before the void reached the provider. The payment takes no event for it
+/// (PAY-9), so it is recorded apart for the process managers to give back
+/// ([`commerce_workflows::orphans`]). If that record cannot be written, the webhook fails and
+/// the provider delivers it again.
+async fn keep_orphaned_funds(
+    state: &AppState,
+    tenant: &TenantId,
+    payment_id: PaymentId,
+    event: &ProviderEvent,
+) -> Result<(), ApiError> {
+    let captures = match event.kind {
+        ProviderEventKind::Captured | ProviderEventKind::Succeeded => true,
+        ProviderEventKind::Authorized { .. } => false,
+        _ => return Ok(()),
+    };
+    let stream = StreamId::new(tenant.as_str(), stream_key(&payment_id))
+        .map_err(|_| ApiError::NotFound("payment".to_owned()))?;
+    let payment = state
+        .commands()
+        .payments
+        .current(&stream)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "cannot load a payment for its webhook");
+            ApiError::Unavailable
+        })?
+        .aggregate;
+    let closed = matches!(
+        payment.status(),
+        Some(PaymentStatus::Voided | PaymentStatus::Failed | PaymentStatus::Expired)
+    );
+    let (Some(currency), Some(amount)) = (payment.currency(), payment.amount()) else {
+        return Ok(());
+    };
+    if !closed
+        || payment
+            .captured()
+            .is_some_and(|captured| captured.is_positive())
+    {
+        return Ok(());
+    }
+    let Some(provider_ref) = event
+        .provider_ref
+        .clone()
+        .or_else(|| payment.provider_ref().map(str::to_owned))
+    else {
+        tracing::error!(%payment_id, provider_event_id = %event.provider_event_id, "a provider took money for a closed payment, without a reference to give it back by");
+        return Ok(());
+    };
+    let captured = captures.then(|| event.amount.unwrap_or(amount));
+    let funds = OrphanedFunds {
+        tenant: tenant.as_str().to_owned(),
+        provider_event_id: event.provider_event_id.clone(),
+        payment_id,
+        provider_ref,
+        captured,
+        currency: captured.map_or(currency, |money| money.currency()),
+    };
+    drop(payment);
+    orphans::record(state.pool(), &funds)
+        .await
+        .map_err(crate::commands::database_error)?;
+    tracing::warn!(%payment_id, provider_event_id = %funds.provider_event_id, "a provider took money for a closed payment; the process managers give it back");
+    Ok(())
 }
 
 fn provider_event(event: &WebhookEvent) -> Result<ProviderEvent, ApiError> {

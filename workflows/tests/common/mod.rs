@@ -638,6 +638,12 @@ impl RecordingGateway {
         }
     }
 
+    /// Books a capture the provider made on its own (a customer finishing 3-D Secure after
+    /// the engine gave up on the payment).
+    pub fn provider_took(&self, key: &str, provider_ref: &str, amount: i64) {
+        self.book(key, provider_ref, amount);
+    }
+
     /// Money the provider holds for the merchant: Σ captured − Σ refunded.
     pub fn net_total(&self) -> i64 {
         self.ledger.lock().expect("ledger").net.values().sum()

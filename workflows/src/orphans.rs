@@ -1,0 +1,108 @@
+//! Money a provider took for a payment the engine had already closed.
+//!
+//! A customer can finish 3-D Secure just before the compensation's void reaches the provider:
+//! the provider then captures (or holds) money for a payment the engine shows voided, failed
+//! or expired, and the late webhook finds a payment that takes no event (PAY-9). The webhook
+//! route records such a webhook here ([`record`]); the process managers' leader gives the
+//! money back at the provider ([`settle_due`]: a refund of what was captured, a void of a
+//! hold), keyed by the provider event, and marks the row settled. A provider that does not
+//! answer is asked again at the next poll.
+
+use commerce_domain::{Currency, Money, PaymentId};
+use sqlx::PgPool;
+
+use crate::engine::Engine;
+use crate::error::WorkflowError;
+
+/// Rows given back per poll, at most: each is a provider call made from the leader's loop.
+const SETTLE_PER_POLL: i64 = 16;
+
+/// A provider's word about a closed payment, as its webhook carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanedFunds {
+    pub tenant: String,
+    pub provider_event_id: String,
+    pub payment_id: PaymentId,
+    pub provider_ref: String,
+    /// What the provider captured; `None` when it only holds an authorization.
+    pub captured: Option<Money>,
+    /// The currency of `captured`, else the payment's.
+    pub currency: Currency,
+}
+
+/// Records `funds` once per provider event; a redelivery changes nothing.
+///
+/// # Errors
+/// The database's: the webhook must then fail, so the provider delivers it again.
+pub async fn record(pool: &PgPool, funds: &OrphanedFunds) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO provider_orphans \
+           (tenant_id, provider_event_id, payment_id, provider_ref, captured_minor, currency) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id, provider_event_id) DO NOTHING",
+    )
+    .bind(&funds.tenant)
+    .bind(&funds.provider_event_id)
+    .bind(funds.payment_id.as_uuid())
+    .bind(&funds.provider_ref)
+    .bind(funds.captured.map(|money| money.amount_minor()))
+    .bind(funds.currency.code())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// An unsettled row: tenant, provider event, provider reference, captured minor units,
+/// currency.
+type OrphanRow = (String, String, String, Option<i64>, String);
+
+/// Gives back, at the provider, what the oldest unsettled rows hold; returns how many were
+/// settled. A failed provider call is recorded on its row and tried again next time.
+pub(crate) async fn settle_due(engine: &Engine) -> Result<usize, WorkflowError> {
+    let rows: Vec<OrphanRow> = sqlx::query_as(
+        "SELECT tenant_id, provider_event_id, provider_ref, captured_minor, currency \
+         FROM provider_orphans WHERE settled_at IS NULL ORDER BY recorded_at LIMIT $1",
+    )
+    .bind(SETTLE_PER_POLL)
+    .fetch_all(&engine.pool)
+    .await?;
+    let mut settled = 0;
+    for (tenant, provider_event_id, provider_ref, captured_minor, currency) in rows {
+        let key = format!("orphan:{provider_event_id}");
+        let given_back = match captured_minor {
+            Some(minor) => match Currency::from_code(&currency) {
+                Ok(currency) => {
+                    let amount = Money::new(minor, currency);
+                    engine.gateway.refund(&provider_ref, amount, &key).await
+                }
+                Err(reason) => {
+                    tracing::error!(%tenant, %provider_event_id, %reason, "workflows: orphaned capture in an unknown currency");
+                    continue;
+                }
+            },
+            None => engine.gateway.void(&provider_ref, &key).await,
+        };
+        let outcome = given_back.as_ref().err().map(ToString::to_string);
+        sqlx::query(
+            "UPDATE provider_orphans SET \
+               settled_at = CASE WHEN $3::text IS NULL THEN now() END, \
+               attempts = attempts + 1, last_error = $3 \
+             WHERE tenant_id = $1 AND provider_event_id = $2",
+        )
+        .bind(&tenant)
+        .bind(&provider_event_id)
+        .bind(&outcome)
+        .execute(&engine.pool)
+        .await?;
+        match outcome {
+            None => {
+                tracing::info!(%tenant, %provider_event_id, %provider_ref, "workflows: money a provider took for a closed payment given back");
+                settled += 1;
+            }
+            Some(error) => {
+                tracing::warn!(%tenant, %provider_event_id, %error, "workflows: orphaned provider funds not given back yet");
+            }
+        }
+    }
+    Ok(settled)
+}
