@@ -4,7 +4,7 @@
 //! the provider then captures (or holds) money for a payment the engine shows voided, failed
 //! or expired, and the late webhook finds a payment that takes no event (PAY-9). The webhook
 //! route records such a webhook here ([`record`]); the process managers' leader gives the
-//! money back at the provider ([`settle_due`]: a refund of what was captured, a void of a
+//! money back at the provider (`settle_due`: a refund of what was captured, a void of a
 //! hold), keyed by the provider event, and marks the row settled. A provider that does not
 //! answer is asked again at the next poll.
 
