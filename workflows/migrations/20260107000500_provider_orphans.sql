@@ -13,6 +13,7 @@ CREATE TABLE provider_orphans (
     recorded_at       timestamptz NOT NULL DEFAULT now(),
     settled_at        timestamptz,
     attempts          integer NOT NULL DEFAULT 0,
+    attempted_at      timestamptz,
     last_error        text,
     PRIMARY KEY (tenant_id, provider_event_id)
 );

@@ -333,6 +333,9 @@ impl Workflows {
         // In a set of its own, which stops the task when the loop returns.
         let mut forwarding = JoinSet::new();
         forwarding.spawn(forward_wakeups(log.wakeups().await?, appended.clone()));
+        // Provider calls for orphaned funds run beside the loop, one pass at a time, so a slow
+        // provider never holds up the reactions; dropping the set stops a pass.
+        let mut settling = JoinSet::new();
         let mut cursor = intake::load_cursor(&engine.pool).await?;
         let mut read_up_to = cursor;
         let mut window = Window::default();
@@ -363,8 +366,14 @@ impl Workflows {
                         false
                     }
                 };
-                if let Err(error) = orphans::settle_due(engine).await {
-                    tracing::warn!(%error, "workflows: orphaned provider funds not checked; next poll");
+                while settling.try_join_next().is_some() {}
+                if settling.is_empty() {
+                    let engine = engine.clone();
+                    settling.spawn(async move {
+                        if let Err(error) = orphans::settle_due(&engine).await {
+                            tracing::warn!(%error, "workflows: orphaned provider funds not checked; next poll");
+                        }
+                    });
                 }
                 housekept = Some(Instant::now());
             }

@@ -6,7 +6,9 @@
 //! route records such a webhook here ([`record`]); the process managers' leader gives the
 //! money back at the provider (`settle_due`: a refund of what was captured, a void of a
 //! hold), keyed by the provider event, and marks the row settled. A provider that does not
-//! answer is asked again at the next poll.
+//! answer is asked again after a pause that grows with each failed attempt (5 s more each
+//! time, at most 5 minutes). The passes run beside the leader's loop, one at a time, so a
+//! slow provider never holds up the reactions.
 
 use commerce_domain::{Currency, Money, PaymentId};
 use sqlx::PgPool;
@@ -14,8 +16,13 @@ use sqlx::PgPool;
 use crate::engine::Engine;
 use crate::error::WorkflowError;
 
-/// Rows given back per poll, at most: each is a provider call made from the leader's loop.
-const SETTLE_PER_POLL: i64 = 16;
+/// Rows given back per pass, at most: each is a provider call.
+const SETTLE_PER_PASS: i64 = 16;
+/// A row whose provider call failed waits this long per failed attempt (up to
+/// [`RETRY_ATTEMPTS_CAP`] of them) before it is tried again, so a provider outage is not
+/// asked about every poll.
+const RETRY_STEP_SECS: i32 = 5;
+const RETRY_ATTEMPTS_CAP: i32 = 60;
 
 /// A provider's word about a closed payment, as its webhook carried it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,13 +64,20 @@ pub async fn record(pool: &PgPool, funds: &OrphanedFunds) -> Result<(), sqlx::Er
 type OrphanRow = (String, String, String, Option<i64>, String);
 
 /// Gives back, at the provider, what the oldest unsettled rows hold; returns how many were
-/// settled. A failed provider call is recorded on its row and tried again next time.
+/// settled. A failed provider call is recorded on its row, which is tried again after a
+/// pause that grows with its failed attempts.
 pub(crate) async fn settle_due(engine: &Engine) -> Result<usize, WorkflowError> {
     let rows: Vec<OrphanRow> = sqlx::query_as(
         "SELECT tenant_id, provider_event_id, provider_ref, captured_minor, currency \
-         FROM provider_orphans WHERE settled_at IS NULL ORDER BY recorded_at LIMIT $1",
+         FROM provider_orphans \
+         WHERE settled_at IS NULL \
+           AND (attempted_at IS NULL \
+                OR attempted_at + make_interval(secs => $2 * least(attempts, $3)) <= now()) \
+         ORDER BY recorded_at LIMIT $1",
     )
-    .bind(SETTLE_PER_POLL)
+    .bind(SETTLE_PER_PASS)
+    .bind(RETRY_STEP_SECS)
+    .bind(RETRY_ATTEMPTS_CAP)
     .fetch_all(&engine.pool)
     .await?;
     let mut settled = 0;
@@ -86,7 +100,7 @@ pub(crate) async fn settle_due(engine: &Engine) -> Result<usize, WorkflowError> 
         sqlx::query(
             "UPDATE provider_orphans SET \
                settled_at = CASE WHEN $3::text IS NULL THEN now() END, \
-               attempts = attempts + 1, last_error = $3 \
+               attempts = attempts + 1, attempted_at = now(), last_error = $3 \
              WHERE tenant_id = $1 AND provider_event_id = $2",
         )
         .bind(&tenant)

@@ -621,6 +621,8 @@ impl Harness {
 pub struct RecordingGateway {
     ledger: std::sync::Mutex<Ledger>,
     pub fail_after_charge: std::sync::atomic::AtomicBool,
+    /// Refund calls that fail before any goes through, like a provider not answering.
+    pub refund_outages: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -709,6 +711,17 @@ impl PaymentGateway for RecordingGateway {
         amount: Money,
         idempotency_key: &str,
     ) -> Result<(), GatewayError> {
+        let outage = self
+            .refund_outages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        if outage.is_ok() {
+            return Err(GatewayError {
+                provider: "sandbox".to_owned(),
+                message: "provider not answering".to_owned(),
+            });
+        }
         self.book(idempotency_key, provider_ref, -amount.amount_minor());
         Ok(())
     }
