@@ -711,19 +711,22 @@ impl PaymentGateway for RecordingGateway {
         amount: Money,
         idempotency_key: &str,
     ) -> Result<(), GatewayError> {
-        let outage = self
-            .refund_outages
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            });
-        if outage.is_ok() {
-            return Err(GatewayError {
-                provider: "sandbox".to_owned(),
-                message: "provider not answering".to_owned(),
-            });
-        }
+        outage(&self.refund_outages, "provider")?;
         self.book(idempotency_key, provider_ref, -amount.amount_minor());
         Ok(())
+    }
+}
+
+/// Fails the call, as `who` not answering, while `outages` is above zero (counting it down).
+fn outage(outages: &std::sync::atomic::AtomicU32, who: &str) -> Result<(), GatewayError> {
+    match outages.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+        left.checked_sub(1)
+    }) {
+        Ok(_) => Err(GatewayError {
+            provider: "sandbox".to_owned(),
+            message: format!("{who} not answering"),
+        }),
+        Err(_) => Ok(()),
     }
 }
 
@@ -761,17 +764,7 @@ impl Carrier for RecordingCarrier {
         idempotency_key: &str,
     ) -> Result<(), GatewayError> {
         self.void_calls.fetch_add(1, Ordering::SeqCst);
-        let outage = self
-            .void_outages
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            });
-        if outage.is_ok() {
-            return Err(GatewayError {
-                provider: "sandbox".to_owned(),
-                message: "carrier not answering".to_owned(),
-            });
-        }
+        outage(&self.void_outages, "carrier")?;
         self.voids
             .lock()
             .expect("voids")
