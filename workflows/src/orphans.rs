@@ -63,10 +63,10 @@ pub async fn record(pool: &PgPool, funds: &OrphanedFunds) -> Result<(), sqlx::Er
 /// currency.
 type OrphanRow = (String, String, String, Option<i64>, String);
 
-/// Gives back, at the provider, what the oldest unsettled rows hold; returns how many were
-/// settled. A failed provider call is recorded on its row, which is tried again after a
+/// Gives back, at the provider, what the oldest unsettled rows hold. A failed provider call
+/// (or a row that cannot be read back) is recorded on its row, which is tried again after a
 /// pause that grows with its failed attempts.
-pub(crate) async fn settle_due(engine: &Engine) -> Result<usize, WorkflowError> {
+pub(crate) async fn settle_due(engine: &Engine) -> Result<(), WorkflowError> {
     let rows: Vec<OrphanRow> = sqlx::query_as(
         "SELECT tenant_id, provider_event_id, provider_ref, captured_minor, currency \
          FROM provider_orphans \
@@ -80,23 +80,25 @@ pub(crate) async fn settle_due(engine: &Engine) -> Result<usize, WorkflowError> 
     .bind(RETRY_ATTEMPTS_CAP)
     .fetch_all(&engine.pool)
     .await?;
-    let mut settled = 0;
     for (tenant, provider_event_id, provider_ref, captured_minor, currency) in rows {
         let key = format!("orphan:{provider_event_id}");
-        let given_back = match captured_minor {
+        let failure = match captured_minor {
             Some(minor) => match Currency::from_code(&currency) {
-                Ok(currency) => {
-                    let amount = Money::new(minor, currency);
-                    engine.gateway.refund(&provider_ref, amount, &key).await
-                }
-                Err(reason) => {
-                    tracing::error!(%tenant, %provider_event_id, %reason, "workflows: orphaned capture in an unknown currency");
-                    continue;
-                }
+                Ok(currency) => engine
+                    .gateway
+                    .refund(&provider_ref, Money::new(minor, currency), &key)
+                    .await
+                    .err()
+                    .map(|error| error.to_string()),
+                Err(reason) => Some(reason.to_string()),
             },
-            None => engine.gateway.void(&provider_ref, &key).await,
+            None => engine
+                .gateway
+                .void(&provider_ref, &key)
+                .await
+                .err()
+                .map(|error| error.to_string()),
         };
-        let outcome = given_back.as_ref().err().map(ToString::to_string);
         sqlx::query(
             "UPDATE provider_orphans SET \
                settled_at = CASE WHEN $3::text IS NULL THEN now() END, \
@@ -105,18 +107,17 @@ pub(crate) async fn settle_due(engine: &Engine) -> Result<usize, WorkflowError> 
         )
         .bind(&tenant)
         .bind(&provider_event_id)
-        .bind(&outcome)
+        .bind(&failure)
         .execute(&engine.pool)
         .await?;
-        match outcome {
+        match failure {
             None => {
                 tracing::info!(%tenant, %provider_event_id, %provider_ref, "workflows: money a provider took for a closed payment given back");
-                settled += 1;
             }
             Some(error) => {
                 tracing::warn!(%tenant, %provider_event_id, %error, "workflows: orphaned provider funds not given back yet");
             }
         }
     }
-    Ok(settled)
+    Ok(())
 }
